@@ -1,0 +1,196 @@
+/**
+ * An in-memory PKCS#11 token emulator providing `Pkcs11`, for tests that need no native library.
+ *
+ * It keeps the rules real tokens apply, so code tested on it behaves the same on SoftHSM2 or an HSM:
+ * tokens found by label or serial, read-only and read/write sessions, login state per token
+ * (`CKR_USER_ALREADY_LOGGED_IN` on a second login, logout on one session logs out all, closing the last
+ * session logs out, handles of private objects die at logout), object attributes with sensitive values
+ * hidden, and real signatures through node:crypto. It also models what SoftHSM2 lacks: a maximum session
+ * count and a PIN retry counter with the COUNT_LOW, FINAL_TRY and LOCKED flags.
+ *
+ * `MemoryPkcs11.Control` lets tests inject return values, remove and re-insert tokens, and count
+ * sessions and logins.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Crypto from "node:crypto"
+import { Emulator, type Method as EmulatorMethod } from "./internal/memory/emulator.js"
+import * as Service from "./internal/service.js"
+import { Pkcs11, type SlotId } from "./Pkcs11.js"
+
+/**
+ * One emulated token.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TokenOptions {
+  readonly label: string
+  /** Defaults to 16 random hex digits. */
+  readonly serialNumber?: string | undefined
+  /** Without one, the user PIN is not initialized and only public sessions work. */
+  readonly userPin?: Redacted.Redacted<string> | undefined
+  /** Without one, the SO PIN is random and SO logins fail. */
+  readonly soPin?: Redacted.Redacted<string> | undefined
+  /** The token's maximum number of sessions (`ulMaxSessionCount`); unlimited by default. */
+  readonly maxSessions?: number | undefined
+  /** The token's maximum number of read/write sessions; unlimited by default. */
+  readonly maxRwSessions?: number | undefined
+  /** Wrong PINs before a PIN locks (default 3). */
+  readonly pinRetries?: number | undefined
+  /** Flag the user PIN `CKF_USER_PIN_TO_BE_CHANGED`, as some tokens do after the SO sets it. */
+  readonly userPinToBeChanged?: boolean | undefined
+  /**
+   * The mechanisms the token offers, to emulate a token that lacks some; by default every mechanism
+   * the emulator implements (RSA PKCS#1 v1.5, PSS and OAEP, ECDSA on P-256/384/521, EdDSA on Ed25519
+   * and Ed448, HMAC-SHA-2 and their key generation).
+   */
+  readonly mechanisms?: ReadonlyArray<number> | undefined
+}
+
+/**
+ * The emulated slots.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryPkcs11Options {
+  readonly tokens: ReadonlyArray<TokenOptions>
+  /** Slots holding an uninitialized token, for `initToken` (default 0). */
+  readonly emptySlots?: number | undefined
+}
+
+/**
+ * A Cryptoki function whose return value `Control.failNext` can set.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Method = EmulatorMethod
+
+/**
+ * What the emulator counts for a token.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TokenStats {
+  /** The token's current slot id, `undefined` while it is removed. */
+  readonly slotId: SlotId | undefined
+  readonly present: boolean
+  readonly openSessions: number
+  readonly openRwSessions: number
+  /** The most sessions open at once since the layer was built or `resetPeak` was called. */
+  readonly peakSessions: number
+  /** Every `C_Login` call on the token, successful or not. */
+  readonly loginCalls: number
+  readonly loggedIn: "user" | "so" | undefined
+}
+
+/**
+ * Test controls of an emulator. Tokens are named by label or serial number; naming one that does not
+ * exist is a defect of the test.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Control extends Context.Tag("@hsmkey/pkcs11/MemoryPkcs11/Control")<Control, Control.Service>() {}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace Control {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  export interface Service {
+    /**
+     * Makes the next `times` (default 1) calls of `method` return `code`, on one token or any. An
+     * injected `CKR_SESSION_HANDLE_INVALID` or `CKR_SESSION_CLOSED` also makes the token forget the
+     * session, as a real one would have.
+     */
+    readonly failNext: (options: {
+      readonly method: Method
+      readonly code: number
+      readonly times?: number | undefined
+      readonly token?: string | undefined
+    }) => Effect.Effect<void>
+    /** Pulls the token out: its sessions fail with `CKR_DEVICE_REMOVED`, its login state is lost. */
+    readonly removeToken: (token: string) => Effect.Effect<void>
+    /** Puts a removed token back, in a new slot; the old slot id becomes invalid. */
+    readonly insertToken: (token: string) => Effect.Effect<SlotId>
+    /** The token loses its login state, as after a reset. */
+    readonly forceLogout: (token: string) => Effect.Effect<void>
+    readonly stats: (token: string) => Effect.Effect<TokenStats>
+    /** Restarts `peakSessions` from the number of sessions open now. */
+    readonly resetPeak: (token: string) => Effect.Effect<void>
+  }
+}
+
+const control = (emulator: Emulator): Control.Service => {
+  const tokenNamed = (name: string) =>
+    Effect.suspend(() => {
+      const token = emulator.findToken(name)
+      return token === undefined
+        ? Effect.dieMessage(`MemoryPkcs11: no token labelled "${name}"`)
+        : Effect.succeed(token)
+    })
+  return {
+    failNext: ({ code, method, times, token }) =>
+      token === undefined
+        ? Effect.sync(() => emulator.failNext(method, code, times ?? 1, undefined))
+        : Effect.map(tokenNamed(token), (t) => emulator.failNext(method, code, times ?? 1, t)),
+    removeToken: (name) => Effect.map(tokenNamed(name), (t) => emulator.remove(t)),
+    insertToken: (name) => Effect.map(tokenNamed(name), (t) => emulator.reinsert(t) as SlotId),
+    forceLogout: (name) => Effect.map(tokenNamed(name), (t) => emulator.forceLogout(t)),
+    stats: (name) =>
+      Effect.map(tokenNamed(name), (t) => {
+        const stats = emulator.stats(t)
+        return { ...stats, slotId: stats.slotId as SlotId | undefined }
+      }),
+    resetPeak: (name) => Effect.map(tokenNamed(name), (t) => emulator.resetPeak(t))
+  }
+}
+
+/**
+ * Builds an emulator and returns its `Pkcs11` service and `Control`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: MemoryPkcs11Options
+): Effect.Effect<{ readonly pkcs11: Pkcs11.Service; readonly control: Control.Service }> =>
+  Effect.sync(() => {
+    const emulator = new Emulator(
+      options.tokens.map((token) => ({
+        label: token.label,
+        serialNumber: token.serialNumber ?? Crypto.randomBytes(8).toString("hex"),
+        userPin: token.userPin === undefined ? undefined : Redacted.value(token.userPin),
+        soPin: token.soPin === undefined ? Crypto.randomBytes(16).toString("hex") : Redacted.value(token.soPin),
+        maxSessions: token.maxSessions,
+        maxRwSessions: token.maxRwSessions,
+        pinRetries: token.pinRetries ?? 3,
+        userPinToBeChanged: token.userPinToBeChanged ?? false,
+        mechanisms: token.mechanisms
+      })),
+      options.emptySlots ?? 0
+    )
+    return { pkcs11: Service.make(emulator), control: control(emulator) }
+  })
+
+/**
+ * A layer providing `Pkcs11` over a fresh emulator, and its `Control`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: MemoryPkcs11Options): Layer.Layer<Pkcs11 | Control> =>
+  Layer.effectContext(
+    Effect.map(make(options), ({ control, pkcs11 }) => Context.make(Pkcs11, pkcs11).pipe(Context.add(Control, control)))
+  )

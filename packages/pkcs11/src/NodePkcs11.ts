@@ -1,0 +1,83 @@
+/**
+ * The `Pkcs11` service over a native PKCS#11 library, through pkcs11js.
+ *
+ * A library is loaded and initialized once per process and real path, however many layers name it:
+ * `C_Initialize` and `C_Finalize` act on the whole process, so layers share one initialization and the
+ * last one to close finalizes and unloads it. A library that something else in the process already
+ * initialized (`CKR_CRYPTOKI_ALREADY_INITIALIZED`) is used as it is and never finalized by hsmkey.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as NodeDriver from "./internal/nodeDriver.js"
+import * as Registry from "./internal/registry.js"
+import * as Service from "./internal/service.js"
+import { Pkcs11 } from "./Pkcs11.js"
+import { ModuleLoadFailed } from "./Pkcs11Error.js"
+
+/**
+ * Options of a native PKCS#11 module.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NodePkcs11Options {
+  /** The path of the PKCS#11 shared library, such as `/usr/lib/softhsm/libsofthsm2.so`. */
+  readonly modulePath: string
+}
+
+/**
+ * Loads (or shares) the library and builds the service; the reference is dropped when the scope
+ * closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, ModuleLoadFailed, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.suspend(() => {
+      const realPath = Registry.resolve(options.modulePath)
+      if (typeof realPath !== "string") {
+        return Effect.fail(new ModuleLoadFailed({ path: options.modulePath, ...realPath }))
+      }
+      const module = Registry.acquire(realPath)
+      return "library" in module
+        ? Effect.succeed(module)
+        : Effect.fail(new ModuleLoadFailed({ path: options.modulePath, ...module }))
+    }),
+    (module) =>
+      Effect.suspend(() => {
+        const { error } = Registry.release(module)
+        return error === undefined
+          ? Effect.void
+          : Effect.logWarning(`C_Finalize of ${module.realPath} failed`).pipe(Effect.annotateLogs("error", String(error)))
+      })
+  ).pipe(
+    Effect.map((module) => Service.make(NodeDriver.make(module))),
+    Effect.withSpan("NodePkcs11.make", { attributes: { "pkcs11.modulePath": options.modulePath } })
+  )
+
+/**
+ * A layer providing `Pkcs11` over the library at `modulePath`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: NodePkcs11Options): Layer.Layer<Pkcs11, ModuleLoadFailed> =>
+  Layer.scoped(Pkcs11, make(options))
+
+/**
+ * A layer providing `Pkcs11`, with its options read from `Config`:
+ * `NodePkcs11.layerConfig({ modulePath: Config.string("HSM_MODULE") })`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config.Wrap<NodePkcs11Options>
+): Layer.Layer<Pkcs11, ModuleLoadFailed | ConfigError.ConfigError> =>
+  Layer.scoped(Pkcs11, Effect.flatMap(Config.unwrap(options), make))

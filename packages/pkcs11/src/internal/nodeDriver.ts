@@ -1,0 +1,309 @@
+import pkcs11js from "pkcs11js"
+import * as Attribute from "../Attribute.js"
+import { CKR, CKZ } from "../Constants.js"
+import type { Mechanism } from "../Pkcs11.js"
+import { CryptokiError, type Driver } from "./driver.js"
+import type { Module } from "./registry.js"
+
+// Large enough for an RSA-8192 signature and every EC and EdDSA signature.
+const SIGNATURE_BUFFER = 1024
+const LARGE_SIGNATURE_BUFFER = 16384
+const FIND_BATCH = 64
+
+const toHandle = (n: number): Buffer => {
+  const buffer = Buffer.alloc(8)
+  buffer.writeBigUInt64LE(BigInt(n))
+  return buffer
+}
+
+const fromHandle = (buffer: Buffer): number => {
+  const value = buffer.length >= 8 ? buffer.readBigUInt64LE(0) : BigInt(buffer.readUInt32LE(0))
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new Error(`PKCS#11 handle ${value} does not fit in a JavaScript number`)
+  }
+  return Number(value)
+}
+
+const readUlong = (buffer: Buffer): number => fromHandle(buffer)
+
+const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+const encodeValue = (kind: Attribute.Kind, value: boolean | number | string | Uint8Array): boolean | number | Buffer => {
+  switch (kind) {
+    case "boolean":
+    case "number":
+      return value as boolean | number
+    case "string":
+      return Buffer.from(value as string, "utf8")
+    case "bytes":
+      return toBuffer(value as Uint8Array)
+  }
+}
+
+const decodeValue = (kind: Attribute.Kind, buffer: Buffer): boolean | number | string | Uint8Array => {
+  switch (kind) {
+    case "boolean":
+      return buffer.length > 0 && buffer[0] !== 0
+    case "number":
+      return readUlong(buffer)
+    case "string":
+      return buffer.toString("utf8")
+    case "bytes":
+      return new Uint8Array(buffer)
+  }
+}
+
+const toTemplate = (attributes: Attribute.Attributes): pkcs11js.Template =>
+  Attribute.entries(attributes).map(([name, value]) => {
+    const spec = Attribute.specs[name]
+    return { type: spec.type, value: encodeValue(spec.kind, value) }
+  })
+
+const toMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => {
+  const parameter = mechanism.parameter
+  if (parameter === undefined) return { mechanism: mechanism.type }
+  if (parameter instanceof Uint8Array) return { mechanism: mechanism.type, parameter: toBuffer(parameter) }
+  switch (parameter._tag) {
+    case "RsaPss": {
+      const pss: pkcs11js.RsaPSS = {
+        type: pkcs11js.CK_PARAMS_RSA_PSS,
+        hashAlg: parameter.hashAlg,
+        mgf: parameter.mgf,
+        saltLen: parameter.saltLength
+      }
+      return { mechanism: mechanism.type, parameter: pss }
+    }
+    case "RsaOaep": {
+      const oaep: pkcs11js.RsaOAEP = {
+        type: pkcs11js.CK_PARAMS_RSA_OAEP,
+        hashAlg: parameter.hashAlg,
+        mgf: parameter.mgf,
+        source: CKZ.DATA_SPECIFIED,
+        ...(parameter.label === undefined || parameter.label.length === 0 ? {} : {
+          sourceData: toBuffer(parameter.label)
+        })
+      }
+      return { mechanism: mechanism.type, parameter: oaep }
+    }
+  }
+}
+
+const codeOf = (error: unknown): number | undefined =>
+  error instanceof pkcs11js.Pkcs11Error && typeof error.code === "number" ? error.code : undefined
+
+/**
+ * Runs a pkcs11js call, turning its `Pkcs11Error` into a `CryptokiError` named after `method`. A plain
+ * `TypeError` (a bad argument) is rethrown: that is our bug.
+ */
+const call = <A>(method: string, f: () => A): A => {
+  try {
+    return f()
+  } catch (error) {
+    const code = codeOf(error)
+    throw code === undefined ? error : new CryptokiError(method, code)
+  }
+}
+
+const callAsync = async <A>(method: string, f: () => Promise<A>): Promise<A> => {
+  try {
+    return await f()
+  } catch (error) {
+    const code = codeOf(error)
+    throw code === undefined ? error : new CryptokiError(method, code)
+  }
+}
+
+/**
+ * The driver over a pkcs11js library. Crypto runs through the `*Async` variants on the libuv threadpool;
+ * their input and output buffers stay referenced by the pending promise until the call settles.
+ */
+export const make = (module: Module): Driver => {
+  const p11 = module.library
+
+  const getAttributeValues = (session: number, object: number, names: ReadonlyArray<Attribute.Name>) => {
+    const result = call(
+      "C_GetAttributeValue",
+      () =>
+        p11.C_GetAttributeValue(
+          toHandle(session),
+          toHandle(object),
+          names.map((name) => ({ type: Attribute.specs[name].type }))
+        )
+    )
+    const out: Record<string, unknown> = {}
+    result.forEach((attribute, i) => {
+      const name = names[i]
+      // CK_UNAVAILABLE_INFORMATION comes back as an undefined value.
+      if (attribute.value !== undefined) out[name] = decodeValue(Attribute.specs[name].kind, attribute.value)
+    })
+    return out as Attribute.Attributes
+  }
+
+  const isUnavailable = (error: unknown) =>
+    error instanceof CryptokiError &&
+    (error.code === CKR.ATTRIBUTE_SENSITIVE || error.code === CKR.ATTRIBUTE_TYPE_INVALID)
+
+  return {
+    moduleId: module.realPath,
+
+    getInfo: () => {
+      const info = call("C_GetInfo", () => p11.C_GetInfo())
+      return {
+        cryptokiVersion: `${info.cryptokiVersion.major}.${info.cryptokiVersion.minor}`,
+        manufacturerId: info.manufacturerID.trimEnd(),
+        description: info.libraryDescription.trimEnd(),
+        libraryVersion: `${info.libraryVersion.major}.${info.libraryVersion.minor}`
+      }
+    },
+
+    getSlotList: (tokenPresent) => call("C_GetSlotList", () => p11.C_GetSlotList(tokenPresent).map(fromHandle)),
+
+    getSlotInfo: (slot) => {
+      const info = call("C_GetSlotInfo", () => p11.C_GetSlotInfo(toHandle(slot)))
+      return { description: info.slotDescription, manufacturerId: info.manufacturerID, flags: info.flags }
+    },
+
+    getTokenInfo: (slot) => {
+      const info = call("C_GetTokenInfo", () => p11.C_GetTokenInfo(toHandle(slot)))
+      return {
+        label: info.label,
+        manufacturerId: info.manufacturerID,
+        model: info.model,
+        serialNumber: info.serialNumber,
+        flags: info.flags,
+        maxSessionCount: info.maxSessionCount,
+        sessionCount: info.sessionCount,
+        maxRwSessionCount: info.maxRwSessionCount,
+        rwSessionCount: info.rwSessionCount,
+        minPinLen: info.minPinLen,
+        maxPinLen: info.maxPinLen
+      }
+    },
+
+    getMechanismList: (slot) => call("C_GetMechanismList", () => p11.C_GetMechanismList(toHandle(slot))),
+
+    getMechanismInfo: (slot, type) => call("C_GetMechanismInfo", () => p11.C_GetMechanismInfo(toHandle(slot), type)),
+
+    initToken: (slot, soPin, label) => {
+      call("C_InitToken", () => p11.C_InitToken(toHandle(slot), soPin, label))
+    },
+
+    openSession: (slot, flags) => call("C_OpenSession", () => fromHandle(p11.C_OpenSession(toHandle(slot), flags))),
+
+    closeSession: (session) => call("C_CloseSession", () => p11.C_CloseSession(toHandle(session))),
+
+    closeAllSessions: (slot) => call("C_CloseAllSessions", () => p11.C_CloseAllSessions(toHandle(slot))),
+
+    getSessionInfo: (session) => {
+      const info = call("C_GetSessionInfo", () => p11.C_GetSessionInfo(toHandle(session)))
+      return { slotId: fromHandle(info.slotID), state: info.state, flags: info.flags, deviceError: info.deviceError }
+    },
+
+    login: (session, userType, pin) => call("C_Login", () => p11.C_Login(toHandle(session), userType, pin)),
+
+    logout: (session) => call("C_Logout", () => p11.C_Logout(toHandle(session))),
+
+    initPin: (session, pin) => call("C_InitPIN", () => p11.C_InitPIN(toHandle(session), pin)),
+
+    setPin: (session, oldPin, newPin) => call("C_SetPIN", () => p11.C_SetPIN(toHandle(session), oldPin, newPin)),
+
+    findObjects: (session, template) => {
+      const handle = toHandle(session)
+      call("C_FindObjectsInit", () => p11.C_FindObjectsInit(handle, toTemplate(template)))
+      try {
+        const found: Array<number> = []
+        for (;;) {
+          const batch = call("C_FindObjects", () => p11.C_FindObjects(handle, FIND_BATCH))
+          for (const object of batch) found.push(fromHandle(object))
+          if (batch.length < FIND_BATCH) return found
+        }
+      } finally {
+        call("C_FindObjectsFinal", () => p11.C_FindObjectsFinal(handle))
+      }
+    },
+
+    getAttributes: (session, object, names) => {
+      try {
+        return getAttributeValues(session, object, names)
+      } catch (error) {
+        // PKCS#11 fails the whole call when one attribute is sensitive or absent, yet fills the others;
+        // pkcs11js drops those, so ask for each attribute alone.
+        if (!isUnavailable(error) || names.length === 1) {
+          if (isUnavailable(error)) return {}
+          throw error
+        }
+        const out: Record<string, unknown> = {}
+        for (const name of names) {
+          try {
+            Object.assign(out, getAttributeValues(session, object, [name]))
+          } catch (inner) {
+            if (!isUnavailable(inner)) throw inner
+          }
+        }
+        return out as Attribute.Attributes
+      }
+    },
+
+    setAttributes: (session, object, template) =>
+      call("C_SetAttributeValue", () => p11.C_SetAttributeValue(toHandle(session), toHandle(object), toTemplate(template))),
+
+    createObject: (session, template) =>
+      call("C_CreateObject", () => fromHandle(p11.C_CreateObject(toHandle(session), toTemplate(template)))),
+
+    destroyObject: (session, object) =>
+      call("C_DestroyObject", () => p11.C_DestroyObject(toHandle(session), toHandle(object))),
+
+    generateKeyPair: (session, mechanism, publicTemplate, privateTemplate) =>
+      callAsync("C_GenerateKeyPair", async () => {
+        const pair = await p11.C_GenerateKeyPairAsync(
+          toHandle(session),
+          toMechanism(mechanism),
+          toTemplate(publicTemplate),
+          toTemplate(privateTemplate)
+        )
+        return { publicKey: fromHandle(pair.publicKey), privateKey: fromHandle(pair.privateKey) }
+      }),
+
+    generateKey: (session, mechanism, template) =>
+      callAsync("C_GenerateKey", async () =>
+        fromHandle(await p11.C_GenerateKeyAsync(toHandle(session), toMechanism(mechanism), toTemplate(template)))),
+
+    sign: async (session, mechanism, key, data) => {
+      const handle = toHandle(session)
+      call("C_SignInit", () => p11.C_SignInit(handle, toMechanism(mechanism), toHandle(key)))
+      const input = Buffer.from(data)
+      try {
+        return new Uint8Array(await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(SIGNATURE_BUFFER))))
+      } catch (error) {
+        // CKR_BUFFER_TOO_SMALL leaves the operation active (the next C_SignInit would fail with
+        // CKR_OPERATION_ACTIVE); PKCS#11 completes it by calling C_Sign again with room enough.
+        if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
+        return new Uint8Array(
+          await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
+        )
+      }
+    },
+
+    verify: async (session, mechanism, key, data, signature) => {
+      const handle = toHandle(session)
+      call("C_VerifyInit", () => p11.C_VerifyInit(handle, toMechanism(mechanism), toHandle(key)))
+      try {
+        return await callAsync("C_Verify", () => p11.C_VerifyAsync(handle, Buffer.from(data), Buffer.from(signature)))
+      } catch (error) {
+        if (
+          error instanceof CryptokiError &&
+          (error.code === CKR.SIGNATURE_INVALID || error.code === CKR.SIGNATURE_LEN_RANGE)
+        ) return false
+        throw error
+      }
+    },
+
+    decrypt: async (session, mechanism, key, data) => {
+      const handle = toHandle(session)
+      call("C_DecryptInit", () => p11.C_DecryptInit(handle, toMechanism(mechanism), toHandle(key)))
+      // An RSA plaintext is never longer than its ciphertext.
+      const output = Buffer.alloc(Math.max(data.length, 16))
+      return new Uint8Array(await callAsync("C_Decrypt", () => p11.C_DecryptAsync(handle, Buffer.from(data), output)))
+    }
+  }
+}

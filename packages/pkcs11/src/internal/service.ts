@@ -1,0 +1,386 @@
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import type * as Attribute from "../Attribute.js"
+import { CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION, CKF, CKR, CKS, CKU, mechanismName } from "../Constants.js"
+import type {
+  Count,
+  LoginResult,
+  Mechanism,
+  MechanismInfo,
+  ObjectHandle,
+  Pkcs11,
+  PinStatus,
+  SessionHandle,
+  SessionLimit,
+  SessionState,
+  SlotId,
+  TokenInfo,
+  UserType
+} from "../Pkcs11.js"
+import { type FailureContext, fromReturnValue, Pkcs11Error, type Pkcs11Failure } from "../Pkcs11Error.js"
+import { type Driver, isCryptokiError, type RawTokenInfo } from "./driver.js"
+
+const userTypes: Record<UserType, number> = { "user": CKU.USER, "so": CKU.SO, "context-specific": CKU.CONTEXT_SPECIFIC }
+
+const sessionStates: Record<number, SessionState> = {
+  [CKS.RO_PUBLIC_SESSION]: "ro-public",
+  [CKS.RO_USER_FUNCTIONS]: "ro-user",
+  [CKS.RW_PUBLIC_SESSION]: "rw-public",
+  [CKS.RW_USER_FUNCTIONS]: "rw-user",
+  [CKS.RW_SO_FUNCTIONS]: "rw-so"
+}
+
+// C_InitToken reads exactly 32 bytes of label, blank padded.
+const LABEL_BYTES = 32
+
+const slotId = (n: number) => n as SlotId
+const sessionHandle = (n: number) => n as SessionHandle
+const objectHandle = (n: number) => n as ObjectHandle
+
+const trimPadding = (s: string): string => s.replace(/[\s\0]+$/u, "")
+
+const limit = (n: number): SessionLimit =>
+  n === CK_EFFECTIVELY_INFINITE ? "unlimited" : n === CK_UNAVAILABLE_INFORMATION ? "unavailable" : n
+
+const count = (n: number): Count => n === CK_UNAVAILABLE_INFORMATION ? "unavailable" : n
+
+const pinStatus = (flags: number, countLow: number, finalTry: number, locked: number, toBeChanged: number) =>
+  ({
+    countLow: (flags & countLow) !== 0,
+    finalTry: (flags & finalTry) !== 0,
+    locked: (flags & locked) !== 0,
+    toBeChanged: (flags & toBeChanged) !== 0
+  }) satisfies PinStatus
+
+export const toTokenInfo = (slot: number, raw: RawTokenInfo): TokenInfo => ({
+  slotId: slotId(slot),
+  label: trimPadding(raw.label),
+  manufacturerId: trimPadding(raw.manufacturerId),
+  model: trimPadding(raw.model),
+  serialNumber: trimPadding(raw.serialNumber),
+  flags: raw.flags,
+  initialized: (raw.flags & CKF.TOKEN_INITIALIZED) !== 0,
+  loginRequired: (raw.flags & CKF.LOGIN_REQUIRED) !== 0,
+  userPinInitialized: (raw.flags & CKF.USER_PIN_INITIALIZED) !== 0,
+  writeProtected: (raw.flags & CKF.WRITE_PROTECTED) !== 0,
+  userPin: pinStatus(
+    raw.flags,
+    CKF.USER_PIN_COUNT_LOW,
+    CKF.USER_PIN_FINAL_TRY,
+    CKF.USER_PIN_LOCKED,
+    CKF.USER_PIN_TO_BE_CHANGED
+  ),
+  soPin: pinStatus(raw.flags, CKF.SO_PIN_COUNT_LOW, CKF.SO_PIN_FINAL_TRY, CKF.SO_PIN_LOCKED, CKF.SO_PIN_TO_BE_CHANGED),
+  maxSessions: limit(raw.maxSessionCount),
+  openSessions: count(raw.sessionCount),
+  maxRwSessions: limit(raw.maxRwSessionCount),
+  openRwSessions: count(raw.rwSessionCount),
+  minPinLength: raw.minPinLen,
+  maxPinLength: raw.maxPinLen
+})
+
+const toMechanismInfo = (type: number, raw: { minKeySize: number; maxKeySize: number; flags: number }) =>
+  ({
+    type,
+    minKeySize: raw.minKeySize,
+    maxKeySize: raw.maxKeySize,
+    flags: raw.flags,
+    sign: (raw.flags & CKF.SIGN) !== 0,
+    verify: (raw.flags & CKF.VERIFY) !== 0,
+    encrypt: (raw.flags & CKF.ENCRYPT) !== 0,
+    decrypt: (raw.flags & CKF.DECRYPT) !== 0,
+    generate: (raw.flags & CKF.GENERATE) !== 0,
+    generateKeyPair: (raw.flags & CKF.GENERATE_KEY_PAIR) !== 0
+  }) satisfies MechanismInfo
+
+/**
+ * The `Pkcs11` service over a driver: what both backends share, so that they cannot differ in it.
+ */
+export const make = (driver: Driver): Pkcs11.Service => {
+  // PKCS#11 sessions hold one active operation each; a second fiber on the same session waits.
+  const locks = new Map<number, Effect.Semaphore>()
+  const sessionSlots = new Map<number, number>()
+  const slotLabels = new Map<number, string>()
+
+  const lockOf = (session: number): Effect.Semaphore => {
+    let lock = locks.get(session)
+    if (lock === undefined) {
+      lock = Effect.unsafeMakeSemaphore(1)
+      locks.set(session, lock)
+    }
+    return lock
+  }
+
+  const forget = (session: number) => {
+    locks.delete(session)
+    sessionSlots.delete(session)
+  }
+
+  const failure = (error: unknown, context?: FailureContext): Effect.Effect<never, Pkcs11Failure> =>
+    isCryptokiError(error) ? Effect.fail(fromReturnValue(error.method, error.code, context)) : Effect.die(error)
+
+  const attempt = <A>(f: () => A, context?: FailureContext): Effect.Effect<A, Pkcs11Failure> =>
+    Effect.suspend(() => {
+      try {
+        return Effect.succeed(f())
+      } catch (error) {
+        return failure(error, context)
+      }
+    })
+
+  // Native threadpool calls cannot be cancelled: an interrupted caller waits for the call to settle,
+  // so the session is not reused while the token still works on it and the buffers stay referenced.
+  const attemptAsync = <A>(f: () => Promise<A>, context?: FailureContext): Effect.Effect<A, Pkcs11Failure> =>
+    Effect.uninterruptible(
+      Effect.async<A, Pkcs11Failure>((resume) => {
+        f().then(
+          (a) => resume(Effect.succeed(a)),
+          (error) => resume(failure(error, context))
+        )
+      })
+    )
+
+  const spanAttributes = (extra: Record<string, unknown>): Record<string, unknown> => ({
+    "pkcs11.module": driver.moduleId,
+    ...extra
+  })
+
+  const sessionAttributes = (session: number, extra: Record<string, unknown> = {}) => {
+    const slot = sessionSlots.get(session)
+    const label = slot === undefined ? undefined : slotLabels.get(slot)
+    return spanAttributes(label === undefined ? { "pkcs11.session": session, ...extra } : {
+      "pkcs11.session": session,
+      "pkcs11.token": label,
+      ...extra
+    })
+  }
+
+  const traced = <A, E>(
+    method: string,
+    attributes: Record<string, unknown>
+  ) =>
+  (effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.withSpan(effect, `Pkcs11.${method}`, { kind: "client", attributes, captureStackTrace: false })
+
+  const onSession = <A>(method: string, session: number, effect: Effect.Effect<A, Pkcs11Failure>, extra = {}) =>
+    lockOf(session).withPermits(1)(effect).pipe(traced(method, sessionAttributes(session, extra)))
+
+  const tokenLabelOf = (session: number): string | undefined => {
+    const slot = sessionSlots.get(session)
+    const cached = slot === undefined ? undefined : slotLabels.get(slot)
+    if (cached !== undefined) return cached
+    try {
+      const info = driver.getSessionInfo(session)
+      const label = trimPadding(driver.getTokenInfo(info.slotId).label)
+      slotLabels.set(info.slotId, label)
+      return label
+    } catch {
+      // Context for an error message only; the caller already has the real failure.
+      return undefined
+    }
+  }
+
+  const mechanismAttributes = (mechanism: Mechanism) => ({ "pkcs11.mechanism": mechanismName(mechanism.type) })
+
+  return {
+    moduleId: driver.moduleId,
+
+    info: attempt(() => driver.getInfo()).pipe(traced("C_GetInfo", spanAttributes({}))),
+
+    slots: (options) =>
+      attempt(() => driver.getSlotList(options?.tokenPresent ?? true).map(slotId)).pipe(
+        traced("C_GetSlotList", spanAttributes({}))
+      ),
+
+    slotInfo: (slot) =>
+      attempt(() => {
+        const raw = driver.getSlotInfo(slot)
+        return {
+          slotId: slot,
+          description: trimPadding(raw.description),
+          manufacturerId: trimPadding(raw.manufacturerId),
+          tokenPresent: (raw.flags & CKF.TOKEN_PRESENT) !== 0,
+          removable: (raw.flags & CKF.REMOVABLE_DEVICE) !== 0,
+          hardware: (raw.flags & CKF.HW_SLOT) !== 0
+        }
+      }).pipe(traced("C_GetSlotInfo", spanAttributes({ "pkcs11.slot": slot }))),
+
+    tokenInfo: (slot) =>
+      attempt(() => {
+        const info = toTokenInfo(slot, driver.getTokenInfo(slot))
+        slotLabels.set(slot, info.label)
+        return info
+      }).pipe(traced("C_GetTokenInfo", spanAttributes({ "pkcs11.slot": slot }))),
+
+    mechanisms: (slot) =>
+      attempt(() => driver.getMechanismList(slot)).pipe(
+        traced("C_GetMechanismList", spanAttributes({ "pkcs11.slot": slot }))
+      ),
+
+    mechanismInfo: (slot, type) =>
+      attempt(() => toMechanismInfo(type, driver.getMechanismInfo(slot, type)), { mechanism: type }).pipe(
+        traced("C_GetMechanismInfo", spanAttributes({ "pkcs11.slot": slot, "pkcs11.mechanism": mechanismName(type) }))
+      ),
+
+    initToken: (slot, { label, soPin }) =>
+      Effect.suspend(() => {
+        const bytes = Buffer.byteLength(label, "utf8")
+        if (bytes > LABEL_BYTES) {
+          return Effect.fail(
+            new Pkcs11Error({ method: "C_InitToken", code: CKR.ARGUMENTS_BAD, name: "CKR_ARGUMENTS_BAD" })
+          )
+        }
+        const padded = label + " ".repeat(LABEL_BYTES - bytes)
+        return attempt(() => {
+          driver.initToken(slot, Redacted.value(soPin), padded)
+          slotLabels.set(slot, label)
+        }, { token: label })
+      }).pipe(traced("C_InitToken", spanAttributes({ "pkcs11.slot": slot, "pkcs11.token": label }))),
+
+    openSession: (slot, options) =>
+      attempt(() => {
+        const flags = CKF.SERIAL_SESSION | (options?.rw === true ? CKF.RW_SESSION : 0)
+        const session = driver.openSession(slot, flags)
+        sessionSlots.set(session, slot)
+        return sessionHandle(session)
+      }).pipe(traced("C_OpenSession", spanAttributes({ "pkcs11.slot": slot, "pkcs11.rw": options?.rw === true }))),
+
+    closeSession: (session) =>
+      onSession(
+        "C_CloseSession",
+        session,
+        attempt(() => {
+          driver.closeSession(session)
+          forget(session)
+        })
+      ),
+
+    closeAllSessions: (slot) =>
+      attempt(() => {
+        driver.closeAllSessions(slot)
+        for (const [session, sessionSlot] of sessionSlots) {
+          if (sessionSlot === slot) forget(session)
+        }
+      }).pipe(traced("C_CloseAllSessions", spanAttributes({ "pkcs11.slot": slot }))),
+
+    sessionInfo: (session) =>
+      onSession(
+        "C_GetSessionInfo",
+        session,
+        attempt(() => {
+          const raw = driver.getSessionInfo(session)
+          const state = sessionStates[raw.state]
+          if (state === undefined) throw new Error(`C_GetSessionInfo returned the unknown session state ${raw.state}`)
+          sessionSlots.set(session, raw.slotId)
+          return {
+            slotId: slotId(raw.slotId),
+            state,
+            rw: (raw.flags & CKF.RW_SESSION) !== 0,
+            deviceError: raw.deviceError
+          }
+        })
+      ),
+
+    login: (session, pin, userType = "user") =>
+      onSession(
+        "C_Login",
+        session,
+        Effect.suspend((): Effect.Effect<LoginResult, Pkcs11Failure> => {
+          try {
+            driver.login(session, userTypes[userType], Redacted.value(pin))
+            return Effect.succeed("logged-in")
+          } catch (error) {
+            if (isCryptokiError(error) && error.code === CKR.USER_ALREADY_LOGGED_IN) {
+              return Effect.succeed("already-logged-in")
+            }
+            return failure(error, { token: tokenLabelOf(session) })
+          }
+        }),
+        { "pkcs11.user": userType }
+      ),
+
+    logout: (session) => onSession("C_Logout", session, attempt(() => driver.logout(session))),
+
+    initPin: (session, pin) =>
+      onSession("C_InitPIN", session, attempt(() => driver.initPin(session, Redacted.value(pin)))),
+
+    setPin: (session, oldPin, newPin) =>
+      onSession(
+        "C_SetPIN",
+        session,
+        Effect.suspend(() =>
+          attempt(() => driver.setPin(session, Redacted.value(oldPin), Redacted.value(newPin)), {
+            token: tokenLabelOf(session)
+          })
+        )
+      ),
+
+    findObjects: (session, template) =>
+      onSession("C_FindObjects", session, attempt(() => driver.findObjects(session, template).map(objectHandle))),
+
+    getAttributes: <N extends Attribute.Name>(session: SessionHandle, object: ObjectHandle, names: ReadonlyArray<N>) =>
+      onSession(
+        "C_GetAttributeValue",
+        session,
+        attempt(() => driver.getAttributes(session, object, names) as Attribute.Read<N>)
+      ),
+
+    setAttributes: (session, object, template) =>
+      onSession("C_SetAttributeValue", session, attempt(() => driver.setAttributes(session, object, template))),
+
+    createObject: (session, template) =>
+      onSession("C_CreateObject", session, attempt(() => objectHandle(driver.createObject(session, template)))),
+
+    destroyObject: (session, object) =>
+      onSession("C_DestroyObject", session, attempt(() => driver.destroyObject(session, object))),
+
+    generateKeyPair: (session, mechanism, templates) =>
+      onSession(
+        "C_GenerateKeyPair",
+        session,
+        attemptAsync(
+          () =>
+            driver.generateKeyPair(session, mechanism, templates.publicKey, templates.privateKey).then((pair) => ({
+              publicKey: objectHandle(pair.publicKey),
+              privateKey: objectHandle(pair.privateKey)
+            })),
+          { mechanism: mechanism.type }
+        ),
+        mechanismAttributes(mechanism)
+      ),
+
+    generateKey: (session, mechanism, template) =>
+      onSession(
+        "C_GenerateKey",
+        session,
+        attemptAsync(() => driver.generateKey(session, mechanism, template).then(objectHandle), {
+          mechanism: mechanism.type
+        }),
+        mechanismAttributes(mechanism)
+      ),
+
+    sign: (session, mechanism, key, data) =>
+      onSession(
+        "C_Sign",
+        session,
+        attemptAsync(() => driver.sign(session, mechanism, key, data), { mechanism: mechanism.type }),
+        mechanismAttributes(mechanism)
+      ),
+
+    verify: (session, mechanism, key, data, signature) =>
+      onSession(
+        "C_Verify",
+        session,
+        attemptAsync(() => driver.verify(session, mechanism, key, data, signature), { mechanism: mechanism.type }),
+        mechanismAttributes(mechanism)
+      ),
+
+    decrypt: (session, mechanism, key, data) =>
+      onSession(
+        "C_Decrypt",
+        session,
+        attemptAsync(() => driver.decrypt(session, mechanism, key, data), { mechanism: mechanism.type }),
+        mechanismAttributes(mechanism)
+      )
+  }
+}

@@ -62,6 +62,45 @@ export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, 
   )
 
 /**
+ * How this process holds a library: whether it is loaded now, whether hsmkey adopted an
+ * initialization made by someone else, how many references are open, and how often hsmkey called
+ * `C_Initialize` and `C_Finalize` on it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ModuleStatus {
+  readonly realPath: string
+  readonly loaded: boolean
+  readonly adopted: boolean
+  readonly references: number
+  readonly initializeCalls: number
+  readonly finalizeCalls: number
+}
+
+/**
+ * The status of the library at `modulePath` in this process (`ModuleLoadFailed` when the file does not
+ * exist).
+ *
+ * @since 0.1.0
+ * @category diagnostics
+ */
+export const moduleStatus = (modulePath: string): Effect.Effect<ModuleStatus, ModuleLoadFailed> =>
+  Effect.suspend(() => {
+    const realPath = Registry.resolve(modulePath)
+    if (typeof realPath !== "string") return Effect.fail(new ModuleLoadFailed({ path: modulePath, ...realPath }))
+    const stats = Registry.stats(realPath)
+    return Effect.succeed({
+      realPath,
+      loaded: stats.refs > 0,
+      adopted: stats.adopted,
+      references: stats.refs,
+      initializeCalls: stats.initializeCalls,
+      finalizeCalls: stats.finalizeCalls
+    })
+  })
+
+/**
  * A layer providing `Pkcs11` over the library at `modulePath`.
  *
  * @since 0.1.0

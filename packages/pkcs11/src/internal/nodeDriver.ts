@@ -88,8 +88,19 @@ const toMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => {
   }
 }
 
-const codeOf = (error: unknown): number | undefined =>
-  error instanceof pkcs11js.Pkcs11Error && typeof error.code === "number" ? error.code : undefined
+// pkcs11js wraps its native errors in Pkcs11Error, except for the three methods its JS subclass
+// overrides (C_CreateObject, C_CopyObject, C_SetAttributeValue): those throw a plain Error whose message
+// is "CKR_NAME:code".
+const nativeMessage = /^CKR_\w+:(\d+)$/u
+
+const codeOf = (error: unknown): number | undefined => {
+  if (error instanceof pkcs11js.Pkcs11Error && typeof error.code === "number") return error.code
+  if (error instanceof Error && !(error instanceof TypeError)) {
+    const match = nativeMessage.exec(error.message)
+    if (match !== null) return Number(match[1])
+  }
+  return undefined
+}
 
 /**
  * Runs a pkcs11js call, turning its `Pkcs11Error` into a `CryptokiError` named after `method`. A plain

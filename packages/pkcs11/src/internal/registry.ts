@@ -119,9 +119,7 @@ export const release = (module: Module): { readonly finalized: boolean; readonly
  * How often this process initialized and finalized the library at `realPath`, and how many references
  * are held now.
  */
-export const stats = (realPath: string): Stats & { readonly refs: number } => ({
-  ...statsOf(realPath),
-  refs: registry.modules.get(realPath)?.refs ?? 0
-})
-
-export const isLoaded = (realPath: string): boolean => registry.modules.has(realPath)
+export const stats = (realPath: string): Stats & { readonly refs: number; readonly adopted: boolean } => {
+  const module = registry.modules.get(realPath)
+  return { ...statsOf(realPath), refs: module?.refs ?? 0, adopted: module?.adopted ?? false }
+}

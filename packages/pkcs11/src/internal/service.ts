@@ -19,6 +19,7 @@ import type {
 } from "../Pkcs11.js"
 import { type FailureContext, fromReturnValue, Pkcs11Error, type Pkcs11Failure } from "../Pkcs11Error.js"
 import { type Driver, isCryptokiError, type RawTokenInfo } from "./driver.js"
+import { Lock } from "./lock.js"
 
 const userTypes: Record<UserType, number> = { "user": CKU.USER, "so": CKU.SO, "context-specific": CKU.CONTEXT_SPECIFIC }
 
@@ -97,15 +98,15 @@ const toMechanismInfo = (type: number, raw: { minKeySize: number; maxKeySize: nu
  * The `Pkcs11` service over a driver: what both backends share, so that they cannot differ in it.
  */
 export const make = (driver: Driver): Pkcs11.Service => {
-  // PKCS#11 sessions hold one active operation each; a second fiber on the same session waits.
-  const locks = new Map<number, Effect.Semaphore>()
+  // PKCS#11 sessions hold one active operation each; a second fiber on the same session waits its turn.
+  const locks = new Map<number, Lock>()
   const sessionSlots = new Map<number, number>()
   const slotLabels = new Map<number, string>()
 
-  const lockOf = (session: number): Effect.Semaphore => {
+  const lockOf = (session: number): Lock => {
     let lock = locks.get(session)
     if (lock === undefined) {
-      lock = Effect.unsafeMakeSemaphore(1)
+      lock = new Lock()
       locks.set(session, lock)
     }
     return lock
@@ -163,7 +164,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
     Effect.withSpan(effect, `Pkcs11.${method}`, { kind: "client", attributes, captureStackTrace: false })
 
   const onSession = <A>(method: string, session: number, effect: Effect.Effect<A, Pkcs11Failure>, extra = {}) =>
-    lockOf(session).withPermits(1)(effect).pipe(traced(method, sessionAttributes(session, extra)))
+    lockOf(session).withLock(effect).pipe(traced(method, sessionAttributes(session, extra)))
 
   const tokenLabelOf = (session: number): string | undefined => {
     const slot = sessionSlots.get(session)

@@ -393,7 +393,11 @@ export class Emulator implements Driver {
 
   private logoutToken(token: Token): void {
     token.loggedIn = undefined
-    // Handles of private objects die at logout; a later login hands out new numbers.
+    // C_Logout destroys the application's private session objects, and handles of private objects
+    // die: a later login hands out new numbers.
+    for (const [uid, object] of token.objects) {
+      if (object.owner !== undefined && object.attributes.private === true) token.objects.delete(uid)
+    }
     this.forgetHandles(token, (object) => object === undefined || object.attributes.private === true)
   }
 

@@ -1,0 +1,19 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import { SoftHsm } from "@hsmkey/softhsm"
+import { Effect, Option } from "effect"
+
+/**
+ * The SoftHSM2 library of this machine, found as `SoftHsm.layer` finds it. Under `CI` its absence fails
+ * the suite at import: SoftHSM2 tests must run there. Elsewhere they skip, and say why.
+ */
+export const softHsmModule: string | undefined = await Effect.runPromise(
+  SoftHsm.findModule.pipe(Effect.option, Effect.map(Option.getOrUndefined), Effect.provide(NodeFileSystem.layer))
+)
+
+export const softHsmAvailable = softHsmModule !== undefined
+
+if (!softHsmAvailable) {
+  const why = "SoftHSM2 is not installed (apt-get install softhsm2, or set SOFTHSM2_MODULE)"
+  if (process.env.CI) throw new Error(`${why}: SoftHSM2 tests may not skip under CI`)
+  console.warn(`Skipping SoftHSM2 tests: ${why}`)
+}

@@ -1,0 +1,168 @@
+/**
+ * What the service adds over a driver, checked with a driver that records what it is asked.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Constants, Pkcs11 } from "@hsmkey/pkcs11"
+import { Deferred, Effect, Fiber, Redacted } from "effect"
+import { CryptokiError, type Driver } from "../src/internal/driver.js"
+import { Lock } from "../src/internal/lock.js"
+import * as Service from "../src/internal/service.js"
+
+const { CKR } = Constants
+
+const unused = (): never => {
+  throw new Error("not used by this test")
+}
+
+const fakeDriver = (overrides: Partial<Driver>): Driver => ({
+  moduleId: "fake",
+  getInfo: unused,
+  getSlotList: unused,
+  getSlotInfo: unused,
+  getTokenInfo: unused,
+  getMechanismList: unused,
+  getMechanismInfo: unused,
+  initToken: unused,
+  openSession: unused,
+  closeSession: unused,
+  closeAllSessions: unused,
+  getSessionInfo: unused,
+  login: unused,
+  logout: unused,
+  initPin: unused,
+  setPin: unused,
+  findObjects: unused,
+  getAttributes: unused,
+  setAttributes: unused,
+  createObject: unused,
+  destroyObject: unused,
+  generateKeyPair: unused,
+  generateKey: unused,
+  sign: unused,
+  verify: unused,
+  decrypt: unused,
+  ...overrides
+})
+
+const session = 1 as Pkcs11.SessionHandle
+const key = 2 as Pkcs11.ObjectHandle
+
+describe("Pkcs11 service", () => {
+  it.effect("anything but a Cryptoki return value is a defect, not a typed error", () =>
+    Effect.gen(function*() {
+      const service = Service.make(fakeDriver({
+        logout: () => {
+          throw new TypeError("Argument 0 has wrong type")
+        }
+      }))
+      const exit = yield* Effect.exit(service.logout(session))
+      assert.isTrue(exit._tag === "Failure" && exit.cause._tag === "Die")
+    }))
+
+  it.effect("CKR_USER_ALREADY_LOGGED_IN is success, and the PIN reaches the driver only unwrapped at the call", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const service = Service.make(fakeDriver({
+        login: (_session, _type, pin) => {
+          seen.push(pin)
+          if (seen.length > 1) throw new CryptokiError("C_Login", CKR.USER_ALREADY_LOGGED_IN)
+        }
+      }))
+      const pin = Redacted.make("s3cret")
+      assert.strictEqual(yield* service.login(session, pin), "logged-in")
+      assert.strictEqual(yield* service.login(session, pin), "already-logged-in")
+      assert.deepStrictEqual(seen, ["s3cret", "s3cret"])
+    }))
+
+  it.effect("calls on one session never overlap; calls on different sessions do", () =>
+    Effect.gen(function*() {
+      let active = new Map<number, number>()
+      let maxPerSession = 0
+      let maxOverall = 0
+      const service = Service.make(fakeDriver({
+        sign: async (s) => {
+          active.set(s, (active.get(s) ?? 0) + 1)
+          maxPerSession = Math.max(maxPerSession, active.get(s)!)
+          maxOverall = Math.max(maxOverall, [...active.values()].reduce((a, b) => a + b, 0))
+          await new Promise((resolve) => setTimeout(resolve, 1))
+          active.set(s, active.get(s)! - 1)
+          return new Uint8Array([s])
+        }
+      }))
+      yield* Effect.forEach(
+        Array.from({ length: 40 }, (_, i) => i),
+        (i) => service.sign((i % 4) as Pkcs11.SessionHandle, { type: 0 }, key, new Uint8Array()),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(maxPerSession, 1)
+      assert.strictEqual(maxOverall, 4)
+      active = new Map()
+    }))
+
+  it.live("an interrupted call keeps its session until the native call settles", () =>
+    Effect.gen(function*() {
+      let settle: () => void = () => {}
+      let signing = 0
+      let overlapped = false
+      const service = Service.make(fakeDriver({
+        sign: () => {
+          signing++
+          if (signing > 1) overlapped = true
+          return new Promise<Uint8Array>((resolve) => {
+            settle = () => {
+              signing--
+              resolve(new Uint8Array())
+            }
+          })
+        },
+        getSessionInfo: () => {
+          if (signing > 0) overlapped = true
+          return { slotId: 1, state: 3, flags: 6, deviceError: 0 }
+        }
+      }))
+      const first = yield* Effect.fork(service.sign(session, { type: 0 }, key, new Uint8Array()))
+      yield* Effect.yieldNow()
+      const interrupting = yield* Effect.fork(Fiber.interrupt(first))
+      const next = yield* Effect.fork(service.sessionInfo(session))
+      yield* Effect.sleep("5 millis")
+      assert.isFalse(overlapped)
+      settle()
+      yield* Fiber.join(interrupting)
+      assert.strictEqual((yield* Fiber.join(next)).state, "rw-user")
+      assert.isFalse(overlapped)
+    }))
+})
+
+describe("Lock", () => {
+  it.effect("serves waiters in arrival order", () =>
+    Effect.gen(function*() {
+      const lock = new Lock()
+      const order: Array<number> = []
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(lock.withLock(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const waiters = yield* Effect.forEach([1, 2, 3, 4], (i) =>
+        Effect.fork(lock.withLock(Effect.sync(() => order.push(i)))).pipe(Effect.tap(() => Effect.yieldNow())))
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      yield* Effect.forEach(waiters, Fiber.join)
+      assert.deepStrictEqual(order, [1, 2, 3, 4])
+    }))
+
+  it.live("a waiter interrupted while queued or just granted never strands the lock", () =>
+    Effect.gen(function*() {
+      const lock = new Lock()
+      for (let round = 0; round < 200; round++) {
+        const gate = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(lock.withLock(Deferred.await(gate)))
+        const victim = yield* Effect.fork(lock.withLock(Effect.void))
+        yield* Effect.yieldNow()
+        yield* Deferred.succeed(gate, undefined)
+        if (round % 2 === 0) yield* Effect.yieldNow()
+        yield* Fiber.interrupt(victim)
+        yield* Fiber.join(holder)
+        const ran = yield* lock.withLock(Effect.succeed(round)).pipe(Effect.timeout("1 second"))
+        assert.strictEqual(ran, round)
+      }
+    }))
+})

@@ -6,7 +6,15 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Constants, Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Redacted } from "effect"
 import * as Crypto from "node:crypto"
-import { backends, generateKeyPair, type KeyType, publicKeyObject, TestToken, tokenSlot, userSession } from "./support/backends.js"
+import {
+  backends,
+  generateKeyPair,
+  type KeyType,
+  publicKeyObject,
+  TestToken,
+  tokenSlot,
+  userSession
+} from "./support/backends.js"
 import { signatureCases, toBeSigned } from "./support/signatures.js"
 
 const { CKK, CKM, CKO } = Constants
@@ -138,7 +146,8 @@ for (const backend of backends("hsmkey-conformance")) {
           const pkcs11 = yield* Pkcs11.Pkcs11
           const token = yield* TestToken
           const slot = yield* tokenSlot
-          const session = yield* Effect.acquireRelease(pkcs11.openSession(slot), (s) => Effect.ignore(pkcs11.closeSession(s)))
+          const session = yield* Effect.acquireRelease(pkcs11.openSession(slot), (s) =>
+            Effect.ignore(pkcs11.closeSession(s)))
           const wrong = "wrong-pin-7d1f0c"
           const error = yield* Effect.flip(pkcs11.login(session, Redacted.make(wrong)))
           assert.strictEqual(error._tag, "PinIncorrect")
@@ -170,7 +179,9 @@ for (const backend of backends("hsmkey-conformance")) {
               )
               const tampered = Uint8Array.from(signature)
               tampered[tampered.length - 1] ^= 1
-              assert.isFalse(yield* pkcs11.verify(session, c.mechanism, pair.publicKey, toBeSigned(c, message), tampered))
+              assert.isFalse(
+                yield* pkcs11.verify(session, c.mechanism, pair.publicKey, toBeSigned(c, message), tampered)
+              )
             }
           })))
       }
@@ -245,7 +256,8 @@ for (const backend of backends("hsmkey-conformance")) {
           assert.strictEqual(usage._tag === "Pkcs11Error" ? usage.method : "", "C_SignInit")
 
           const slot = yield* tokenSlot
-          const readOnly = yield* Effect.acquireRelease(pkcs11.openSession(slot), (s) => Effect.ignore(pkcs11.closeSession(s)))
+          const readOnly = yield* Effect.acquireRelease(pkcs11.openSession(slot), (s) =>
+            Effect.ignore(pkcs11.closeSession(s)))
           const write = yield* Effect.flip(
             pkcs11.createObject(readOnly, { class: CKO.DATA, token: true, private: false, label: "ro" })
           )
@@ -261,7 +273,9 @@ for (const backend of backends("hsmkey-conformance")) {
           const noSlot = yield* Effect.flip(pkcs11.tokenInfo(0x7fff_fff0 as Pkcs11.SlotId))
           assert.strictEqual(noSlot._tag, "TokenNotPresent")
 
-          const stale = yield* Effect.flip(pkcs11.sign(session, { type: CKM.ECDSA }, 0x7fff_fff0 as Pkcs11.ObjectHandle, hash))
+          const stale = yield* Effect.flip(
+            pkcs11.sign(session, { type: CKM.ECDSA }, 0x7fff_fff0 as Pkcs11.ObjectHandle, hash)
+          )
           assert.strictEqual(stale._tag, "ObjectHandleInvalid")
         })))
 
@@ -297,20 +311,28 @@ for (const backend of backends("hsmkey-conformance")) {
         Effect.scoped(Effect.gen(function*() {
           const pkcs11 = yield* Pkcs11.Pkcs11
           const sessions = yield* Effect.all(Array.from({ length: 4 }, () => userSession()))
-          const keys = yield* Effect.forEach(["P-256", "Ed25519", "RSA-2048"] as const, (type) =>
-            Effect.gen(function*() {
-              const pair = yield* generateKeyPair(sessions[0], type, { token: true, label: `load-${type}` })
-              const publicKey = yield* publicKeyObject(sessions[0], pair.publicKey)
-              const c = signatureCases.find((c) => c.keyType === type)!
-              return { pair, publicKey, c }
-            }))
+          const keys = yield* Effect.forEach(
+            ["P-256", "Ed25519", "RSA-2048"] as const,
+            (type) =>
+              Effect.gen(function*() {
+                const pair = yield* generateKeyPair(sessions[0], type, { token: true, label: `load-${type}` })
+                const publicKey = yield* publicKeyObject(sessions[0], pair.publicKey)
+                const c = signatureCases.find((c) => c.keyType === type)!
+                return { pair, publicKey, c }
+              })
+          )
           const results = yield* Effect.forEach(
             Array.from({ length: 2000 }, (_, i) => i),
             (i) => {
               const key = keys[i % keys.length]
               const data = new TextEncoder().encode(`message ${i}`)
               return Effect.map(
-                pkcs11.sign(sessions[i % sessions.length], key.c.mechanism, key.pair.privateKey, toBeSigned(key.c, data)),
+                pkcs11.sign(
+                  sessions[i % sessions.length],
+                  key.c.mechanism,
+                  key.pair.privateKey,
+                  toBeSigned(key.c, data)
+                ),
                 (signature) => key.c.verify(key.publicKey, data, signature)
               )
             },

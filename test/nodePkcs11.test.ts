@@ -161,7 +161,10 @@ describe("NodePkcs11 load failures", () => {
   it.effect("a shared library without C_GetFunctionList is ModuleLoadFailed", () =>
     Effect.gen(function*() {
       // pkcs11js's own addon is a shared object, but no PKCS#11 module.
-      const addon = Path.join(Path.dirname(createRequire(import.meta.url).resolve("pkcs11js")), "build/Release/pkcs11.node")
+      const addon = Path.join(
+        Path.dirname(createRequire(import.meta.url).resolve("pkcs11js")),
+        "build/Release/pkcs11.node"
+      )
       const error = yield* Effect.flip(Effect.scoped(NodePkcs11.make({ modulePath: addon })))
       assert.strictEqual(error._tag, "ModuleLoadFailed")
       assert.include(error.reason, "C_GetFunctionList")

@@ -128,7 +128,11 @@ export const fromEcParams = (params: Uint8Array): Curve | undefined => {
  */
 export const encodeEcPoint = (point: Uint8Array): Uint8Array => {
   const length = point.length
-  const header = length < 0x80 ? [0x04, length] : length < 0x100 ? [0x04, 0x81, length] : [0x04, 0x82, length >> 8, length & 0xff]
+  const header = length < 0x80
+    ? [0x04, length]
+    : length < 0x100
+    ? [0x04, 0x81, length]
+    : [0x04, 0x82, length >> 8, length & 0xff]
   const out = new Uint8Array(header.length + length)
   out.set(header, 0)
   out.set(point, header.length)

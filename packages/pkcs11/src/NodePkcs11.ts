@@ -54,7 +54,9 @@ export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, 
         const { error } = Registry.release(module)
         return error === undefined
           ? Effect.void
-          : Effect.logWarning(`C_Finalize of ${module.realPath} failed`).pipe(Effect.annotateLogs("error", String(error)))
+          : Effect.logWarning(`C_Finalize of ${module.realPath} failed`).pipe(
+            Effect.annotateLogs("error", String(error))
+          )
       })
   ).pipe(
     Effect.map((module) => Service.make(NodeDriver.make(module))),

@@ -51,7 +51,9 @@ export class PinIncorrect extends Schema.TaggedError<PinIncorrect>("@hsmkey/pkcs
 }) {
   /** @since 0.1.0 */
   override get message(): string {
-    return `PIN rejected by ${tokenText(this.token)} (${this.method}); it may count towards a lockout, so it is not retried`
+    return `PIN rejected by ${
+      tokenText(this.token)
+    } (${this.method}); it may count towards a lockout, so it is not retried`
   }
 }
 

@@ -40,7 +40,9 @@ describe("Curve", () => {
   })
 
   it("rejects points of the wrong size or compressed form", () => {
-    assert.isUndefined(Curve.decodeEcPoint("P-384", Curve.encodeEcPoint(Uint8Array.from([0x04, ...new Uint8Array(64)]))))
+    assert.isUndefined(
+      Curve.decodeEcPoint("P-384", Curve.encodeEcPoint(Uint8Array.from([0x04, ...new Uint8Array(64)])))
+    )
     assert.isUndefined(Curve.decodeEcPoint("P-256", Uint8Array.from([0x02, ...new Uint8Array(32)])))
     assert.isUndefined(Curve.decodeEcPoint("P-256", Uint8Array.from([0x04, 0x42, 0x04, ...new Uint8Array(64)])))
   })

@@ -268,7 +268,9 @@ describe("MemoryPkcs11", () => {
           publicKey: { modulusBits: 2048 },
           privateKey: { sign: true }
         })
-        const error = yield* Effect.flip(pkcs11.sign(handle, { type: CKM.SHA256_RSA_PKCS }, pair.privateKey, new Uint8Array(8)))
+        const error = yield* Effect.flip(
+          pkcs11.sign(handle, { type: CKM.SHA256_RSA_PKCS }, pair.privateKey, new Uint8Array(8))
+        )
         assert.strictEqual(error._tag, "MechanismInvalid")
         assert.include(error.message, "CKM_SHA256_RSA_PKCS")
         assert.strictEqual((yield* Effect.flip(pkcs11.mechanismInfo(slot, CKM.ECDSA)))._tag, "MechanismInvalid")
@@ -329,7 +331,12 @@ describe("MemoryPkcs11", () => {
             value: unb64(ec.privateKey.export({ format: "jwk" }).d)
           })
           const hash = { "P-256": "sha256", "P-384": "sha384", "P-521": "sha512" }[curve]
-          const es = yield* pkcs11.sign(handle, { type: CKM.ECDSA }, ecKey, Crypto.createHash(hash).update(data).digest())
+          const es = yield* pkcs11.sign(
+            handle,
+            { type: CKM.ECDSA },
+            ecKey,
+            Crypto.createHash(hash).update(data).digest()
+          )
           assert.strictEqual(es.length, Curve.specs[curve].signatureSize)
           assert.isTrue(Crypto.verify(hash, data, { key: ec.publicKey, dsaEncoding: "ieee-p1363" }, es), curve)
         }
@@ -418,20 +425,31 @@ describe("MemoryPkcs11", () => {
           format: "jwk"
         })
         const plaintext = Crypto.randomBytes(32)
-        for (const [oaepHash, hashAlg, mgf] of [["sha1", CKM.SHA_1, CKG.MGF1_SHA1], ["sha256", CKM.SHA256, CKG.MGF1_SHA256]] as const) {
+        for (
+          const [oaepHash, hashAlg, mgf] of [["sha1", CKM.SHA_1, CKG.MGF1_SHA1], [
+            "sha256",
+            CKM.SHA256,
+            CKG.MGF1_SHA256
+          ]] as const
+        ) {
           const label = Buffer.from("label")
           const ciphertext = Crypto.publicEncrypt(
             { key, padding: Crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash, oaepLabel: label },
             plaintext
           )
           const mechanism = { type: CKM.RSA_PKCS_OAEP, parameter: { _tag: "RsaOaep" as const, hashAlg, mgf, label } }
-          assert.deepStrictEqual(Buffer.from(yield* pkcs11.decrypt(handle, mechanism, pair.privateKey, ciphertext)), plaintext)
+          assert.deepStrictEqual(
+            Buffer.from(yield* pkcs11.decrypt(handle, mechanism, pair.privateKey, ciphertext)),
+            plaintext
+          )
           const tampered = Buffer.from(ciphertext)
           tampered[10] ^= 1
           const error = yield* Effect.flip(pkcs11.decrypt(handle, mechanism, pair.privateKey, tampered))
           assert.strictEqual(error._tag === "Pkcs11Error" ? error.name : error._tag, "CKR_ENCRYPTED_DATA_INVALID")
         }
-        const noSign = yield* Effect.flip(pkcs11.sign(handle, { type: CKM.SHA256_RSA_PKCS }, pair.privateKey, plaintext))
+        const noSign = yield* Effect.flip(
+          pkcs11.sign(handle, { type: CKM.SHA256_RSA_PKCS }, pair.privateKey, plaintext)
+        )
         assert.strictEqual(noSign._tag === "Pkcs11Error" ? noSign.name : noSign._tag, "CKR_KEY_FUNCTION_NOT_PERMITTED")
       }).pipe(Effect.provide(emulator())))
 
@@ -439,7 +457,9 @@ describe("MemoryPkcs11", () => {
       Effect.gen(function*() {
         const pkcs11 = yield* Pkcs11.Pkcs11
         const handle = yield* session({ login: false })
-        const readOnly = yield* Effect.flip(pkcs11.createObject(handle, { class: CKO.DATA, private: false, local: true }))
+        const readOnly = yield* Effect.flip(
+          pkcs11.createObject(handle, { class: CKO.DATA, private: false, local: true })
+        )
         assert.strictEqual(readOnly._tag === "Pkcs11Error" ? readOnly.name : readOnly._tag, "CKR_ATTRIBUTE_READ_ONLY")
         const notLoggedIn = yield* Effect.flip(pkcs11.createObject(handle, { class: CKO.DATA, private: true }))
         assert.strictEqual(notLoggedIn._tag === "SessionFailed" ? notLoggedIn.reason : "", "not-logged-in")

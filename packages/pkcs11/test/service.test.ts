@@ -2,7 +2,7 @@
  * What the service adds over a driver, checked with a driver that records what it is asked.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, Pkcs11 } from "@hsmkey/pkcs11"
+import { Constants, type Pkcs11 } from "@hsmkey/pkcs11"
 import { Deferred, Effect, Fiber, Redacted } from "effect"
 import { CryptokiError, type Driver } from "../src/internal/driver.js"
 import { Lock } from "../src/internal/lock.js"

@@ -49,7 +49,11 @@ describe.skipIf(!softHsmAvailable)("SoftHsm.layer", () => {
       assert.strictEqual(yield* pkcs11.login(session, token.soPin, "so"), "logged-in")
     })).pipe(
       Effect.provide(
-        SoftHsm.layer({ tokenLabel: "provisioned", userPin: Redacted.make("user-pin-1"), soPin: Redacted.make("so-pin-1") })
+        SoftHsm.layer({
+          tokenLabel: "provisioned",
+          userPin: Redacted.make("user-pin-1"),
+          soPin: Redacted.make("so-pin-1")
+        })
       )
     ))
 

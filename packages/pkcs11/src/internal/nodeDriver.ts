@@ -28,7 +28,10 @@ const readUlong = (buffer: Buffer): number => fromHandle(buffer)
 
 const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
-const encodeValue = (kind: Attribute.Kind, value: boolean | number | string | Uint8Array): boolean | number | Buffer => {
+const encodeValue = (
+  kind: Attribute.Kind,
+  value: boolean | number | string | Uint8Array
+): boolean | number | Buffer => {
   switch (kind) {
     case "boolean":
     case "number":
@@ -256,7 +259,10 @@ export const make = (module: Module): Driver => {
     },
 
     setAttributes: (session, object, template) =>
-      call("C_SetAttributeValue", () => p11.C_SetAttributeValue(toHandle(session), toHandle(object), toTemplate(template))),
+      call(
+        "C_SetAttributeValue",
+        () => p11.C_SetAttributeValue(toHandle(session), toHandle(object), toTemplate(template))
+      ),
 
     createObject: (session, template) =>
       call("C_CreateObject", () => fromHandle(p11.C_CreateObject(toHandle(session), toTemplate(template)))),
@@ -276,15 +282,20 @@ export const make = (module: Module): Driver => {
       }),
 
     generateKey: (session, mechanism, template) =>
-      callAsync("C_GenerateKey", async () =>
-        fromHandle(await p11.C_GenerateKeyAsync(toHandle(session), toMechanism(mechanism), toTemplate(template)))),
+      callAsync(
+        "C_GenerateKey",
+        async () =>
+          fromHandle(await p11.C_GenerateKeyAsync(toHandle(session), toMechanism(mechanism), toTemplate(template)))
+      ),
 
     sign: async (session, mechanism, key, data) => {
       const handle = toHandle(session)
       call("C_SignInit", () => p11.C_SignInit(handle, toMechanism(mechanism), toHandle(key)))
       const input = Buffer.from(data)
       try {
-        return new Uint8Array(await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(SIGNATURE_BUFFER))))
+        return new Uint8Array(
+          await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(SIGNATURE_BUFFER)))
+        )
       } catch (error) {
         // CKR_BUFFER_TOO_SMALL leaves the operation active (the next C_SignInit would fail with
         // CKR_OPERATION_ACTIVE); PKCS#11 completes it by calling C_Sign again with room enough.

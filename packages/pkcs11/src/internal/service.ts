@@ -8,8 +8,8 @@ import type {
   Mechanism,
   MechanismInfo,
   ObjectHandle,
-  Pkcs11,
   PinStatus,
+  Pkcs11,
   SessionHandle,
   SessionLimit,
   SessionState,
@@ -149,11 +149,13 @@ export const make = (driver: Driver): Pkcs11.Service => {
   const sessionAttributes = (session: number, extra: Record<string, unknown> = {}) => {
     const slot = sessionSlots.get(session)
     const label = slot === undefined ? undefined : slotLabels.get(slot)
-    return spanAttributes(label === undefined ? { "pkcs11.session": session, ...extra } : {
-      "pkcs11.session": session,
-      "pkcs11.token": label,
-      ...extra
-    })
+    return spanAttributes(
+      label === undefined ? { "pkcs11.session": session, ...extra } : {
+        "pkcs11.session": session,
+        "pkcs11.token": label,
+        ...extra
+      }
+    )
   }
 
   const traced = <A, E>(

@@ -459,8 +459,11 @@ export class Emulator implements Driver {
     }))
 
   getSlotList = (tokenPresent: boolean): ReadonlyArray<number> =>
-    this.guard("C_GetSlotList", undefined, () =>
-      [...this.slots.values()].filter((slot) => !tokenPresent || slot.token !== undefined).map((slot) => slot.id))
+    this.guard(
+      "C_GetSlotList",
+      undefined,
+      () => [...this.slots.values()].filter((slot) => !tokenPresent || slot.token !== undefined).map((slot) => slot.id)
+    )
 
   getSlotInfo = (id: number) =>
     this.guard("C_GetSlotInfo", this.tokenOfSlot(id), () => {
@@ -757,7 +760,11 @@ export class Emulator implements Driver {
     this.onSessionAsync("C_VerifyInit", handle, async (session) => {
       const key = this.keyFor(session, keyHandle, mechanism, "verify")
       const spec = Keys.checkSignature(mechanism, key.attributes.keyType, key.attributes.class, key.material, "verify")
-      return this.guardAsync("C_Verify", session.token, () => Keys.verify(mechanism, spec, key.material!, data, signature))
+      return this.guardAsync(
+        "C_Verify",
+        session.token,
+        () => Keys.verify(mechanism, spec, key.material!, data, signature)
+      )
     })
 
   decrypt = (handle: number, mechanism: Mechanism, keyHandle: number, data: Uint8Array) =>

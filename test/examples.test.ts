@@ -1,0 +1,60 @@
+/**
+ * The README's main job runs as documented: each example is executed as a user would run it.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { execFile } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { promisify } from "node:util"
+import { softHsmAvailable, softHsmModule } from "./support/softhsm.js"
+
+const root = Path.resolve(import.meta.dirname, "..")
+const run = (file: string, env: Record<string, string | undefined> = {}) => {
+  const merged = Object.fromEntries(
+    Object.entries({ ...process.env, ...env }).filter((entry): entry is [string, string] => entry[1] !== undefined)
+  )
+  return Effect.promise(() =>
+    promisify(execFile)(process.execPath, ["--import", "tsx", file], { cwd: root, env: merged }).then(
+      (out) => ({ code: 0, ...out }),
+      (error: { code: number; stdout: string; stderr: string }) => error
+    )
+  )
+}
+
+describe.skipIf(!softHsmAvailable)("examples", () => {
+  it.live("demo: signs in a throwaway SoftHSM2 token, verifies with node:crypto, cleans up", () =>
+    Effect.gen(function*() {
+      const { code, stderr, stdout } = yield* run("examples/demo.ts")
+      assert.strictEqual(code, 0, stderr)
+      for (const alg of ["ES256", "EdDSA", "PS256"]) {
+        assert.match(stdout, new RegExp(`${alg}\\s+signed in the token \\(\\d+ bytes\\), verified by node:crypto`))
+      }
+      const config = /under (\S+softhsm2\.conf)/.exec(stdout)?.[1]
+      assert.isDefined(config)
+      assert.isFalse(Fs.existsSync(Path.dirname(config!)), "the throwaway directory is deleted")
+    }))
+
+  it.live("list-tokens: lists the tokens of the library named by HSM_MODULE", () =>
+    Effect.gen(function*() {
+      const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hsmkey-example-"))
+      Fs.mkdirSync(Path.join(directory, "tokens"))
+      const config = Path.join(directory, "softhsm2.conf")
+      Fs.writeFileSync(config, `directories.tokendir = ${Path.join(directory, "tokens")}\n`)
+      const { code, stderr, stdout } = yield* run("examples/list-tokens.ts", {
+        HSM_MODULE: softHsmModule!,
+        SOFTHSM2_CONF: config
+      })
+      Fs.rmSync(directory, { recursive: true })
+      assert.strictEqual(code, 0, stderr)
+      assert.match(stdout, /an uninitialized token in slot \d+/)
+    }))
+
+  it.live("list-tokens: a missing HSM_MODULE is a configuration error naming it", () =>
+    Effect.gen(function*() {
+      const { code, stderr, stdout } = yield* run("examples/list-tokens.ts", { HSM_MODULE: undefined })
+      assert.notStrictEqual(code, 0)
+      assert.include(stdout + stderr, "HSM_MODULE")
+    }))
+})

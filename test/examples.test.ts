@@ -58,3 +58,12 @@ describe.skipIf(!softHsmAvailable)("examples", () => {
       assert.include(stdout + stderr, "HSM_MODULE")
     }))
 })
+
+describe("README", () => {
+  it("shows examples/list-tokens.ts as it is", () => {
+    const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
+    const shown = /```ts\n([\s\S]*?)```/.exec(readme)?.[1]
+    assert.isDefined(shown)
+    assert.include(Fs.readFileSync(Path.join(root, "examples/list-tokens.ts"), "utf8"), shown!)
+  })
+})

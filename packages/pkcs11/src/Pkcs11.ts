@@ -183,7 +183,9 @@ export type UserType = "user" | "so" | "context-specific"
 
 /**
  * The outcome of `login`. Login state belongs to the token, not the session, so a second login on
- * any session of the same application returns `CKR_USER_ALREADY_LOGGED_IN`: that is success.
+ * any session of the same application returns `CKR_USER_ALREADY_LOGGED_IN`: that is success. Tokens
+ * (SoftHSM2 among them) check the login state before the PIN, so `"already-logged-in"` says nothing
+ * about whether this PIN is right.
  *
  * @since 0.1.0
  * @category models

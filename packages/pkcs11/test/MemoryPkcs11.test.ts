@@ -291,6 +291,56 @@ describe("MemoryPkcs11", () => {
       }).pipe(Effect.provide(emulator({ mechanisms: [CKM.RSA_PKCS_KEY_PAIR_GEN, CKM.RSA_PKCS] }))))
   })
 
+  it.scoped("generates RSA-3072 and RSA-4096 keys that sign RS* and PS*", () =>
+    Effect.gen(function*() {
+      const pkcs11 = yield* Pkcs11.Pkcs11
+      const handle = yield* session()
+      const data = Buffer.from("large moduli")
+      for (const bits of [3072, 4096]) {
+        const pair = yield* pkcs11.generateKeyPair(handle, { type: CKM.RSA_PKCS_KEY_PAIR_GEN }, {
+          publicKey: { modulusBits: bits, publicExponent: new Uint8Array([1, 0, 1]) },
+          privateKey: { sign: true }
+        })
+        const read = yield* pkcs11.getAttributes(handle, pair.publicKey, ["modulus", "publicExponent", "modulusBits"])
+        assert.strictEqual(read.modulusBits, bits)
+        assert.strictEqual(read.modulus?.length, bits / 8)
+        const key = Crypto.createPublicKey({
+          key: { kty: "RSA", n: b64(read.modulus), e: b64(read.publicExponent) },
+          format: "jwk"
+        })
+        const rs = yield* pkcs11.sign(handle, { type: CKM.SHA384_RSA_PKCS }, pair.privateKey, data)
+        assert.isTrue(Crypto.verify("sha384", data, key, rs))
+        const ps = yield* pkcs11.sign(
+          handle,
+          {
+            type: CKM.SHA512_RSA_PKCS_PSS,
+            parameter: { _tag: "RsaPss", hashAlg: CKM.SHA512, mgf: CKG.MGF1_SHA512, saltLength: 64 }
+          },
+          pair.privateKey,
+          data
+        )
+        assert.strictEqual(ps.length, bits / 8)
+        assert.isTrue(
+          Crypto.verify("sha512", data, { key, padding: Crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 64 }, ps)
+        )
+      }
+      const tooSmall = yield* Effect.flip(pkcs11.generateKeyPair(handle, { type: CKM.RSA_PKCS_KEY_PAIR_GEN }, {
+        publicKey: { modulusBits: 512 },
+        privateKey: { sign: true }
+      }))
+      assert.strictEqual(tooSmall._tag === "Pkcs11Error" ? tooSmall.name : tooSmall._tag, "CKR_KEY_SIZE_RANGE")
+      const mismatched = yield* Effect.flip(pkcs11.sign(
+        handle,
+        {
+          type: CKM.SHA256_RSA_PKCS_PSS,
+          parameter: { _tag: "RsaPss", hashAlg: CKM.SHA256, mgf: CKG.MGF1_SHA1, saltLength: 32 }
+        },
+        (yield* pkcs11.findObjects(handle, { class: CKO.PRIVATE_KEY }))[0],
+        data
+      ))
+      assert.strictEqual(mismatched._tag, "MechanismInvalid")
+    }).pipe(Effect.provide(emulator())))
+
   describe("objects", () => {
     it.scoped("imports private keys from their components and signs with them", () =>
       Effect.gen(function*() {

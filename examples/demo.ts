@@ -5,14 +5,12 @@
  *   pnpm demo
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Constants, Curve, Pkcs11 } from "@hsmkey/pkcs11"
+import { Constants, Curve, Pkcs11, PublicKey } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Console, Effect } from "effect"
 import * as Crypto from "node:crypto"
 
-const { CKG, CKK, CKM, CKO } = Constants
-
-const b64 = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString("base64url")
+const { CKG, CKM, CKO } = Constants
 
 /** The signing keys of the demo, and how each JOSE algorithm signs with them (DESIGN fact 11). */
 const algorithms = [
@@ -53,30 +51,9 @@ const algorithms = [
 /** The public half as node:crypto holds it, read from the token's public key object. */
 const publicKeyOf = (pkcs11: Pkcs11.Pkcs11.Service, session: Pkcs11.SessionHandle, handle: Pkcs11.ObjectHandle) =>
   Effect.gen(function*() {
-    const read = yield* pkcs11.getAttributes(session, handle, [
-      "keyType",
-      "modulus",
-      "publicExponent",
-      "ecParams",
-      "ecPoint"
-    ])
-    if (read.keyType === CKK.RSA) {
-      return Crypto.createPublicKey({
-        key: { kty: "RSA", n: b64(read.modulus), e: b64(read.publicExponent) },
-        format: "jwk"
-      })
-    }
-    const curve = Curve.fromEcParams(read.ecParams ?? new Uint8Array())
-    const point = curve === undefined ? undefined : Curve.decodeEcPoint(curve, read.ecPoint ?? new Uint8Array())
-    if (curve === undefined || point === undefined) return yield* Effect.dieMessage("unexpected public key")
-    if (Curve.specs[curve].family === "edwards") {
-      return Crypto.createPublicKey({ key: { kty: "OKP", crv: curve, x: b64(point) }, format: "jwk" })
-    }
-    const size = Curve.specs[curve].size
-    return Crypto.createPublicKey({
-      key: { kty: "EC", crv: curve, x: b64(point.subarray(1, 1 + size)), y: b64(point.subarray(1 + size)) },
-      format: "jwk"
-    })
+    const jwk = PublicKey.toJwk(yield* pkcs11.getAttributes(session, handle, PublicKey.attributeNames))
+    if (jwk === undefined) return yield* Effect.dieMessage("the token returned an unsupported public key")
+    return Crypto.createPublicKey({ key: jwk, format: "jwk" })
   })
 
 const program = Effect.gen(function*() {

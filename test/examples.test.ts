@@ -5,10 +5,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { promisify } from "node:util"
-import { softHsmAvailable, softHsmModule } from "./support/softhsm.js"
+import { softHsmAvailable, softHsmModule, writeSoftHsmConfig } from "./support/softhsm.js"
 
 const root = Path.resolve(import.meta.dirname, "..")
 const run = (file: string, env: Record<string, string | undefined> = {}) => {
@@ -38,10 +37,7 @@ describe.skipIf(!softHsmAvailable)("examples", () => {
 
   it.live("list-tokens: lists the tokens of the library named by HSM_MODULE", () =>
     Effect.gen(function*() {
-      const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hsmkey-example-"))
-      Fs.mkdirSync(Path.join(directory, "tokens"))
-      const config = Path.join(directory, "softhsm2.conf")
-      Fs.writeFileSync(config, `directories.tokendir = ${Path.join(directory, "tokens")}\n`)
+      const { config, directory } = writeSoftHsmConfig("hsmkey-example-")
       const { code, stderr, stdout } = yield* run("examples/list-tokens.ts", {
         HSM_MODULE: softHsmModule!,
         SOFTHSM2_CONF: config

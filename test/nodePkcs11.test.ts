@@ -10,15 +10,12 @@ import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import pkcs11js from "pkcs11js"
-import { softHsmAvailable, softHsmModule } from "./support/softhsm.js"
+import { softHsmAvailable, softHsmModule, writeSoftHsmConfig } from "./support/softhsm.js"
 
 const modulePath = softHsmModule ?? "/unavailable"
 
 const withSoftHsmConfig = () => {
-  const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hsmkey-registry-"))
-  Fs.mkdirSync(Path.join(directory, "tokens"))
-  const config = Path.join(directory, "softhsm2.conf")
-  Fs.writeFileSync(config, `directories.tokendir = ${Path.join(directory, "tokens")}\nobjectstore.backend = file\n`)
+  const { config, directory } = writeSoftHsmConfig("hsmkey-registry-")
   process.env.SOFTHSM2_CONF = config
   return directory
 }

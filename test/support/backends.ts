@@ -1,10 +1,10 @@
-import { Constants, Curve, MemoryPkcs11, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { Constants, Curve, MemoryPkcs11, NodePkcs11, Pkcs11, PublicKey } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Context, Effect, Layer, Redacted, type Scope } from "effect"
 import * as Crypto from "node:crypto"
 import { softHsmAvailable } from "./softhsm.js"
 
-const { CKK, CKM, CKO } = Constants
+const { CKM } = Constants
 
 /**
  * The token a conformance test runs against, whichever backend provides it.
@@ -133,36 +133,12 @@ export const generateKeyPair = (
   })
 
 /**
- * The public key of a public key object, as node:crypto holds it: built from CKA_MODULUS and
- * CKA_PUBLIC_EXPONENT, or from CKA_EC_PARAMS and CKA_EC_POINT.
+ * The public key of a public key object, as node:crypto holds it.
  */
 export const publicKeyObject = (session: Pkcs11.SessionHandle, handle: Pkcs11.ObjectHandle) =>
   Effect.gen(function*() {
     const pkcs11 = yield* Pkcs11.Pkcs11
-    const attributes = yield* pkcs11.getAttributes(session, handle, [
-      "class",
-      "keyType",
-      "modulus",
-      "publicExponent",
-      "ecParams",
-      "ecPoint"
-    ])
-    if (attributes.class !== CKO.PUBLIC_KEY) return yield* Effect.dieMessage("not a public key")
-    const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url")
-    if (attributes.keyType === CKK.RSA) {
-      return Crypto.createPublicKey({
-        key: { kty: "RSA", n: b64(attributes.modulus!), e: b64(attributes.publicExponent!) },
-        format: "jwk"
-      })
-    }
-    const curve = Curve.fromEcParams(attributes.ecParams!)!
-    const point = Curve.decodeEcPoint(curve, attributes.ecPoint!)!
-    if (Curve.specs[curve].family === "edwards") {
-      return Crypto.createPublicKey({ key: { kty: "OKP", crv: curve, x: b64(point) }, format: "jwk" })
-    }
-    const size = Curve.specs[curve].size
-    return Crypto.createPublicKey({
-      key: { kty: "EC", crv: curve, x: b64(point.subarray(1, 1 + size)), y: b64(point.subarray(1 + size)) },
-      format: "jwk"
-    })
+    const jwk = PublicKey.toJwk(yield* pkcs11.getAttributes(session, handle, PublicKey.attributeNames))
+    if (jwk === undefined) return yield* Effect.dieMessage("not a supported public key")
+    return Crypto.createPublicKey({ key: jwk, format: "jwk" })
   })

@@ -93,7 +93,7 @@ export type Attributes = { readonly [N in Name]?: ValueOf<(typeof specs)[N]["kin
  * @since 0.1.0
  * @category models
  */
-export type Read<N extends Name> = { readonly [K in N]?: ValueOf<(typeof specs)[K]["kind"]> }
+export type Read<N extends Name> = { readonly [K in N]?: ValueOf<(typeof specs)[K]["kind"]> | undefined }
 
 /**
  * The attributes of a template that are set, in a stable order, with their specs.

@@ -32,3 +32,8 @@ export * as Pkcs11 from "./Pkcs11.js"
  * @since 0.1.0
  */
 export * as Pkcs11Error from "./Pkcs11Error.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as PublicKey from "./PublicKey.js"

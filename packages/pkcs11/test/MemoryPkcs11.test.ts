@@ -3,7 +3,7 @@
  * controls. The behaviour both backends share is in the root conformance suite.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, Curve, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { type Attribute, Constants, Curve, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Layer, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 
@@ -34,6 +34,14 @@ const session = (options: { readonly rw?: boolean; readonly login?: boolean } = 
     if (options.login ?? true) yield* pkcs11.login(handle, userPin)
     return handle
   })
+
+/** A P-256 key pair whose private key signs. */
+const p256Pair = (handle: Pkcs11.SessionHandle, privateKey: Attribute.Attributes = {}) =>
+  Effect.flatMap(Pkcs11.Pkcs11, (pkcs11) =>
+    pkcs11.generateKeyPair(handle, { type: CKM.EC_KEY_PAIR_GEN }, {
+      publicKey: { ecParams: Curve.ecParams("P-256") },
+      privateKey: { sign: true, ...privateKey }
+    }))
 
 const b64 = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString("base64url")
 const unb64 = (text: string | undefined) => new Uint8Array(Buffer.from(text ?? "", "base64url"))
@@ -124,19 +132,13 @@ describe("MemoryPkcs11", () => {
         assert.isTrue((yield* pkcs11.tokenInfo(slot)).userPin.toBeChanged)
         const handle = yield* session()
         const expired = yield* Effect.flip(
-          pkcs11.generateKeyPair(handle, { type: CKM.EC_KEY_PAIR_GEN }, {
-            publicKey: { ecParams: Curve.ecParams("P-256") },
-            privateKey: { sign: true }
-          })
+          p256Pair(handle)
         )
         assert.strictEqual(expired._tag, "PinExpired")
         const fresh = Redacted.make("a-new-pin")
         yield* pkcs11.setPin(handle, userPin, fresh)
         assert.isFalse((yield* pkcs11.tokenInfo(slot)).userPin.toBeChanged)
-        yield* pkcs11.generateKeyPair(handle, { type: CKM.EC_KEY_PAIR_GEN }, {
-          publicKey: { ecParams: Curve.ecParams("P-256") },
-          privateKey: { sign: true }
-        })
+        yield* p256Pair(handle)
       }).pipe(Effect.provide(emulator({ userPinToBeChanged: true }))))
   })
 
@@ -161,10 +163,7 @@ describe("MemoryPkcs11", () => {
         const pkcs11 = yield* Pkcs11.Pkcs11
         const control = yield* MemoryPkcs11.Control
         const handle = yield* session()
-        const pair = yield* pkcs11.generateKeyPair(handle, { type: CKM.EC_KEY_PAIR_GEN }, {
-          publicKey: { ecParams: Curve.ecParams("P-256") },
-          privateKey: { sign: true }
-        })
+        const pair = yield* p256Pair(handle)
         yield* control.failNext({ method: "C_Sign", code: CKR.SESSION_HANDLE_INVALID })
         const error = yield* Effect.flip(pkcs11.sign(handle, { type: CKM.ECDSA }, pair.privateKey, new Uint8Array(32)))
         assert.strictEqual(error._tag, "SessionFailed")
@@ -235,10 +234,7 @@ describe("MemoryPkcs11", () => {
         const pkcs11 = yield* Pkcs11.Pkcs11
         const control = yield* MemoryPkcs11.Control
         const handle = yield* session()
-        const pair = yield* pkcs11.generateKeyPair(handle, { type: CKM.EC_KEY_PAIR_GEN }, {
-          publicKey: { ecParams: Curve.ecParams("P-256") },
-          privateKey: { sign: true, token: true, id: new Uint8Array([7]) }
-        })
+        const pair = yield* p256Pair(handle, { sign: true, token: true, id: new Uint8Array([7]) })
         yield* control.forceLogout("emu")
         assert.strictEqual((yield* pkcs11.sessionInfo(handle)).state, "rw-public")
         const stale = yield* Effect.flip(pkcs11.sign(handle, { type: CKM.ECDSA }, pair.privateKey, new Uint8Array(32)))

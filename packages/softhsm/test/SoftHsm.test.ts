@@ -3,9 +3,8 @@ import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Effect, Redacted } from "effect"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { softHsmAvailable, softHsmModule } from "../../../test/support/softhsm.js"
+import { softHsmAvailable, softHsmModule, writeSoftHsmConfig } from "../../../test/support/softhsm.js"
 
 const { CKO } = Constants
 
@@ -136,10 +135,7 @@ describe.skipIf(!softHsmAvailable)("SoftHsm.layer", () => {
 
   it.effect("refuses to start when SoftHSM2 was initialized without it", () =>
     Effect.gen(function*() {
-      const directory = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hsmkey-foreign-"))
-      Fs.mkdirSync(Path.join(directory, "tokens"))
-      const config = Path.join(directory, "softhsm2.conf")
-      Fs.writeFileSync(config, `directories.tokendir = ${Path.join(directory, "tokens")}\n`)
+      const { config } = writeSoftHsmConfig("hsmkey-foreign-")
       const saved = process.env.SOFTHSM2_CONF
       process.env.SOFTHSM2_CONF = config
       const error = yield* Effect.scoped(Effect.gen(function*() {

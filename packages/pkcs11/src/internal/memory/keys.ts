@@ -5,6 +5,7 @@ import type * as Attribute from "../../Attribute.js"
 import { CKG, CKK, CKM, CKO, CKR } from "../../Constants.js"
 import * as Curve from "../../Curve.js"
 import type { Mechanism } from "../../Pkcs11.js"
+import * as PublicKey from "../../PublicKey.js"
 
 /**
  * A return value the emulator reports, thrown from anywhere in it and turned into a `CryptokiError`
@@ -288,7 +289,7 @@ export const importKey = (template: Attribute.Attributes): KeyMaterial | undefin
         const e = need(template.publicExponent)
         const bits = unsigned(n).length * 8
         if (objectClass === CKO.PUBLIC_KEY) {
-          const key = Crypto.createPublicKey({ key: { kty: "RSA", n: b64(n), e: b64(e) }, format: "jwk" })
+          const key = publicKeyOf(template)
           return { kind: "rsa", key, bits: key.asymmetricKeyDetails?.modulusLength ?? bits }
         }
         const key = Crypto.createPrivateKey({
@@ -311,14 +312,8 @@ export const importKey = (template: Attribute.Attributes): KeyMaterial | undefin
         const curve = curveOf(template.ecParams, "weierstrass")
         const spec = Curve.specs[curve]
         if (objectClass === CKO.PUBLIC_KEY) {
-          const point = Curve.decodeEcPoint(curve, need(template.ecPoint)) ?? fail(CKR.ATTRIBUTE_VALUE_INVALID)
-          const x = point.subarray(1, 1 + spec.size)
-          const y = point.subarray(1 + spec.size)
-          return {
-            kind: "ec",
-            curve,
-            key: Crypto.createPublicKey({ key: { kty: "EC", crv: curve, x: b64(x), y: b64(y) }, format: "jwk" })
-          }
+          need(template.ecPoint)
+          return { kind: "ec", curve, key: publicKeyOf(template) }
         }
         const scalar = leftPad(need(template.value), spec.size)
         // SEC1 ECPrivateKey without its optional public key: OpenSSL derives the point.
@@ -336,12 +331,8 @@ export const importKey = (template: Attribute.Attributes): KeyMaterial | undefin
       case CKK.EC_EDWARDS: {
         const curve = curveOf(template.ecParams, "edwards")
         if (objectClass === CKO.PUBLIC_KEY) {
-          const point = Curve.decodeEcPoint(curve, need(template.ecPoint)) ?? fail(CKR.ATTRIBUTE_VALUE_INVALID)
-          return {
-            kind: "edwards",
-            curve,
-            key: Crypto.createPublicKey({ key: { kty: "OKP", crv: curve, x: b64(point) }, format: "jwk" })
-          }
+          need(template.ecPoint)
+          return { kind: "edwards", curve, key: publicKeyOf(template) }
         }
         const seed = need(template.value)
         if (seed.length !== Curve.specs[curve].size) return fail(CKR.ATTRIBUTE_VALUE_INVALID)
@@ -352,6 +343,11 @@ export const importKey = (template: Attribute.Attributes): KeyMaterial | undefin
         return fail(CKR.ATTRIBUTE_VALUE_INVALID)
     }
   })
+}
+
+const publicKeyOf = (template: Attribute.Attributes): Crypto.KeyObject => {
+  const jwk = PublicKey.toJwk(template) ?? fail(CKR.ATTRIBUTE_VALUE_INVALID)
+  return Crypto.createPublicKey({ key: jwk, format: "jwk" })
 }
 
 const derSequenceHeader = (length: number): Buffer =>

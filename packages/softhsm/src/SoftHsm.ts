@@ -237,6 +237,11 @@ const openFailure = (failure: Sandbox.OpenFailure): SoftHsmError => {
         detail: `${failure.modulePath} was initialized in this process before SoftHsm.layer, so it will not read ` +
           "a throwaway configuration; build SoftHsm layers before any other layer of this library"
       })
+    case "OtherModule":
+      return new SoftHsmError({
+        reason: "InvalidOptions",
+        detail: `the throwaway tokens of this process live in ${failure.modulePath}; use that library for all of them`
+      })
     case "ModuleLoadFailed":
       return new SoftHsmError({
         reason: "NotInstalled",

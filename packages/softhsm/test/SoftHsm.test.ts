@@ -3,6 +3,7 @@ import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Effect, Redacted } from "effect"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { softHsmAvailable, softHsmModule, writeSoftHsmConfig } from "../../../test/support/softhsm.js"
 
@@ -132,6 +133,15 @@ describe.skipIf(!softHsmAvailable)("SoftHsm.layer", () => {
       )
       assert.strictEqual(taken.reason, "LabelInUse")
     }))
+
+  it.effect("keeps every throwaway token of the process in one SoftHSM2 library", () =>
+    Effect.gen(function*() {
+      const copy = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "hsmkey-copy-")), "libsofthsm2.so")
+      Fs.copyFileSync(softHsmModule!, copy)
+      const error = yield* Effect.flip(Effect.provide(SoftHsm.Token, SoftHsm.layer({ modulePath: copy })))
+      assert.strictEqual(error.reason, "InvalidOptions")
+      assert.include(error.message, Fs.realpathSync(softHsmModule!))
+    }).pipe(Effect.provide(SoftHsm.layer())))
 
   it.effect("refuses to start when SoftHSM2 was initialized without it", () =>
     Effect.gen(function*() {

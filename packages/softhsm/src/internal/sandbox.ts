@@ -36,6 +36,7 @@ const state: State = ((globalThis as any)[stateKey] ??= { current: undefined, lo
 
 export type OpenFailure =
   | { readonly _tag: "AlreadyInitialized"; readonly modulePath: string }
+  | { readonly _tag: "OtherModule"; readonly modulePath: string }
   | { readonly _tag: "ModuleLoadFailed"; readonly error: unknown }
   | { readonly _tag: "FileSystem"; readonly error: PlatformError.PlatformError }
 
@@ -63,14 +64,17 @@ export const open = (
   modulePath: string
 ): Effect.Effect<Sandbox, OpenFailure, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
-    const current = state.current
-    if (current !== undefined) {
-      current.references++
-      return current
-    }
     const status = yield* NodePkcs11.moduleStatus(modulePath).pipe(
       Effect.mapError((error): OpenFailure => ({ _tag: "ModuleLoadFailed", error }))
     )
+    const current = state.current
+    if (current !== undefined) {
+      if (current.modulePath !== status.realPath) {
+        return yield* Effect.fail<OpenFailure>({ _tag: "OtherModule", modulePath: current.modulePath })
+      }
+      current.references++
+      return current
+    }
     if (status.loaded) return yield* Effect.fail<OpenFailure>({ _tag: "AlreadyInitialized", modulePath })
 
     const fs = yield* FileSystem.FileSystem

@@ -385,9 +385,9 @@ export class Emulator implements Driver {
     }
   }
 
-  private destroySessionObjects(token: Token, owned: (owner: number) => boolean): void {
+  private destroySessionObjects(token: Token, which: (object: StoredObject) => boolean): void {
     for (const [uid, object] of token.objects) {
-      if (object.owner !== undefined && owned(object.owner)) token.objects.delete(uid)
+      if (object.owner !== undefined && which(object)) token.objects.delete(uid)
     }
   }
 
@@ -395,16 +395,14 @@ export class Emulator implements Driver {
     token.loggedIn = undefined
     // C_Logout destroys the application's private session objects, and handles of private objects
     // die: a later login hands out new numbers.
-    for (const [uid, object] of token.objects) {
-      if (object.owner !== undefined && object.attributes.private === true) token.objects.delete(uid)
-    }
+    this.destroySessionObjects(token, (object) => object.attributes.private === true)
     this.forgetHandles(token, (object) => object === undefined || object.attributes.private === true)
   }
 
   private closeSessionInternal(session: Session): void {
     this.sessions.delete(session.handle)
     const token = session.token
-    this.destroySessionObjects(token, (owner) => owner === session.handle)
+    this.destroySessionObjects(token, (object) => object.owner === session.handle)
     if (!session.removed && this.liveSessions(token).length === 0) {
       // Closing the last session of the application logs the token out and invalidates every handle.
       token.loggedIn = undefined

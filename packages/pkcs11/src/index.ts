@@ -16,6 +16,11 @@ export * as Curve from "./Curve.js"
 /**
  * @since 0.1.0
  */
+export * as FifoSemaphore from "./FifoSemaphore.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as MemoryPkcs11 from "./MemoryPkcs11.js"
 
 /**

@@ -2,10 +2,9 @@
  * What the service adds over a driver, checked with a driver that records what it is asked.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, type Pkcs11 } from "@hsmkey/pkcs11"
+import { Constants, FifoSemaphore, type Pkcs11 } from "@hsmkey/pkcs11"
 import { Deferred, Effect, Fiber, Redacted } from "effect"
 import { CryptokiError, type Driver } from "../src/internal/driver.js"
-import { Lock } from "../src/internal/lock.js"
 import * as Service from "../src/internal/service.js"
 
 const { CKR } = Constants
@@ -133,36 +132,62 @@ describe("Pkcs11 service", () => {
     }))
 })
 
-describe("Lock", () => {
+describe("FifoSemaphore", () => {
   it.effect("serves waiters in arrival order", () =>
     Effect.gen(function*() {
-      const lock = new Lock()
+      const semaphore = FifoSemaphore.unsafeMake(1)
       const order: Array<number> = []
       const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(lock.withLock(Deferred.await(gate)))
+      const holder = yield* Effect.fork(semaphore.withPermit(Deferred.await(gate)))
       yield* Effect.yieldNow()
       const waiters = yield* Effect.forEach([1, 2, 3, 4], (i) =>
-        Effect.fork(lock.withLock(Effect.sync(() => order.push(i)))).pipe(Effect.tap(() => Effect.yieldNow())))
+        Effect.fork(semaphore.withPermit(Effect.sync(() =>
+          order.push(i)
+        ))).pipe(Effect.tap(() => Effect.yieldNow())))
+      assert.strictEqual(semaphore.waiting, 4)
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(holder)
       yield* Effect.forEach(waiters, Fiber.join)
       assert.deepStrictEqual(order, [1, 2, 3, 4])
+      assert.strictEqual(semaphore.available, 1)
     }))
 
-  it.live("a waiter interrupted while queued or just granted never strands the lock", () =>
+  it.live("waiters interrupted while queued, just granted, or just after never strand a permit", () =>
     Effect.gen(function*() {
-      const lock = new Lock()
-      for (let round = 0; round < 200; round++) {
+      const semaphore = FifoSemaphore.unsafeMake(2)
+      for (let round = 0; round < 300; round++) {
         const gate = yield* Deferred.make<void>()
-        const holder = yield* Effect.fork(lock.withLock(Deferred.await(gate)))
-        const victim = yield* Effect.fork(lock.withLock(Effect.void))
+        const holders = yield* Effect.forEach([1, 2], () => Effect.fork(semaphore.withPermit(Deferred.await(gate))))
+        const victims = yield* Effect.forEach(
+          [1, 2, 3],
+          (i) => Effect.fork(i % 2 === 0 ? Effect.scoped(semaphore.takeScoped) : semaphore.withPermit(Effect.void))
+        )
         yield* Effect.yieldNow()
         yield* Deferred.succeed(gate, undefined)
-        if (round % 2 === 0) yield* Effect.yieldNow()
-        yield* Fiber.interrupt(victim)
-        yield* Fiber.join(holder)
-        const ran = yield* lock.withLock(Effect.succeed(round)).pipe(Effect.timeout("1 second"))
-        assert.strictEqual(ran, round)
+        for (let i = 0; i < round % 4; i++) yield* Effect.yieldNow()
+        yield* Effect.forEach(victims, Fiber.interrupt)
+        yield* Effect.forEach(holders, Fiber.join)
+        assert.strictEqual(semaphore.available, 2, `round ${round}`)
+        assert.strictEqual(semaphore.waiting, 0)
       }
+    }))
+
+  it.effect("bounds concurrency to its permits", () =>
+    Effect.gen(function*() {
+      const semaphore = FifoSemaphore.unsafeMake(3)
+      let active = 0
+      let peak = 0
+      yield* Effect.forEach(
+        Array.from({ length: 50 }),
+        () =>
+          semaphore.withPermit(Effect.gen(function*() {
+            active++
+            peak = Math.max(peak, active)
+            yield* Effect.yieldNow()
+            active--
+          })),
+        { concurrency: "unbounded", discard: true }
+      )
+      assert.strictEqual(peak, 3)
     }))
 })

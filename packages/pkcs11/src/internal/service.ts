@@ -2,6 +2,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Attribute from "../Attribute.js"
 import { CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION, CKF, CKR, CKS, CKU, mechanismName } from "../Constants.js"
+import * as FifoSemaphore from "../FifoSemaphore.js"
 import type {
   Count,
   LoginResult,
@@ -19,7 +20,6 @@ import type {
 } from "../Pkcs11.js"
 import { type FailureContext, fromReturnValue, Pkcs11Error, type Pkcs11Failure } from "../Pkcs11Error.js"
 import { type Driver, isCryptokiError, type RawTokenInfo } from "./driver.js"
-import { Lock } from "./lock.js"
 
 const userTypes: Record<UserType, number> = { "user": CKU.USER, "so": CKU.SO, "context-specific": CKU.CONTEXT_SPECIFIC }
 
@@ -99,14 +99,14 @@ const toMechanismInfo = (type: number, raw: { minKeySize: number; maxKeySize: nu
  */
 export const make = (driver: Driver): Pkcs11.Service => {
   // PKCS#11 sessions hold one active operation each; a second fiber on the same session waits its turn.
-  const locks = new Map<number, Lock>()
+  const locks = new Map<number, FifoSemaphore.FifoSemaphore>()
   const sessionSlots = new Map<number, number>()
   const slotLabels = new Map<number, string>()
 
-  const lockOf = (session: number): Lock => {
+  const lockOf = (session: number): FifoSemaphore.FifoSemaphore => {
     let lock = locks.get(session)
     if (lock === undefined) {
-      lock = new Lock()
+      lock = FifoSemaphore.unsafeMake(1)
       locks.set(session, lock)
     }
     return lock
@@ -166,7 +166,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
     Effect.withSpan(effect, `Pkcs11.${method}`, { kind: "client", attributes, captureStackTrace: false })
 
   const onSession = <A>(method: string, session: number, effect: Effect.Effect<A, Pkcs11Failure>, extra = {}) =>
-    lockOf(session).withLock(effect).pipe(traced(method, sessionAttributes(session, extra)))
+    lockOf(session).withPermit(effect).pipe(traced(method, sessionAttributes(session, extra)))
 
   const tokenLabelOf = (session: number): string | undefined => {
     const slot = sessionSlots.get(session)

@@ -10,5 +10,6 @@ const project = (name: string, include: ReadonlyArray<string>): TestProjectConfi
 export default [
   project("pkcs11", ["packages/pkcs11/test/**/*.test.ts"]),
   project("softhsm", ["packages/softhsm/test/**/*.test.ts"]),
+  project("hsmkey", ["packages/hsmkey/test/**/*.test.ts"]),
   project("conformance", ["test/**/*.test.ts"])
 ]

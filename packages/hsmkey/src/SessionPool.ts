@@ -1,0 +1,402 @@
+/**
+ * A bounded, self-healing pool of logged-in PKCS#11 sessions on one token.
+ *
+ * Login belongs to the token, not to a session (a logout on any session logs out all of them), so the
+ * pool logs in once per token and process, on a session of its own kept for its lifetime, and shares
+ * that login with every other pool of the process on the token. Leases never log out; the last pool to
+ * close does. Sessions are checked when lent: a closed one is replaced, a logged-out token is logged in
+ * again (once, for all leases), and a removed token fails its callers with `TokenNotPresent` until it
+ * is found again by serial number, in whatever slot it reappears.
+ *
+ * @since 0.1.0
+ */
+import * as FifoSemaphore from "@hsmkey/pkcs11/FifoSemaphore"
+import * as NodePkcs11 from "@hsmkey/pkcs11/NodePkcs11"
+import { Pkcs11, type SessionHandle, type SlotId } from "@hsmkey/pkcs11/Pkcs11"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Pool from "effect/Pool"
+import * as Predicate from "effect/Predicate"
+import type * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import { type HsmError, InvalidOptions, PoolTimeout } from "./HsmError.js"
+import type { HsmSession, TokenRef } from "./HsmSession.js"
+import * as LoginRegistry from "./internal/loginRegistry.js"
+import * as Metrics from "./internal/metrics.js"
+import * as TokenLookup from "./internal/tokenLookup.js"
+
+/**
+ * Options of a pool. Name the token by exactly one of `tokenLabel` and `tokenSerial`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SessionPoolOptions {
+  readonly tokenLabel?: string | undefined
+  readonly tokenSerial?: string | undefined
+  /** The user PIN. Without one the pool lends public sessions only. */
+  readonly userPin?: Redacted.Redacted<string> | undefined
+  /**
+   * Sessions the pool may hold open at once, read-only and read/write together (default 8). Capped by
+   * the token's own limit, less the pool's login session.
+   */
+  readonly maxSessions?: number | undefined
+  /** How long a caller waits for a session before `PoolTimeout` (default 30 seconds). */
+  readonly acquireTimeout?: Duration.DurationInput | undefined
+  /** How long an unused session stays open (default 5 minutes). */
+  readonly idleTimeToLive?: Duration.DurationInput | undefined
+}
+
+/**
+ * What a pool counts now.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Sessions open, lent out or idle, besides the login session. */
+  readonly open: number
+  readonly leased: number
+  /** Callers waiting for a session. */
+  readonly waiting: number
+  readonly maxSessions: number
+}
+
+/**
+ * A pool of sessions on one token.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class SessionPool extends Context.Tag("hsmkey/SessionPool")<SessionPool, SessionPool.Service>() {}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace SessionPool {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  export interface Service {
+    readonly token: TokenRef
+    readonly pkcs11: Pkcs11.Service
+    /** Lends a session until the scope closes: read-only unless `rw` is asked for. */
+    readonly session: (
+      options?: { readonly rw?: boolean | undefined }
+    ) => Effect.Effect<HsmSession, HsmError, Scope.Scope>
+    /** Lends a session for the duration of `f`. */
+    readonly withSession: <A, E, R>(
+      f: (session: HsmSession) => Effect.Effect<A, E, R>,
+      options?: { readonly rw?: boolean | undefined }
+    ) => Effect.Effect<A, E | HsmError, R>
+    readonly stats: Effect.Effect<Stats>
+  }
+}
+
+interface Pooled {
+  readonly handle: SessionHandle
+  readonly slot: SlotId
+  readonly rw: boolean
+  leased: boolean
+}
+
+interface Kind {
+  readonly rw: boolean
+  readonly gate: FifoSemaphore.FifoSemaphore
+  readonly pool: Pool.Pool<Pooled, HsmError>
+  readonly items: Set<Pooled>
+}
+
+const DEFAULT_MAX_SESSIONS = 8
+
+const selectorOf = (options: SessionPoolOptions): Effect.Effect<TokenLookup.Selector, InvalidOptions> => {
+  const { tokenLabel, tokenSerial } = options
+  if (tokenLabel !== undefined && tokenSerial !== undefined) {
+    return Effect.fail(new InvalidOptions({ detail: "give tokenLabel or tokenSerial, not both" }))
+  }
+  if (tokenLabel !== undefined) return Effect.succeed({ _tag: "label", label: tokenLabel })
+  if (tokenSerial !== undefined) return Effect.succeed({ _tag: "serial", serialNumber: tokenSerial })
+  return Effect.fail(new InvalidOptions({ detail: "name the token with tokenLabel or tokenSerial" }))
+}
+
+const isLost = (error: HsmError): boolean => error._tag === "TokenNotPresent"
+
+const isDead = (error: HsmError): boolean => error._tag === "SessionFailed" && error.reason === "closed"
+
+/**
+ * Builds a pool in the current scope: finds the token, logs in (or shares this process's login), and
+ * closes every session and logs out (if it was the last pool on the token) when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fn("SessionPool.make")(function*(options: SessionPoolOptions) {
+  const pkcs11 = yield* Pkcs11
+  const selector = yield* selectorOf(options)
+  const requested = options.maxSessions ?? DEFAULT_MAX_SESSIONS
+  if (!Number.isInteger(requested) || requested < 1) {
+    return yield* new InvalidOptions({ detail: `maxSessions must be a positive integer, not ${requested}` })
+  }
+  const acquireTimeout = Duration.decode(options.acquireTimeout ?? "30 seconds")
+  const idleTimeToLive = Duration.decode(options.idleTimeToLive ?? "5 minutes")
+
+  const info = yield* TokenLookup.find(pkcs11, selector)
+  const entry = yield* LoginRegistry.acquire(pkcs11, info, options.userPin)
+  yield* LoginRegistry.ensureLoggedIn(entry)
+  const token = entry.token
+  const label = token.label
+
+  // The login session counts against the token's limit; "unlimited" and "unavailable" set none.
+  const reserve = options.userPin === undefined ? 0 : 1
+  const tokenCap = typeof info.maxSessions === "number" ? Math.max(1, info.maxSessions - reserve) : Infinity
+  const maxSessions = Math.min(requested, tokenCap)
+  const maxRw = Math.min(maxSessions, typeof info.maxRwSessions === "number" ? info.maxRwSessions : Infinity)
+  if (maxSessions < requested) {
+    yield* Effect.logInfo(`Token "${label}" allows ${info.maxSessions} sessions: the pool holds at most ${maxSessions}`)
+  }
+
+  // Open sessions of both kinds share one bound.
+  const bound = yield* FifoSemaphore.make(maxSessions)
+  const kinds: { ro?: Kind; rw?: Kind } = {}
+  let leased = 0
+
+  const tokenLost: Effect.Effect<void> = Effect.gen(function*() {
+    yield* LoginRegistry.markLost(entry)
+    for (const kind of [kinds.ro, kinds.rw]) {
+      if (kind === undefined) continue
+      yield* Effect.forEach(kind.items, (item) => kind.pool.invalidate(item), { discard: true })
+    }
+  })
+
+  // Before waiting for a free place, give back an idle session of the other kind: it would otherwise
+  // hold its place until it expires.
+  const evictIdle = (rw: boolean) =>
+    Effect.suspend(() => {
+      const other = rw ? kinds.ro : kinds.rw
+      if (bound.available > 0 || other === undefined) return Effect.void
+      for (const item of other.items) {
+        if (!item.leased) return other.pool.invalidate(item)
+      }
+      return Effect.void
+    })
+
+  const openSession = (rw: boolean, items: Set<Pooled>): Effect.Effect<Pooled, HsmError, Scope.Scope> =>
+    Effect.gen(function*() {
+      yield* evictIdle(rw)
+      yield* bound.takeScoped
+      const slot = yield* LoginRegistry.currentSlot(entry)
+      yield* LoginRegistry.ensureLoggedIn(entry)
+      const handle = yield* Effect.acquireRelease(
+        pkcs11.openSession(slot, { rw }),
+        (handle) =>
+          pkcs11.closeSession(handle).pipe(
+            Effect.catchAll((error) =>
+              Effect.logDebug(`Closing a pooled session of token "${label}" failed: ${error.message}`)
+            )
+          )
+      )
+      const item: Pooled = { handle, slot, rw, leased: false }
+      items.add(item)
+      yield* Effect.addFinalizer(() => Effect.sync(() => items.delete(item)))
+      return item
+    }).pipe(Effect.tapError((error) => isLost(error) ? LoginRegistry.markLost(entry) : Effect.void))
+
+  const makeKind = (rw: boolean, max: number) =>
+    Effect.gen(function*() {
+      const items = new Set<Pooled>()
+      const pool = yield* Pool.makeWithTTL({
+        acquire: openSession(rw, items),
+        min: 0,
+        max,
+        concurrency: 1,
+        timeToLive: idleTimeToLive,
+        timeToLiveStrategy: "usage"
+      })
+      // Effect's Pool wakes every waiter on each return (O(n²) for n waiters): callers queue here
+      // instead, so that no more than `max` of them ever wait inside it.
+      return { rw, gate: yield* FifoSemaphore.make(max), pool, items } satisfies Kind
+    })
+
+  kinds.ro = yield* makeKind(false, maxSessions)
+  kinds.rw = yield* makeKind(true, maxRw)
+
+  /**
+   * Checks a session before lending it: `undefined` when it can be lent, or the error that shows the
+   * token forgot it. A lost login is restored on the way.
+   */
+  const validate = (item: Pooled) =>
+    Effect.gen(function*() {
+      const observed = entry.epoch
+      const sessionInfo = yield* pkcs11.sessionInfo(item.handle).pipe(Effect.either)
+      if (sessionInfo._tag === "Left") {
+        const error = sessionInfo.left
+        if (isDead(error)) return error
+        if (isLost(error)) yield* tokenLost
+        return yield* Effect.fail(error)
+      }
+      const state = sessionInfo.right.state
+      if (entry.pin !== undefined && (state === "ro-public" || state === "rw-public")) {
+        yield* Effect.logInfo(`Token "${label}" lost its login; logging in again`)
+        yield* LoginRegistry.relogin(entry, observed)
+      }
+      return undefined
+    })
+
+  // Every session may have died at once: try each, and one fresh one.
+  const borrow = (kind: Kind): Effect.Effect<Pooled, HsmError, Scope.Scope> =>
+    Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      for (let attempt = 0;; attempt++) {
+        const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+        const item = yield* Scope.extend(kind.pool.get, attemptScope)
+        const dead = yield* validate(item).pipe(Effect.tapError(() => Scope.close(attemptScope, Exit.void)))
+        if (dead === undefined) return item
+        yield* kind.pool.invalidate(item)
+        yield* Scope.close(attemptScope, Exit.void)
+        if (attempt > maxSessions) return yield* dead
+      }
+    })
+
+  // When a lease ends: a session its user saw die goes, with a token gone all of them go, and while
+  // someone waits for a place the session is closed rather than kept idle.
+  const onLeaseEnd = (kind: Kind, item: Pooled) => (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      item.leased = false
+      leased--
+      yield* Metrics.setInUse(label, leased)
+      const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
+      const tags = failures.map((failure) => Predicate.hasProperty(failure, "_tag") ? failure._tag : undefined)
+      if (tags.includes("TokenNotPresent")) return yield* tokenLost
+      const died = failures.some((failure) =>
+        Predicate.hasProperty(failure, "_tag") && failure._tag === "SessionFailed" &&
+        Predicate.hasProperty(failure, "reason") && failure.reason === "closed"
+      )
+      if (died || bound.waiting > 0) yield* kind.pool.invalidate(item)
+    })
+
+  const session = (options?: { readonly rw?: boolean | undefined }): Effect.Effect<HsmSession, HsmError, Scope.Scope> =>
+    Effect.gen(function*() {
+      const kind = options?.rw === true ? kinds.rw! : kinds.ro!
+      const start = yield* Clock.currentTimeMillis
+      // The lease lives in a scope of its own, closed at once if the lease cannot be had (a timeout, an
+      // interruption, an error) and otherwise with the caller's scope.
+      const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+      const item = yield* Effect.zipRight(kind.gate.takeScoped, borrow(kind)).pipe(
+        Scope.extend(leaseScope),
+        Effect.timeoutFail({
+          duration: acquireTimeout,
+          onTimeout: () => new PoolTimeout({ token: label, timeoutMillis: Duration.toMillis(acquireTimeout) })
+        }),
+        Effect.onError((cause) => Scope.close(leaseScope, Exit.failCause(cause)))
+      )
+      item.leased = true
+      leased++
+      yield* Scope.addFinalizerExit(leaseScope, onLeaseEnd(kind, item))
+      yield* Metrics.recordWait(label, Duration.millis((yield* Clock.currentTimeMillis) - start))
+      yield* Metrics.setInUse(label, leased)
+      return {
+        handle: item.handle,
+        slotId: item.slot,
+        rw: item.rw,
+        token,
+        epoch: entry.epoch,
+        pkcs11
+      } satisfies HsmSession
+    }).pipe(
+      Metrics.countErrors(label),
+      Effect.withSpan("SessionPool.acquire", { attributes: { "hsm.token": label, "hsm.rw": options?.rw === true } })
+    )
+
+  const service: SessionPool.Service = {
+    token,
+    pkcs11,
+    session,
+    withSession: (f, options) => Effect.scoped(Effect.flatMap(session(options), f)),
+    stats: Effect.sync(() => ({
+      open: (kinds.ro?.items.size ?? 0) + (kinds.rw?.items.size ?? 0),
+      leased,
+      waiting: (kinds.ro?.gate.waiting ?? 0) + (kinds.rw?.gate.waiting ?? 0) + bound.waiting,
+      maxSessions
+    }))
+  }
+  return service
+})
+
+/**
+ * A layer providing a `SessionPool`; it needs `Pkcs11`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: SessionPoolOptions): Layer.Layer<SessionPool, HsmError, Pkcs11> =>
+  Layer.scoped(SessionPool, make(options))
+
+/**
+ * A layer providing a `SessionPool` with its options read from `Config`:
+ * `SessionPool.layerConfig({ tokenLabel: Config.string("HSM_TOKEN"), userPin: Config.redacted("HSM_PIN") })`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config.Wrap<SessionPoolOptions>
+): Layer.Layer<SessionPool, HsmError | ConfigError.ConfigError, Pkcs11> =>
+  Layer.scoped(SessionPool, Effect.flatMap(Config.unwrap(options), make))
+
+/**
+ * Lends a session of the pool in context until the scope closes.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const session = (
+  options?: { readonly rw?: boolean | undefined }
+): Effect.Effect<HsmSession, HsmError, SessionPool | Scope.Scope> =>
+  Effect.flatMap(SessionPool, (pool) => pool.session(options))
+
+/**
+ * Lends a session of the pool in context for the duration of `f`.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const withSession = <A, E, R>(
+  f: (session: HsmSession) => Effect.Effect<A, E, R>,
+  options?: { readonly rw?: boolean | undefined }
+): Effect.Effect<A, E | HsmError, R | SessionPool> =>
+  Effect.flatMap(SessionPool, (pool) => pool.withSession(f, options))
+
+/**
+ * Options of a one-shot session: the library and the pool's options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HsmSessionOptions extends SessionPoolOptions {
+  readonly modulePath: string
+  readonly rw?: boolean | undefined
+}
+
+/**
+ * A session on a token of a library, with its own pool, for the scope's lifetime: loads the library
+ * (or shares it), logs in (or shares the login), lends one session, and undoes it all when the scope
+ * closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const hsmSession = (options: HsmSessionOptions): Effect.Effect<HsmSession, HsmError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pkcs11 = yield* NodePkcs11.make({ modulePath: options.modulePath })
+    const pool = yield* Effect.provideService(make(options), Pkcs11, pkcs11)
+    return yield* pool.session({ rw: options.rw })
+  }).pipe(Effect.withSpan("SessionPool.hsmSession"))

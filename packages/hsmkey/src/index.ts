@@ -1,0 +1,19 @@
+/**
+ * @since 0.1.0
+ */
+export * as HsmError from "./HsmError.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as HsmLive from "./HsmLive.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as HsmSession from "./HsmSession.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as SessionPool from "./SessionPool.js"

@@ -1,0 +1,245 @@
+import * as FifoSemaphore from "@hsmkey/pkcs11/FifoSemaphore"
+import type { Pkcs11, SessionHandle, SlotId, TokenInfo } from "@hsmkey/pkcs11/Pkcs11"
+import { PinExpired, PinIncorrect, PinLocked, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import { type HsmError, PinMismatch } from "../HsmError.js"
+import type { TokenRef } from "../HsmSession.js"
+import * as Metrics from "./metrics.js"
+import * as TokenLookup from "./tokenLookup.js"
+
+/**
+ * The login state of one token, shared by every pool of the process on it.
+ *
+ * PKCS#11 login belongs to the application and the token, not to a session: a logout on any session
+ * logs out all of them, and closing the last session logs out. So one login session per token stays
+ * open for as long as any pool on the token lives, leases never log out, and the last pool to close
+ * logs out.
+ */
+export interface Entry {
+  readonly key: string
+  readonly token: TokenRef
+  readonly pkcs11: Pkcs11.Service
+  pin: Redacted.Redacted<string> | undefined
+  pinDigest: string | undefined
+  references: number
+  /** The token's slot now; forgotten when the token is lost, since a re-inserted token moves. */
+  slot: SlotId | undefined
+  loginSession: SessionHandle | undefined
+  /** Counts logins: object handles found before the latest one may be stale. */
+  epoch: number
+  readonly lock: FifoSemaphore.FifoSemaphore
+}
+
+interface Registry {
+  readonly entries: Map<string, Entry>
+  /** Digests of PINs a token rejected, per token: the process never tries them again. */
+  readonly rejected: Map<string, Set<string>>
+  readonly lock: FifoSemaphore.FifoSemaphore
+  readonly digestKey: Buffer
+}
+
+// One registry per process, shared by every copy of this package: login state is per process.
+const registryKey = Symbol.for("hsmkey/LoginRegistry")
+const registry: Registry = ((globalThis as any)[registryKey] ??= {
+  entries: new Map(),
+  rejected: new Map(),
+  lock: FifoSemaphore.unsafeMake(1),
+  digestKey: Crypto.randomBytes(32)
+})
+
+// PINs are compared by a keyed digest that never leaves the process, never by their text.
+const digest = (pin: Redacted.Redacted<string>): string =>
+  Crypto.createHmac("sha256", registry.digestKey).update(Redacted.value(pin)).digest("hex")
+
+const rejectedOf = (key: string): Set<string> => {
+  let set = registry.rejected.get(key)
+  if (set === undefined) {
+    set = new Set()
+    registry.rejected.set(key, set)
+  }
+  return set
+}
+
+const isPublic = (state: string) => state === "ro-public" || state === "rw-public"
+
+/**
+ * Refuses to log in when one more wrong PIN could lock the token, or the PIN must be changed first.
+ */
+const checkPinFlags = (info: TokenInfo): Effect.Effect<void, PinLocked | PinExpired> => {
+  if (info.userPin.locked) return Effect.fail(new PinLocked({ method: "C_Login", token: info.label, reason: "locked" }))
+  if (info.userPin.finalTry) {
+    return Effect.fail(new PinLocked({ method: "C_Login", token: info.label, reason: "final-try" }))
+  }
+  if (info.userPin.toBeChanged) {
+    return Effect.fail(new PinExpired({ method: "C_Login", token: info.label, reason: "to-be-changed" }))
+  }
+  return Effect.void
+}
+
+/**
+ * The token's slot now, found by serial number when it is not known.
+ */
+export const currentSlot = (entry: Entry): Effect.Effect<SlotId, Pkcs11Failure> =>
+  entry.slot !== undefined
+    ? Effect.succeed(entry.slot)
+    : Effect.tap(TokenLookup.slotOf(entry.pkcs11, entry.token.serialNumber), (slot) => {
+      entry.slot = slot
+    })
+
+const closeQuietly = (entry: Entry, session: SessionHandle) =>
+  entry.pkcs11.closeSession(session).pipe(
+    Effect.catchAll((error) =>
+      Effect.logDebug(`Closing a login session of token "${entry.token.label}" failed: ${error.message}`)
+    )
+  )
+
+/**
+ * Logs in on a new login session. Must run under `entry.lock`.
+ */
+const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>) =>
+  Effect.gen(function*() {
+    const pkcs11 = entry.pkcs11
+    const slot = yield* currentSlot(entry)
+    yield* checkPinFlags(yield* pkcs11.tokenInfo(slot))
+    const session = yield* pkcs11.openSession(slot)
+    yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => closeQuietly(entry, session)))
+    entry.loginSession = session
+  })
+
+/**
+ * Logs in on a session; a rejected PIN is remembered and never tried again by this process.
+ */
+const loginOn = (entry: Entry, session: SessionHandle, pin: Redacted.Redacted<string>) =>
+  entry.pkcs11.login(session, pin).pipe(
+    Effect.tap(() => {
+      entry.epoch++
+      return Metrics.countLogin(entry.token.label)
+    }),
+    Effect.tapError((error) =>
+      Effect.sync(() => {
+        if (error._tag === "PinIncorrect") {
+          rejectedOf(entry.key).add(digest(pin))
+          entry.pin = undefined
+          entry.pinDigest = undefined
+        }
+      })
+    ),
+    Effect.withSpan("SessionPool.login", { attributes: { "hsm.token": entry.token.label } })
+  )
+
+/**
+ * Makes sure the token is logged in for a pool with this PIN: the first pool logs in, later pools with
+ * the same PIN share that login, and a pool without a PIN needs none.
+ */
+export const ensureLoggedIn = (entry: Entry): Effect.Effect<void, HsmError> =>
+  entry.lock.withPermit(Effect.suspend(() => {
+    const pin = entry.pin
+    if (pin === undefined) return Effect.void
+    if (entry.loginSession === undefined) return loginFresh(entry, pin)
+    return Effect.void
+  }))
+
+/**
+ * Logs in again after a lease found its session logged out, once for all the leases that saw the same
+ * epoch: the first re-logs in, the others find the epoch moved on.
+ */
+export const relogin = (entry: Entry, observedEpoch: number): Effect.Effect<void, HsmError> =>
+  entry.lock.withPermit(Effect.suspend(() => {
+    const pin = entry.pin
+    if (pin === undefined || entry.epoch !== observedEpoch) return Effect.void
+    const loginSession = entry.loginSession
+    if (loginSession === undefined) return loginFresh(entry, pin)
+    return entry.pkcs11.sessionInfo(loginSession).pipe(
+      Effect.flatMap((info) =>
+        isPublic(info.state)
+          ? Effect.zipRight(
+            Effect.flatMap(entry.pkcs11.tokenInfo(info.slotId), checkPinFlags),
+            loginOn(entry, loginSession, pin)
+          )
+          : Effect.void
+      ),
+      Effect.catchTag("SessionFailed", (error) => {
+        if (error.reason !== "closed") return Effect.fail(error)
+        entry.loginSession = undefined
+        return loginFresh(entry, pin)
+      })
+    )
+  }))
+
+/**
+ * Forgets the token's slot and login session after it was removed: the next use finds it again by
+ * serial number and logs in anew, and the new epoch retires every handle found before.
+ */
+export const markLost = (entry: Entry): Effect.Effect<void> =>
+  entry.lock.withPermit(Effect.suspend(() => {
+    const session = entry.loginSession
+    entry.loginSession = undefined
+    entry.slot = undefined
+    entry.epoch++
+    return session === undefined ? Effect.void : closeQuietly(entry, session)
+  }))
+
+const release = (entry: Entry): Effect.Effect<void> =>
+  registry.lock.withPermit(Effect.suspend(() => {
+    entry.references--
+    if (entry.references > 0) return Effect.void
+    registry.entries.delete(entry.key)
+    const session = entry.loginSession
+    entry.loginSession = undefined
+    if (session === undefined) return Effect.void
+    return entry.pkcs11.logout(session).pipe(
+      Effect.catchAll((error) =>
+        Effect.logWarning(`Logging out of token "${entry.token.label}" failed: ${error.message}`)
+      ),
+      Effect.zipRight(closeQuietly(entry, session))
+    )
+  }))
+
+/**
+ * Takes a reference to the token's login state for a pool, for the scope's lifetime. A PIN this process
+ * saw rejected fails at once, without a `C_Login`; a PIN other than the one logged in with fails with
+ * `PinMismatch`, since the token would not check it.
+ */
+export const acquire = (
+  pkcs11: Pkcs11.Service,
+  token: TokenInfo,
+  pin: Redacted.Redacted<string> | undefined
+): Effect.Effect<Entry, PinIncorrect | PinMismatch, Scope.Scope> =>
+  Effect.acquireRelease(
+    registry.lock.withPermit(Effect.suspend((): Effect.Effect<Entry, PinIncorrect | PinMismatch> => {
+      const key = `${pkcs11.moduleId}\u0000${token.serialNumber}`
+      const pinDigest = pin === undefined ? undefined : digest(pin)
+      if (pinDigest !== undefined && rejectedOf(key).has(pinDigest)) {
+        return Effect.fail(new PinIncorrect({ method: "C_Login", token: token.label }))
+      }
+      let entry = registry.entries.get(key)
+      if (entry === undefined) {
+        entry = {
+          key,
+          token: { label: token.label, serialNumber: token.serialNumber, moduleId: pkcs11.moduleId },
+          pkcs11,
+          pin: undefined,
+          pinDigest: undefined,
+          references: 0,
+          slot: token.slotId,
+          loginSession: undefined,
+          epoch: 0,
+          lock: FifoSemaphore.unsafeMake(1)
+        }
+        registry.entries.set(key, entry)
+      }
+      if (pinDigest !== undefined) {
+        if (entry.pinDigest !== undefined && entry.pinDigest !== pinDigest) {
+          return Effect.fail(new PinMismatch({ token: token.label }))
+        }
+        entry.pin = pin
+        entry.pinDigest = pinDigest
+      }
+      entry.references++
+      return Effect.succeed(entry)
+    })),
+    release
+  )

@@ -1,0 +1,168 @@
+/**
+ * HsmLive from environment variables against SoftHSM2, and the one-shot hsmSession. A distinctive PIN
+ * is watched for in every log line, error message and serialized value.
+ */
+import { assert, describe, it, layer } from "@effect/vitest"
+import { NodePkcs11 } from "@hsmkey/pkcs11"
+import { SoftHsm } from "@hsmkey/softhsm"
+import { Cause, ConfigProvider, Effect, Exit, Layer, Logger, LogLevel, Redacted } from "effect"
+import { HsmLive, SessionPool } from "hsmkey"
+import { softHsmAvailable } from "./support/softhsm.js"
+
+const PIN = "Zq7-distinctive-PIN-3141"
+const WRONG = "Wx9-wrong-PIN-2718"
+
+/** Every log line at every level, for the test to read. */
+const capture = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ annotations, cause, logLevel, message }) => {
+    lines.push(
+      `${logLevel.label} ${JSON.stringify(message)} ${Cause.pretty(cause)} ${JSON.stringify([...annotations])}`
+    )
+  })
+  return {
+    lines,
+    layer: Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(LogLevel.All))
+  }
+}
+
+const withEnv = <A, E, R>(env: Record<string, string | undefined>, effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const saved = Object.fromEntries(Object.keys(env).map((key) => [key, process.env[key]]))
+      for (const [key, value] of Object.entries(env)) {
+        if (value === undefined) delete process.env[key]
+        else process.env[key] = value
+      }
+      return saved
+    }),
+    () => effect,
+    (saved) =>
+      Effect.sync(() => {
+        for (const [key, value] of Object.entries(saved)) {
+          if (value === undefined) delete process.env[key]
+          else process.env[key] = value
+        }
+      })
+  )
+
+const fromMap = (entries: Record<string, string>) => ConfigProvider.fromMap(new Map(Object.entries(entries)))
+
+describe.skipIf(!softHsmAvailable)("HsmLive on SoftHSM2", () => {
+  layer(SoftHsm.layer({ tokenLabel: "hsmlive", userPin: Redacted.make(PIN) }))((it) => {
+    it.effect("builds from HSM_* variables, lends logged-in sessions, and logs no PIN", () =>
+      Effect.gen(function*() {
+        const token = yield* SoftHsm.Token
+        const logs = capture()
+        const state = yield* withEnv(
+          {
+            HSM_MODULE: token.modulePath,
+            HSM_TOKEN: token.label,
+            HSM_TOKEN_SERIAL: undefined,
+            HSM_PIN: PIN,
+            HSM_POOL_SIZE: "2",
+            HSM_ACQUIRE_TIMEOUT: "5 seconds"
+          },
+          SessionPool.withSession((session) =>
+            Effect.gen(function*() {
+              yield* Effect.logDebug("inside a lease")
+              return (yield* session.pkcs11.sessionInfo(session.handle)).state
+            })
+          ).pipe(Effect.provide(HsmLive.layer), Effect.provide(logs.layer))
+        )
+        assert.strictEqual(state, "ro-user")
+        assert.isAbove(logs.lines.length, 0)
+        for (const line of logs.lines) assert.notInclude(line, PIN)
+      }))
+
+    it.effect("finds the SoftHSM2 library when HSM_MODULE is not set", () =>
+      Effect.gen(function*() {
+        const token = yield* SoftHsm.Token
+        const pool = yield* SessionPool.SessionPool.pipe(
+          Effect.provide(HsmLive.layer),
+          Effect.withConfigProvider(fromMap({ HSM_TOKEN_SERIAL: token.serialNumber, HSM_PIN: PIN }))
+        )
+        assert.strictEqual(pool.token.label, token.label)
+        assert.strictEqual(pool.token.moduleId, token.modulePath)
+      }))
+
+    it.effect("a wrong PIN fails typed, and neither message, JSON nor cause shows it", () =>
+      Effect.gen(function*() {
+        const token = yield* SoftHsm.Token
+        const logs = capture()
+        const exit = yield* SessionPool.SessionPool.pipe(
+          Effect.provide(HsmLive.layer),
+          Effect.withConfigProvider(fromMap({ HSM_MODULE: token.modulePath, HSM_TOKEN: token.label, HSM_PIN: WRONG })),
+          Effect.provide(logs.layer),
+          Effect.exit
+        )
+        assert.isTrue(Exit.isFailure(exit))
+        if (Exit.isFailure(exit)) {
+          const [error] = Cause.failures(exit.cause)
+          assert.strictEqual(error._tag, "PinIncorrect")
+          for (const text of [error.message, JSON.stringify(error), String(error), Cause.pretty(exit.cause)]) {
+            assert.notInclude(text, WRONG)
+            assert.notInclude(text, PIN)
+          }
+        }
+        for (const line of logs.lines) assert.notInclude(line, WRONG)
+      }))
+
+    it.effect("hsmSession: a one-shot session with its own pool, all undone with the scope", () =>
+      Effect.gen(function*() {
+        const token = yield* SoftHsm.Token
+        const state = yield* Effect.scoped(Effect.gen(function*() {
+          const session = yield* SessionPool.hsmSession({
+            modulePath: token.modulePath,
+            tokenLabel: token.label,
+            userPin: token.userPin,
+            rw: true
+          })
+          assert.isTrue(session.rw)
+          return (yield* session.pkcs11.sessionInfo(session.handle)).state
+        }))
+        assert.strictEqual(state, "rw-user")
+        const status = yield* NodePkcs11.moduleStatus(token.modulePath)
+        assert.strictEqual(status.references, 1)
+      }))
+  })
+})
+
+describe("HsmLive configuration", () => {
+  const failure = (entries: Record<string, string>) =>
+    Effect.gen(function*() {
+      const exit = yield* HsmLive.config.pipe(Effect.withConfigProvider(fromMap(entries)), Effect.exit)
+      assert.isTrue(Exit.isFailure(exit))
+      return Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""
+    })
+
+  it.effect("names the variable that is missing or malformed (an empty one counts as unset)", () =>
+    Effect.gen(function*() {
+      assert.include(yield* failure({}), "HSM_TOKEN")
+      assert.include(yield* failure({ HSM_TOKEN: "t", HSM_TOKEN_SERIAL: "s" }), "HSM_TOKEN_SERIAL")
+      assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "many" }), "HSM_POOL_SIZE")
+      assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "0" }), "HSM_POOL_SIZE")
+      assert.include(yield* failure({ HSM_TOKEN: "t", HSM_ACQUIRE_TIMEOUT: "soon" }), "HSM_ACQUIRE_TIMEOUT")
+    }))
+
+  it.effect("reads every variable, and the PIN stays redacted when the configuration is printed", () =>
+    Effect.gen(function*() {
+      const config = yield* HsmLive.config.pipe(
+        Effect.withConfigProvider(fromMap({
+          HSM_MODULE: "/opt/hsm/lib.so",
+          HSM_TOKEN: "prod",
+          HSM_PIN: PIN,
+          HSM_POOL_SIZE: "3",
+          HSM_ACQUIRE_TIMEOUT: "2 seconds"
+        }))
+      )
+      assert.strictEqual(config.modulePath, "/opt/hsm/lib.so")
+      assert.strictEqual(config.tokenLabel, "prod")
+      assert.isUndefined(config.tokenSerial)
+      assert.strictEqual(config.maxSessions, 3)
+      assert.strictEqual(Redacted.value(config.userPin!), PIN)
+      for (const text of [JSON.stringify(config), String(config.userPin), `${JSON.stringify({ config })}`]) {
+        assert.notInclude(text, PIN)
+      }
+    }))
+})

@@ -1,13 +1,15 @@
 /**
- * The main job: provision a throwaway SoftHSM2 token, generate keys inside it, sign with each, verify
- * the signatures outside the token with node:crypto, and clean everything up.
+ * The main job: provision a throwaway SoftHSM2 token, pool sessions on it, generate keys inside it,
+ * sign with each from many fibers at once, verify the signatures outside the token with node:crypto,
+ * and clean everything up.
  *
  *   pnpm demo
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Constants, Curve, Pkcs11, PublicKey } from "@hsmkey/pkcs11"
+import { Constants, Curve, type Pkcs11, PublicKey } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
-import { Console, Effect } from "effect"
+import { Console, Effect, Layer } from "effect"
+import { SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
 
 const { CKG, CKM, CKO } = Constants
@@ -56,50 +58,75 @@ const publicKeyOf = (pkcs11: Pkcs11.Pkcs11.Service, session: Pkcs11.SessionHandl
     return Crypto.createPublicKey({ key: jwk, format: "jwk" })
   })
 
+const SIGNATURES = 300
+
 const program = Effect.gen(function*() {
-  const pkcs11 = yield* Pkcs11.Pkcs11
+  const pool = yield* SessionPool.SessionPool
+  const library = yield* pool.pkcs11.info
   const token = yield* SoftHsm.Token
-  const library = yield* pkcs11.info
   yield* Console.log(`${library.manufacturerId} ${library.libraryVersion}, Cryptoki ${library.cryptokiVersion}`)
   yield* Console.log(`throwaway token "${token.label}" (serial ${token.serialNumber}) under ${token.configPath}`)
 
-  // Tokens are found by label or serial number, never by a remembered slot id.
-  const slots = yield* pkcs11.slots()
-  const infos = yield* Effect.forEach(slots, (slot) => pkcs11.tokenInfo(slot))
-  const slot = infos.find((info) => info.serialNumber === token.serialNumber)!.slotId
+  // Keys are made in a read/write session; the private halves never leave the token.
+  const keys = yield* pool.withSession((session) =>
+    Effect.forEach(algorithms, (algorithm) =>
+      Effect.gen(function*() {
+        const id = Crypto.randomBytes(8)
+        const common = { token: true, label: algorithm.alg, id }
+        const pair = yield* session.pkcs11.generateKeyPair(session.handle, { type: algorithm.generate.type }, {
+          publicKey: { ...algorithm.generate.publicKey, ...common, class: CKO.PUBLIC_KEY, verify: true },
+          privateKey: {
+            ...common,
+            class: CKO.PRIVATE_KEY,
+            private: true,
+            sensitive: true,
+            extractable: false,
+            sign: true,
+            decrypt: false,
+            unwrap: false,
+            derive: false
+          }
+        })
+        return { ...algorithm, id, publicKey: yield* publicKeyOf(session.pkcs11, session.handle, pair.publicKey) }
+      })), { rw: true })
 
-  const session = yield* Effect.acquireRelease(
-    pkcs11.openSession(slot, { rw: true }),
-    (session) => Effect.orDie(pkcs11.closeSession(session))
-  )
-  yield* pkcs11.login(session, token.userPin)
-
+  // Many concurrent signers share the pool's few sessions and its single login. Handles are found
+  // again in each lease by CKA_ID: they do not outlive a login.
   const message = new TextEncoder().encode("signed inside the token, verified outside it")
-  for (const { alg, generate, mechanism, toBeSigned, verify } of algorithms) {
-    const id = Crypto.randomBytes(8)
-    const pair = yield* pkcs11.generateKeyPair(session, { type: generate.type }, {
-      publicKey: { ...generate.publicKey, class: CKO.PUBLIC_KEY, token: true, label: alg, id, verify: true },
-      // The private key never leaves the token: sensitive, not extractable, sign only.
-      privateKey: {
-        class: CKO.PRIVATE_KEY,
-        token: true,
-        private: true,
-        label: alg,
-        id,
-        sensitive: true,
-        extractable: false,
-        sign: true,
-        decrypt: false,
-        unwrap: false,
-        derive: false
-      }
-    })
-    const signature = yield* pkcs11.sign(session, mechanism, pair.privateKey, toBeSigned(message))
-    const publicKey = yield* publicKeyOf(pkcs11, session, pair.publicKey)
-    if (!verify(publicKey, message, signature)) return yield* Effect.dieMessage(`${alg} signature did not verify`)
-    yield* Console.log(`${alg.padEnd(6)} signed in the token (${signature.length} bytes), verified by node:crypto`)
+  for (const { alg, id, mechanism, publicKey, toBeSigned, verify } of keys) {
+    const signatures = yield* Effect.forEach(
+      Array.from({ length: SIGNATURES }),
+      () =>
+        pool.withSession((session) =>
+          Effect.gen(function*() {
+            const [key] = yield* session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY, id })
+            return yield* session.pkcs11.sign(session.handle, mechanism, key, toBeSigned(message))
+          })
+        ),
+      { concurrency: "unbounded" }
+    )
+    if (!signatures.every((signature) => verify(publicKey, message, signature))) {
+      return yield* Effect.dieMessage(`an ${alg} signature did not verify`)
+    }
+    yield* Console.log(
+      `${alg.padEnd(6)} signed in the token ${SIGNATURES} times (${
+        signatures[0].length
+      } bytes each), verified by node:crypto`
+    )
   }
+  const stats = yield* pool.stats
+  yield* Console.log(
+    `at most ${stats.maxSessions} pooled sessions and one login served ${SIGNATURES * keys.length} signatures`
+  )
   yield* Console.log("done; the token and its directory are deleted as the program ends")
 })
 
-NodeRuntime.runMain(program.pipe(Effect.scoped, Effect.provide(SoftHsm.layer({ tokenLabel: "hsmkey-demo" }))))
+// A throwaway SoftHSM2 token, and a pool of 4 sessions on it.
+const HsmDemo = Layer.unwrapEffect(
+  Effect.map(
+    SoftHsm.Token,
+    (token) => SessionPool.layer({ tokenSerial: token.serialNumber, userPin: token.userPin, maxSessions: 4 })
+  )
+).pipe(Layer.provideMerge(SoftHsm.layer({ tokenLabel: "hsmkey-demo" })))
+
+NodeRuntime.runMain(program.pipe(Effect.provide(HsmDemo)))

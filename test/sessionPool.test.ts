@@ -3,7 +3,7 @@
  * counted on the way to the token (`Calls`), so the bounds hold for what the token really saw.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Constants, Pkcs11 } from "@hsmkey/pkcs11"
+import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Fiber, Layer, Random, Redacted, TestServices } from "effect"
 import { HsmError, type HsmSession, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
@@ -98,10 +98,14 @@ for (const backend of backends("hsmkey-pool")) {
           assert.strictEqual(calls.open, 0)
         }))
 
-      it.effect("two pools on one module and token share one login", () =>
+      it.effect("two pools on one module and token share one C_Initialize and one login", () =>
         Effect.gen(function*() {
           const calls = yield* Calls
           const token = yield* TestToken
+          const initializations = token.modulePath === undefined
+            ? Effect.succeed(0)
+            : Effect.map(NodePkcs11.moduleStatus(token.modulePath), (status) => status.initializeCalls)
+          const initialized = yield* initializations
           calls.reset()
           yield* Effect.scoped(Effect.gen(function*() {
             const options = yield* poolOptions()
@@ -117,6 +121,7 @@ for (const backend of backends("hsmkey-pool")) {
               )
             )
             assert.strictEqual(calls.logins, 1)
+            assert.strictEqual(yield* initializations, initialized)
           }))
         }))
 

@@ -15,6 +15,8 @@ export class TestToken extends Context.Tag("test/TestToken")<TestToken, {
   readonly serialNumber: string
   readonly userPin: Redacted.Redacted<string>
   readonly soPin: Redacted.Redacted<string>
+  /** The native library, for a backend that has one. */
+  readonly modulePath: string | undefined
   /** A second, independently built `Pkcs11` service on the same module, in the caller's scope. */
   readonly reopen: Effect.Effect<Pkcs11.Pkcs11.Service, unknown, Scope.Scope>
 }>() {}
@@ -41,6 +43,7 @@ const memoryLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken> => {
       TestToken,
       Effect.map(Pkcs11.Pkcs11, (pkcs11) => ({
         backend: "MemoryPkcs11" as const,
+        modulePath: undefined,
         label,
         serialNumber,
         userPin,
@@ -59,6 +62,7 @@ const softHsmLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unk
       TestToken,
       Effect.map(SoftHsm.Token, (token) => ({
         backend: "SoftHSM2" as const,
+        modulePath: token.modulePath,
         label: token.label,
         serialNumber: token.serialNumber,
         userPin: token.userPin,

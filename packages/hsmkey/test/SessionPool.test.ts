@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, Curve, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
-import { Effect, Exit, Layer, Metric, Option, Redacted, Scope, TestServices, Tracer } from "effect"
+import { Effect, Exit, Layer, Metric, Option, Redacted, Scope, TestClock, TestServices, Tracer } from "effect"
 import { type HsmSession, SessionPool } from "hsmkey"
 import * as LoginRegistry from "../src/internal/loginRegistry.js"
 import * as Metrics from "../src/internal/metrics.js"
@@ -97,6 +97,21 @@ describe("SessionPool on the emulator", () => {
       })
       assert.strictEqual((yield* control.stats("emu")).peakSessions, 3)
     }).pipe(Effect.provide(emulator({ maxSessions: 3 }))))
+
+  it.scoped("closes sessions left idle longer than idleTimeToLive; the login stays", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const p = yield* pool({ idleTimeToLive: "1 minute" })
+      yield* Effect.forEach(Array.from({ length: 3 }), () => p.withSession(() => Effect.yieldNow()), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      assert.strictEqual((yield* control.stats("emu")).openSessions, 4)
+      yield* TestClock.adjust("2 minutes")
+      assert.strictEqual((yield* control.stats("emu")).openSessions, 1)
+      assert.strictEqual((yield* control.stats("emu")).loggedIn, "user")
+      assert.strictEqual((yield* p.withSession((s) => s.pkcs11.sessionInfo(s.handle))).state, "ro-user")
+    }).pipe(Effect.provide(emulator())))
 
   it.scoped("two tokens with one label are TokenAmbiguous; the serial number picks one", () =>
     Effect.gen(function*() {

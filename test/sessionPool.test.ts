@@ -289,7 +289,20 @@ describe("HsmError", () => {
         ModuleLoadFailed: (e) => Effect.succeed(`${e._tag}:${e.path}`),
         PoolTimeout: (e) => Effect.succeed(`${e._tag}:${e.timeoutMillis}`),
         InvalidOptions: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
-        Pkcs11Error: (e) => Effect.succeed(`${e._tag}:${e.name}`)
+        Pkcs11Error: (e) => Effect.succeed(`${e._tag}:${e.name}`),
+        InvalidKeyReference: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
+        KeyNotFound: (e) => Effect.succeed(`${e._tag}:${e.reason}`),
+        KeyAmbiguous: (e) => Effect.succeed(`${e._tag}:${e.count}`),
+        KeyExists: (e) => Effect.succeed(`${e._tag}:${e.query}`),
+        UnsupportedKey: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
+        InvalidKeyMaterial: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
+        UnsupportedAlgorithm: (e) => Effect.succeed(`${e._tag}:${e.alg}`),
+        AlgorithmMismatch: (e) => Effect.succeed(`${e._tag}:${e.alg}/${e.keyType}`),
+        MechanismUnsupported: (e) => Effect.succeed(`${e._tag}:${e.mechanisms.join(",")}`),
+        InvalidHeader: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
+        InvalidClaims: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
+        InvalidSignature: (e) => Effect.succeed(`${e._tag}:${e.length}/${e.expected}`),
+        VerificationFailed: (e) => Effect.succeed(`${e._tag}:${e.code}`)
       })
     )
 
@@ -311,7 +324,23 @@ describe("HsmError", () => {
         [new HsmError.ModuleLoadFailed({ path: "/x.so", reason: "gone" }), "ModuleLoadFailed:/x.so"],
         [new HsmError.PoolTimeout({ token: "t", timeoutMillis: 5 }), "PoolTimeout:5"],
         [new HsmError.InvalidOptions({ detail: "d" }), "InvalidOptions:d"],
-        [new HsmError.Pkcs11Error(call), "Pkcs11Error:CKR_PIN_INCORRECT"]
+        [new HsmError.Pkcs11Error(call), "Pkcs11Error:CKR_PIN_INCORRECT"],
+        [new HsmError.InvalidKeyReference({ detail: "d" }), "InvalidKeyReference:d"],
+        [new HsmError.KeyNotFound({ query: "q", token: "t", reason: "public-only" }), "KeyNotFound:public-only"],
+        [new HsmError.KeyAmbiguous({ query: "q", token: "t", count: 2 }), "KeyAmbiguous:2"],
+        [new HsmError.KeyExists({ query: "q", token: "t" }), "KeyExists:q"],
+        [new HsmError.UnsupportedKey({ detail: "d" }), "UnsupportedKey:d"],
+        [new HsmError.InvalidKeyMaterial({ detail: "d" }), "InvalidKeyMaterial:d"],
+        [new HsmError.UnsupportedAlgorithm({ alg: "none" }), "UnsupportedAlgorithm:none"],
+        [new HsmError.AlgorithmMismatch({ alg: "ES256", keyType: "RSA-2048" }), "AlgorithmMismatch:ES256/RSA-2048"],
+        [
+          new HsmError.MechanismUnsupported({ alg: "ES256", token: "t", mechanisms: ["CKM_ECDSA"] }),
+          "MechanismUnsupported:CKM_ECDSA"
+        ],
+        [new HsmError.InvalidHeader({ detail: "d" }), "InvalidHeader:d"],
+        [new HsmError.InvalidClaims({ detail: "d" }), "InvalidClaims:d"],
+        [new HsmError.InvalidSignature({ alg: "ES256", length: 70, expected: 64 }), "InvalidSignature:70/64"],
+        [new HsmError.VerificationFailed({ code: "ERR_X", detail: "d" }), "VerificationFailed:ERR_X"]
       ]
       for (const [error, expected] of errors) {
         assert.strictEqual(yield* recover(Effect.fail(error)), expected)

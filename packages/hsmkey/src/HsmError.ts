@@ -113,6 +113,241 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>("hsmkey/I
 }
 
 /**
+ * A key reference that cannot name a key: neither label nor id, an empty label, or an id that is not
+ * hex.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidKeyReference
+  extends Schema.TaggedError<InvalidKeyReference>("hsmkey/InvalidKeyReference")("InvalidKeyReference", {
+    detail: Schema.String
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Invalid key reference: ${this.detail}`
+  }
+}
+
+/**
+ * No private key matches, or only its public half is on the token (`reason: "public-only"`), or the
+ * private key has no public half hsmkey can read (`"no-public-key"`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class KeyNotFound extends Schema.TaggedError<KeyNotFound>("hsmkey/KeyNotFound")("KeyNotFound", {
+  /** What was asked: `label "x"`, `id 0a0b`, or both. */
+  query: Schema.String,
+  token: Schema.String,
+  reason: Schema.Literal("absent", "public-only", "no-public-key")
+}) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    switch (this.reason) {
+      case "absent":
+        return `No private key with ${this.query} on token "${this.token}"`
+      case "public-only":
+        return `Token "${this.token}" holds only the public key with ${this.query}; it cannot sign`
+      case "no-public-key":
+        return `The private key with ${this.query} on token "${this.token}" has no readable public key ` +
+          "(no public object with its CKA_ID, and no public attributes on it)"
+    }
+  }
+}
+
+/**
+ * Several private keys match: name one by CKA_ID, or by label and CKA_ID.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class KeyAmbiguous extends Schema.TaggedError<KeyAmbiguous>("hsmkey/KeyAmbiguous")("KeyAmbiguous", {
+  query: Schema.String,
+  token: Schema.String,
+  count: Schema.Number
+}) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `${this.count} private keys match ${this.query} on token "${this.token}"; add the CKA_ID`
+  }
+}
+
+/**
+ * A key with this label or CKA_ID is already on the token.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class KeyExists extends Schema.TaggedError<KeyExists>("hsmkey/KeyExists")("KeyExists", {
+  query: Schema.String,
+  token: Schema.String
+}) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Token "${this.token}" already holds a key with ${this.query}`
+  }
+}
+
+/**
+ * The key's type or curve is not one hsmkey signs with, or its material cannot be read.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnsupportedKey extends Schema.TaggedError<UnsupportedKey>("hsmkey/UnsupportedKey")("UnsupportedKey", {
+  detail: Schema.String
+}) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Unsupported key: ${this.detail}`
+  }
+}
+
+/**
+ * Key material to import that cannot be parsed as a private JWK, PKCS#8 (PEM or DER) or `KeyObject`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidKeyMaterial
+  extends Schema.TaggedError<InvalidKeyMaterial>("hsmkey/InvalidKeyMaterial")("InvalidKeyMaterial", {
+    detail: Schema.String
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Invalid key material: ${this.detail}`
+  }
+}
+
+/**
+ * An algorithm hsmkey does not sign with (RSA1_5-style or unknown names, `none`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnsupportedAlgorithm
+  extends Schema.TaggedError<UnsupportedAlgorithm>("hsmkey/UnsupportedAlgorithm")("UnsupportedAlgorithm", {
+    alg: Schema.String
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Unsupported JWS algorithm "${this.alg}"; use RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA`
+  }
+}
+
+/**
+ * The algorithm does not fit the key: RS* and PS* need RSA of at least 2048 bits, ES256/384/512 need
+ * P-256/384/521, EdDSA needs an Edwards key.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AlgorithmMismatch
+  extends Schema.TaggedError<AlgorithmMismatch>("hsmkey/AlgorithmMismatch")("AlgorithmMismatch", {
+    alg: Schema.String,
+    keyType: Schema.String
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Algorithm ${this.alg} does not fit a ${this.keyType} key`
+  }
+}
+
+/**
+ * The token offers no mechanism for the algorithm (checked against its `C_GetMechanismList`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MechanismUnsupported
+  extends Schema.TaggedError<MechanismUnsupported>("hsmkey/MechanismUnsupported")("MechanismUnsupported", {
+    alg: Schema.String,
+    token: Schema.String,
+    /** The mechanisms that would have served, none of which the token lists. */
+    mechanisms: Schema.Array(Schema.String)
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Token "${this.token}" cannot sign ${this.alg}: it lists none of ${this.mechanisms.join(", ")}`
+  }
+}
+
+/**
+ * A JOSE header that cannot be used: not a JSON object, a protected and an unprotected header naming
+ * the same parameter, or an `alg` other than the one signing.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidHeader extends Schema.TaggedError<InvalidHeader>("hsmkey/InvalidHeader")("InvalidHeader", {
+  detail: Schema.String
+}) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Invalid JOSE header: ${this.detail}`
+  }
+}
+
+/**
+ * JWT claims that are not a JSON object of JSON values.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidClaims extends Schema.TaggedError<InvalidClaims>("hsmkey/InvalidClaims")("InvalidClaims", {
+  detail: Schema.String
+}) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Invalid JWT claims: ${this.detail}`
+  }
+}
+
+/**
+ * The token returned a signature of the wrong size for the algorithm.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidSignature
+  extends Schema.TaggedError<InvalidSignature>("hsmkey/InvalidSignature")("InvalidSignature", {
+    alg: Schema.String,
+    length: Schema.Number,
+    expected: Schema.Number
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `The token returned a ${this.length}-byte ${this.alg} signature; ${this.expected} bytes were expected`
+  }
+}
+
+/**
+ * A JWS or JWT did not verify; `code` is jose's error code, such as `ERR_JWS_SIGNATURE_VERIFICATION_FAILED`
+ * or `ERR_JWT_EXPIRED`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VerificationFailed
+  extends Schema.TaggedError<VerificationFailed>("hsmkey/VerificationFailed")("VerificationFailed", {
+    code: Schema.String,
+    detail: Schema.String
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Verification failed (${this.code}): ${this.detail}`
+  }
+}
+
+/**
  * Every typed failure of hsmkey.
  *
  * @since 0.1.0
@@ -126,3 +361,16 @@ export type HsmError =
   | PoolTimeout
   | PinMismatch
   | InvalidOptions
+  | InvalidKeyReference
+  | KeyNotFound
+  | KeyAmbiguous
+  | KeyExists
+  | UnsupportedKey
+  | InvalidKeyMaterial
+  | UnsupportedAlgorithm
+  | AlgorithmMismatch
+  | MechanismUnsupported
+  | InvalidHeader
+  | InvalidClaims
+  | InvalidSignature
+  | VerificationFailed

@@ -28,12 +28,16 @@ export interface Entry {
   /** The token's slot now; forgotten when the token is lost, since a re-inserted token moves. */
   slot: SlotId | undefined
   loginSession: SessionHandle | undefined
-  /** Counts logins: object handles found before the latest one may be stale. */
+  /**
+   * Changes at every login and loss, to a value unique in the process: object handles found in an
+   * earlier epoch may be stale, even across pools that come and go.
+   */
   epoch: number
   readonly lock: FifoSemaphore.FifoSemaphore
 }
 
 interface Registry {
+  epochs: number
   readonly entries: Map<string, Entry>
   /** Digests of PINs a token rejected, per token: the process never tries them again. */
   readonly rejected: Map<string, Set<string>>
@@ -44,6 +48,7 @@ interface Registry {
 // One registry per process, shared by every copy of this package: login state is per process.
 const registryKey = Symbol.for("hsmkey/LoginRegistry")
 const registry: Registry = ((globalThis as any)[registryKey] ??= {
+  epochs: 0,
   entries: new Map(),
   rejected: new Map(),
   lock: FifoSemaphore.unsafeMake(1),
@@ -53,6 +58,8 @@ const registry: Registry = ((globalThis as any)[registryKey] ??= {
 // PINs are compared by a keyed digest that never leaves the process, never by their text.
 const digest = (pin: Redacted.Redacted<string>): string =>
   Crypto.createHmac("sha256", registry.digestKey).update(Redacted.value(pin)).digest("hex")
+
+const nextEpoch = (): number => ++registry.epochs
 
 const rejectedOf = (key: string): Set<string> => {
   let set = registry.rejected.get(key)
@@ -115,7 +122,7 @@ const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>) =>
 const loginOn = (entry: Entry, session: SessionHandle, pin: Redacted.Redacted<string>) =>
   entry.pkcs11.login(session, pin).pipe(
     Effect.tap(() => {
-      entry.epoch++
+      entry.epoch = nextEpoch()
       return Metrics.countLogin(entry.token.label)
     }),
     Effect.tapError((error) =>
@@ -178,7 +185,7 @@ export const markLost = (entry: Entry): Effect.Effect<void> =>
     const session = entry.loginSession
     entry.loginSession = undefined
     entry.slot = undefined
-    entry.epoch++
+    entry.epoch = nextEpoch()
     return session === undefined ? Effect.void : closeQuietly(entry, session)
   }))
 
@@ -226,7 +233,7 @@ export const acquire = (
           references: 0,
           slot: token.slotId,
           loginSession: undefined,
-          epoch: 0,
+          epoch: nextEpoch(),
           lock: FifoSemaphore.unsafeMake(1)
         }
         registry.entries.set(key, entry)

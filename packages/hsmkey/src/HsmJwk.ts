@@ -1,0 +1,617 @@
+/**
+ * Keys that live in a token, seen as JWKs.
+ *
+ * An `HsmJwk` is a value: the public JWK (with `kid`, `alg` and `use`) and what finds the private key
+ * again (CKA_ID, label, token). It outlives the session it was loaded in. Signing with it finds the
+ * private key's handle in the session at hand, caches it for the login epoch, and finds it again after a
+ * re-login; the private key itself never leaves the token.
+ *
+ * @since 0.1.0
+ */
+import type { Attributes } from "@hsmkey/pkcs11/Attribute"
+import { CKK, CKM, CKO } from "@hsmkey/pkcs11/Constants"
+import * as Curve from "@hsmkey/pkcs11/Curve"
+import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
+import * as PublicKey from "@hsmkey/pkcs11/PublicKey"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as jose from "jose"
+import * as Crypto from "node:crypto"
+import {
+  AlgorithmMismatch,
+  InvalidKeyMaterial,
+  InvalidKeyReference,
+  InvalidOptions,
+  KeyAmbiguous,
+  KeyExists,
+  KeyNotFound,
+  UnsupportedAlgorithm,
+  UnsupportedKey
+} from "./HsmError.js"
+import type { HsmSession, TokenRef } from "./HsmSession.js"
+import * as Algorithms from "./internal/algorithms.js"
+import * as KeyReference from "./internal/keyReference.js"
+
+/**
+ * A JWS algorithm hsmkey signs with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Algorithm = Algorithms.Algorithm
+
+/**
+ * The key types hsmkey handles.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type KeyType = Algorithms.KeyType
+
+/**
+ * What `generate` makes: an RSA modulus size, or a curve.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type GenerateType = "RSA-2048" | "RSA-3072" | "RSA-4096" | "P-256" | "P-384" | "P-521" | "Ed25519" | "Ed448"
+
+/**
+ * A public JWK as published: the key's members and `kid`, `alg` and `use: "sig"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PublishedJwk = PublicKey.PublicJwk & {
+  readonly kid: string
+  readonly alg: Algorithm
+  readonly use: "sig"
+}
+
+const TypeId: unique symbol = Symbol.for("hsmkey/HsmJwk")
+
+/**
+ * A key pair on a token.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HsmJwk {
+  readonly [TypeId]: typeof TypeId
+  readonly kid: string
+  /** The algorithm a signature uses unless told otherwise. */
+  readonly alg: Algorithm
+  readonly keyType: KeyType
+  /** The RSA modulus size, or the curve's size in bits. */
+  readonly bits: number
+  readonly publicJwk: PublishedJwk
+  readonly label: string | undefined
+  /** CKA_ID; empty when the key has none. */
+  readonly id: Uint8Array
+  readonly token: TokenRef
+  /** The public key, for verification with node:crypto (jose takes it as it is). */
+  readonly publicKey: Crypto.KeyObject
+}
+
+const HsmJwkProto = {
+  [TypeId]: TypeId,
+  // A key prints and serializes as its public JWK: there is nothing else to show.
+  toJSON(this: HsmJwk) {
+    return this.publicJwk
+  },
+  toString(this: HsmJwk) {
+    return `HsmJwk(${this.kid}, ${this.alg}, token "${this.token.label}")`
+  },
+  [Symbol.for("nodejs.util.inspect.custom")](this: HsmJwk) {
+    return this.toString()
+  }
+}
+
+const makeKey = (fields: Omit<HsmJwk, typeof TypeId>): HsmJwk => Object.assign(Object.create(HsmJwkProto), fields)
+
+/**
+ * Whether a value is an `HsmJwk`.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isHsmJwk = (u: unknown): u is HsmJwk => Predicate.hasProperty(u, TypeId)
+
+/**
+ * How the `kid` is chosen: the RFC 7638 thumbprint (default), the CKA_ID in hex, or the label.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type KidFrom = "thumbprint" | "id" | "label"
+
+/**
+ * Options of loading a key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LoadOptions {
+  readonly label?: string | undefined
+  /** CKA_ID as hex or bytes. With `label`, both must match. */
+  readonly id?: string | Uint8Array | undefined
+  readonly kid?: KidFrom | undefined
+  /** The key's algorithm, published in its JWK; by default RS256, ES256/384/512 or EdDSA by key type. */
+  readonly alg?: string | undefined
+}
+
+const curveBits: Record<Exclude<KeyType, "RSA">, number> = {
+  "P-256": 256,
+  "P-384": 384,
+  "P-521": 521,
+  "Ed25519": 255,
+  "Ed448": 448
+}
+
+const keyTypeOf = (
+  attributes: { readonly keyType?: number | undefined; readonly ecParams?: Uint8Array | undefined }
+) => {
+  if (attributes.keyType === CKK.RSA) return "RSA" as const
+  const curve = attributes.ecParams === undefined ? undefined : Curve.fromEcParams(attributes.ecParams)
+  if (attributes.keyType === CKK.EC && (curve === "P-256" || curve === "P-384" || curve === "P-521")) return curve
+  if (attributes.keyType === CKK.EC_EDWARDS && (curve === "Ed25519" || curve === "Ed448")) return curve
+  return undefined
+}
+
+const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>
+  a !== undefined && b !== undefined && Buffer.from(a).equals(Buffer.from(b))
+
+/**
+ * The public JWK of a private key: from the public object with its CKA_ID (not its label: tokens
+ * label public and private halves differently), or from the private object's own public attributes.
+ */
+const publicJwkOf = (session: HsmSession, privateKey: ObjectHandle, query: string) =>
+  Effect.gen(function*() {
+    const pkcs11 = session.pkcs11
+    const own = yield* pkcs11.getAttributes(session.handle, privateKey, [
+      ...PublicKey.attributeNames,
+      "label",
+      "id"
+    ])
+    const id = own.id ?? new Uint8Array(0)
+    if (id.length > 0) {
+      const candidates = yield* pkcs11.findObjects(session.handle, { class: CKO.PUBLIC_KEY, id, keyType: own.keyType })
+      for (const candidate of candidates) {
+        const attributes = yield* pkcs11.getAttributes(session.handle, candidate, PublicKey.attributeNames)
+        // Where the private object shows its public values, they must agree.
+        const agrees = own.keyType !== CKK.RSA || own.modulus === undefined ||
+          sameBytes(own.modulus, attributes.modulus)
+        const jwk = agrees ? PublicKey.toJwk(attributes) : undefined
+        if (jwk !== undefined) return { jwk, own, id }
+      }
+    }
+    const jwk = PublicKey.toJwk(own)
+    if (jwk === undefined) {
+      return yield* new KeyNotFound({ query, token: session.token.label, reason: "no-public-key" })
+    }
+    return { jwk, own, id }
+  })
+
+const kidOf = (jwk: PublicKey.PublicJwk, id: Uint8Array, label: string | undefined, from: KidFrom) =>
+  Effect.gen(function*() {
+    if (from === "id" && id.length > 0) return KeyReference.hex(id)
+    if (from === "label" && label !== undefined && label.length > 0) return label
+    if (from !== "thumbprint") {
+      return yield* new InvalidKeyReference({ detail: `the key has no ${from} to use as its kid` })
+    }
+    return yield* Effect.promise(() => jose.calculateJwkThumbprint(jwk, "sha256"))
+  })
+
+/**
+ * An `HsmJwk` from a private key handle of the session.
+ */
+const fromHandle = (
+  session: HsmSession,
+  privateKey: ObjectHandle,
+  query: string,
+  options: { readonly kid?: KidFrom | undefined; readonly alg?: string | undefined }
+) =>
+  Effect.gen(function*() {
+    const { id, jwk, own } = yield* publicJwkOf(session, privateKey, query)
+    const keyType = keyTypeOf(own)
+    if (keyType === undefined) {
+      return yield* new UnsupportedKey({
+        detail: `the key with ${query} is of a type or curve hsmkey does not sign with`
+      })
+    }
+    const label = own.label === undefined || own.label === "" ? undefined : own.label
+    const kid = yield* kidOf(jwk, id, label, options.kid ?? "thumbprint")
+    const bits = keyType === "RSA"
+      ? Buffer.from(jwk.kty === "RSA" ? jwk.n : "", "base64url").length * 8
+      : curveBits[keyType]
+    const key = makeKey({
+      kid,
+      alg: Algorithms.defaultAlgorithm[keyType],
+      keyType,
+      bits,
+      publicJwk: { ...jwk, kid, alg: Algorithms.defaultAlgorithm[keyType], use: "sig" },
+      label,
+      id,
+      token: session.token,
+      publicKey: Crypto.createPublicKey({ key: jwk, format: "jwk" })
+    })
+    return options.alg === undefined ? key : yield* withAlgorithm(key, options.alg)
+  })
+
+/**
+ * Loads a key pair by label, CKA_ID, or both. Fails with `KeyNotFound` (saying what was asked, and
+ * whether only a public key matched) or `KeyAmbiguous` (how many matched).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromHsm = Effect.fn("HsmJwk.fromHsm")(function*(session: HsmSession, options: LoadOptions) {
+  const reference = yield* KeyReference.parse(options)
+  const query = KeyReference.describe(reference)
+  const template: Attributes = {
+    ...(reference.label === undefined ? {} : { label: reference.label }),
+    ...(reference.id === undefined ? {} : { id: reference.id })
+  }
+  const pkcs11 = session.pkcs11
+  const found = yield* pkcs11.findObjects(session.handle, { ...template, class: CKO.PRIVATE_KEY })
+  if (found.length === 0) {
+    const publicOnly = yield* pkcs11.findObjects(session.handle, { ...template, class: CKO.PUBLIC_KEY })
+    return yield* new KeyNotFound({
+      query,
+      token: session.token.label,
+      reason: publicOnly.length > 0 ? "public-only" : "absent"
+    })
+  }
+  if (found.length > 1) {
+    return yield* new KeyAmbiguous({ query, token: session.token.label, count: found.length })
+  }
+  return yield* fromHandle(session, found[0], query, options)
+})
+
+/**
+ * Every key pair on the token whose type hsmkey handles; others are skipped.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const list = Effect.fn("HsmJwk.list")(function*(session: HsmSession, options?: { readonly kid?: KidFrom }) {
+  const handles = yield* session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY })
+  const keys: Array<HsmJwk> = []
+  for (const handle of handles) {
+    // Keys hsmkey cannot use (other types, no readable public half) are not key pairs it lists.
+    const key = yield* fromHandle(session, handle, `handle ${handle}`, { kid: options?.kid }).pipe(
+      Effect.map(Option.some),
+      Effect.catchTags({
+        UnsupportedKey: () => Effect.succeedNone,
+        KeyNotFound: () => Effect.succeedNone
+      })
+    )
+    if (Option.isSome(key)) keys.push(key.value)
+  }
+  return keys as ReadonlyArray<HsmJwk>
+})
+
+/**
+ * The CKA_ID hsmkey gives a key when none is asked for: the SHA-1 of its public key material (the RSA
+ * modulus, or the EC or Edwards point without its DER wrapper), as OpenSC and NSS do.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const defaultId = (jwk: PublicKey.PublicJwk): Uint8Array => {
+  const material = jwk.kty === "RSA"
+    ? Buffer.from(jwk.n, "base64url")
+    : jwk.kty === "EC"
+    ? Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x, "base64url"), Buffer.from(jwk.y, "base64url")])
+    : Buffer.from(jwk.x, "base64url")
+  return new Uint8Array(Crypto.createHash("sha1").update(material).digest())
+}
+
+const requireRw = (session: HsmSession, operation: string) =>
+  session.rw
+    ? Effect.void
+    : Effect.fail(new InvalidOptions({ detail: `${operation} needs a read/write session: session({ rw: true })` }))
+
+const ensureAbsent = (session: HsmSession, label: string, id: Uint8Array | undefined) =>
+  Effect.gen(function*() {
+    const pkcs11 = session.pkcs11
+    const byLabel = yield* pkcs11.findObjects(session.handle, { label })
+    if (byLabel.length > 0) return yield* new KeyExists({ query: `label "${label}"`, token: session.token.label })
+    if (id !== undefined && (yield* pkcs11.findObjects(session.handle, { id })).length > 0) {
+      return yield* new KeyExists({ query: `id ${KeyReference.hex(id)}`, token: session.token.label })
+    }
+  })
+
+// The protections of every private key hsmkey makes: sensitive, never extractable, sign only.
+const privateProtections: Attributes = {
+  class: CKO.PRIVATE_KEY,
+  token: true,
+  private: true,
+  sensitive: true,
+  extractable: false,
+  sign: true,
+  decrypt: false,
+  unwrap: false,
+  derive: false
+}
+
+const publicUsage: Attributes = {
+  class: CKO.PUBLIC_KEY,
+  token: true,
+  private: false,
+  verify: true,
+  encrypt: false,
+  wrap: false,
+  derive: false
+}
+
+const generation: Record<
+  GenerateType,
+  { readonly mechanism: number; readonly publicKey: Attributes; readonly keyType: number }
+> = {
+  "RSA-2048": {
+    mechanism: CKM.RSA_PKCS_KEY_PAIR_GEN,
+    keyType: CKK.RSA,
+    publicKey: { modulusBits: 2048, publicExponent: new Uint8Array([1, 0, 1]) }
+  },
+  "RSA-3072": {
+    mechanism: CKM.RSA_PKCS_KEY_PAIR_GEN,
+    keyType: CKK.RSA,
+    publicKey: { modulusBits: 3072, publicExponent: new Uint8Array([1, 0, 1]) }
+  },
+  "RSA-4096": {
+    mechanism: CKM.RSA_PKCS_KEY_PAIR_GEN,
+    keyType: CKK.RSA,
+    publicKey: { modulusBits: 4096, publicExponent: new Uint8Array([1, 0, 1]) }
+  },
+  "P-256": { mechanism: CKM.EC_KEY_PAIR_GEN, keyType: CKK.EC, publicKey: { ecParams: Curve.ecParams("P-256") } },
+  "P-384": { mechanism: CKM.EC_KEY_PAIR_GEN, keyType: CKK.EC, publicKey: { ecParams: Curve.ecParams("P-384") } },
+  "P-521": { mechanism: CKM.EC_KEY_PAIR_GEN, keyType: CKK.EC, publicKey: { ecParams: Curve.ecParams("P-521") } },
+  "Ed25519": {
+    mechanism: CKM.EC_EDWARDS_KEY_PAIR_GEN,
+    keyType: CKK.EC_EDWARDS,
+    publicKey: { ecParams: Curve.ecParams("Ed25519") }
+  },
+  "Ed448": {
+    mechanism: CKM.EC_EDWARDS_KEY_PAIR_GEN,
+    keyType: CKK.EC_EDWARDS,
+    publicKey: { ecParams: Curve.ecParams("Ed448") }
+  }
+}
+
+/**
+ * Options of generating or importing a key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CreateOptions {
+  readonly label: string
+  /** CKA_ID as hex or bytes; by default derived from the public key (see `defaultId`). */
+  readonly id?: string | Uint8Array | undefined
+  readonly kid?: KidFrom | undefined
+  /** The key's algorithm, published in its JWK; by default by key type. */
+  readonly alg?: string | undefined
+}
+
+/**
+ * Generates a key pair on the token, in a read/write session: token objects, the private key
+ * sensitive, not extractable and sign only. A label or CKA_ID already on the token is `KeyExists`.
+ * Key generation runs on the threadpool and never blocks the event loop.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const generate = Effect.fn("HsmJwk.generate")(function*(
+  session: HsmSession,
+  options: CreateOptions & { readonly type: GenerateType }
+) {
+  yield* requireRw(session, "HsmJwk.generate")
+  const spec = generation[options.type]
+  if (spec === undefined) return yield* new UnsupportedKey({ detail: `cannot generate "${options.type}"` })
+  const label = yield* KeyReference.parseLabel(options.label)
+  const id = options.id === undefined ? undefined : yield* KeyReference.parseId(options.id)
+  yield* ensureAbsent(session, label, id)
+  const pkcs11 = session.pkcs11
+  // Without an id, generate under a temporary one and set the one derived from the public key after.
+  const initialId = id ?? new Uint8Array(Crypto.randomBytes(16))
+  const pair = yield* pkcs11.generateKeyPair(session.handle, { type: spec.mechanism }, {
+    publicKey: { ...publicUsage, ...spec.publicKey, keyType: spec.keyType, label, id: initialId },
+    privateKey: { ...privateProtections, keyType: spec.keyType, label, id: initialId }
+  })
+  const destroy = Effect.ignore(
+    Effect.zipRight(
+      pkcs11.destroyObject(session.handle, pair.privateKey),
+      pkcs11.destroyObject(session.handle, pair.publicKey)
+    )
+  )
+  return yield* Effect.gen(function*() {
+    if (id === undefined) {
+      const attributes = yield* pkcs11.getAttributes(session.handle, pair.publicKey, PublicKey.attributeNames)
+      const jwk = PublicKey.toJwk(attributes)
+      if (jwk === undefined) return yield* new UnsupportedKey({ detail: "the token returned an unreadable public key" })
+      const derived = defaultId(jwk)
+      yield* pkcs11.setAttributes(session.handle, pair.publicKey, { id: derived })
+      yield* pkcs11.setAttributes(session.handle, pair.privateKey, { id: derived })
+    }
+    return yield* fromHandle(session, pair.privateKey, `label "${label}"`, options)
+  }).pipe(Effect.tapError(() => destroy))
+})
+
+/**
+ * Private key material to import: a private JWK, PKCS#8 as PEM text or DER bytes, or a `KeyObject`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PrivateKeyInput = jose.JWK | string | Uint8Array | Crypto.KeyObject
+
+const toKeyObject = (input: PrivateKeyInput): Effect.Effect<Crypto.KeyObject, InvalidKeyMaterial> =>
+  Effect.try({
+    try: () => {
+      if (input instanceof Crypto.KeyObject) {
+        if (input.type !== "private") throw new Error(`a ${input.type} KeyObject is not a private key`)
+        return input
+      }
+      if (typeof input === "string") return Crypto.createPrivateKey({ key: input, format: "pem" })
+      if (input instanceof Uint8Array) {
+        return Crypto.createPrivateKey({ key: Buffer.from(input), format: "der", type: "pkcs8" })
+      }
+      if (input.d === undefined) throw new Error("the JWK has no private part (\"d\")")
+      return Crypto.createPrivateKey({ key: input as Crypto.JsonWebKey, format: "jwk" })
+    },
+    catch: (error) => new InvalidKeyMaterial({ detail: error instanceof Error ? error.message : String(error) })
+  })
+
+const curveOfNode: Record<string, Curve.Curve> = { prime256v1: "P-256", secp384r1: "P-384", secp521r1: "P-521" }
+
+const bytes = (text: string | undefined) => new Uint8Array(Buffer.from(text ?? "", "base64url"))
+
+/**
+ * The templates of an imported key pair, from its private JWK.
+ */
+const importTemplates = (key: Crypto.KeyObject) =>
+  Effect.gen(function*() {
+    const jwk = key.export({ format: "jwk" })
+    switch (key.asymmetricKeyType) {
+      case "rsa": {
+        const common = { keyType: CKK.RSA, modulus: bytes(jwk.n), publicExponent: bytes(jwk.e) }
+        return {
+          publicJwk: { kty: "RSA", e: jwk.e!, n: jwk.n! } as PublicKey.PublicJwk,
+          publicKey: common,
+          privateKey: {
+            ...common,
+            privateExponent: bytes(jwk.d),
+            prime1: bytes(jwk.p),
+            prime2: bytes(jwk.q),
+            exponent1: bytes(jwk.dp),
+            exponent2: bytes(jwk.dq),
+            coefficient: bytes(jwk.qi)
+          }
+        }
+      }
+      case "ec": {
+        const curve = curveOfNode[key.asymmetricKeyDetails?.namedCurve ?? ""]
+        if (curve === undefined) {
+          return yield* new UnsupportedKey({ detail: `curve ${key.asymmetricKeyDetails?.namedCurve} is not supported` })
+        }
+        const point = Uint8Array.from([4, ...bytes(jwk.x), ...bytes(jwk.y)])
+        return {
+          publicJwk: { kty: "EC", crv: curve, x: jwk.x!, y: jwk.y! } as PublicKey.PublicJwk,
+          publicKey: { keyType: CKK.EC, ecParams: Curve.ecParams(curve), ecPoint: Curve.encodeEcPoint(point) },
+          privateKey: { keyType: CKK.EC, ecParams: Curve.ecParams(curve), value: bytes(jwk.d) }
+        }
+      }
+      case "ed25519":
+      case "ed448": {
+        const curve = key.asymmetricKeyType === "ed25519" ? "Ed25519" : "Ed448"
+        return {
+          publicJwk: { kty: "OKP", crv: curve, x: jwk.x! } as PublicKey.PublicJwk,
+          publicKey: {
+            keyType: CKK.EC_EDWARDS,
+            ecParams: Curve.ecParams(curve),
+            ecPoint: Curve.encodeEcPoint(bytes(jwk.x))
+          },
+          privateKey: { keyType: CKK.EC_EDWARDS, ecParams: Curve.ecParams(curve), value: bytes(jwk.d) }
+        }
+      }
+      default:
+        return yield* new UnsupportedKey({ detail: `${key.asymmetricKeyType} keys are not supported` })
+    }
+  })
+
+/**
+ * Imports a private key into the token, in a read/write session, with the same protections as a
+ * generated one: sensitive, not extractable, sign only. Its public half becomes a public object.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const importPrivate = Effect.fn("HsmJwk.importPrivate")(function*(
+  session: HsmSession,
+  options: CreateOptions & { readonly key: PrivateKeyInput }
+) {
+  yield* requireRw(session, "HsmJwk.importPrivate")
+  const label = yield* KeyReference.parseLabel(options.label)
+  const keyObject = yield* toKeyObject(options.key)
+  const templates = yield* importTemplates(keyObject)
+  const id = options.id === undefined ? defaultId(templates.publicJwk) : yield* KeyReference.parseId(options.id)
+  yield* ensureAbsent(session, label, id)
+  const pkcs11 = session.pkcs11
+  const privateKey = yield* pkcs11.createObject(session.handle, {
+    ...privateProtections,
+    ...templates.privateKey,
+    label,
+    id
+  })
+  yield* pkcs11.createObject(session.handle, { ...publicUsage, ...templates.publicKey, label, id }).pipe(
+    Effect.tapError(() => Effect.ignore(pkcs11.destroyObject(session.handle, privateKey)))
+  )
+  return yield* fromHandle(session, privateKey, `label "${label}"`, options)
+})
+
+/**
+ * Checks that an algorithm is one hsmkey signs with and fits the key.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const checkAlgorithm = (
+  key: HsmJwk,
+  alg: string = key.alg
+): Effect.Effect<Algorithm, UnsupportedAlgorithm | AlgorithmMismatch> => {
+  if (!Algorithms.isAlgorithm(alg)) return Effect.fail(new UnsupportedAlgorithm({ alg }))
+  if (!Algorithms.fits(alg, key.keyType, key.bits)) {
+    return Effect.fail(
+      new AlgorithmMismatch({ alg, keyType: key.keyType === "RSA" ? `RSA-${key.bits}` : key.keyType })
+    )
+  }
+  return Effect.succeed(alg)
+}
+
+/**
+ * The same key with another algorithm, checked to fit it; its JWK publishes the new one.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withAlgorithm = (
+  key: HsmJwk,
+  alg: string
+): Effect.Effect<HsmJwk, UnsupportedAlgorithm | AlgorithmMismatch> =>
+  Effect.map(checkAlgorithm(key, alg), (checked) =>
+    makeKey({
+      kid: key.kid,
+      alg: checked,
+      keyType: key.keyType,
+      bits: key.bits,
+      publicJwk: { ...key.publicJwk, alg: checked },
+      label: key.label,
+      id: key.id,
+      token: key.token,
+      publicKey: key.publicKey
+    }))
+
+/**
+ * The public key as SPKI PEM.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const toPem = (key: HsmJwk): string => key.publicKey.export({ type: "spki", format: "pem" }).toString()
+
+/**
+ * The public key as a WebCrypto `CryptoKey` for an algorithm, through jose.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const toCryptoKey = (
+  key: HsmJwk,
+  alg: Algorithm = key.alg
+): Effect.Effect<jose.CryptoKey | Uint8Array, AlgorithmMismatch | UnsupportedAlgorithm> =>
+  Effect.flatMap(
+    checkAlgorithm(key, alg),
+    (checked) => Effect.promise(() => jose.importJWK({ ...key.publicJwk, alg: checked }, checked))
+  )

@@ -1,0 +1,420 @@
+/**
+ * JSON Web Signatures (RFC 7515) signed inside the token: compact, flattened and general JSON
+ * serializations, and their verification through jose.
+ *
+ * jose cannot sign with a key it cannot hold, so hsmkey assembles the JWS itself: it builds the protected
+ * header (always the real `alg`, and the key's `kid` unless told otherwise), encodes it and the payload
+ * with jose's base64url, and has the token sign `BASE64URL(header) . BASE64URL(payload)`. Verification
+ * needs no token and is jose's.
+ *
+ * Without a `session` option, signing borrows a session from the `SessionPool` in context.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import * as Pipeable from "effect/Pipeable"
+import * as Predicate from "effect/Predicate"
+import * as jose from "jose"
+import type * as Crypto from "node:crypto"
+import { type HsmError, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
+import * as HsmJwk from "./HsmJwk.js"
+import type { HsmSession } from "./HsmSession.js"
+import * as TokenSigner from "./internal/signer.js"
+import type { SessionPool } from "./SessionPool.js"
+
+/**
+ * A payload: bytes, or text signed as UTF-8.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Payload = string | Uint8Array
+
+/**
+ * A JOSE header: a JSON object.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Header = { readonly [name: string]: unknown }
+
+/**
+ * How one signature is made.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SignatureOptions {
+  /** Defaults to the key's algorithm. */
+  readonly alg?: string | undefined
+  readonly protectedHeader?: Header | undefined
+  /** Not in compact serializations. */
+  readonly unprotectedHeader?: Header | undefined
+  /** Put the key's `kid` in the protected header (default `true`); a `kid` in `protectedHeader` wins. */
+  readonly kid?: boolean | undefined
+}
+
+/**
+ * Options of signing: the signature's, and the session to sign in (else one is borrowed from the pool).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SignOptions extends SignatureOptions {
+  readonly session?: HsmSession | undefined
+}
+
+/**
+ * The flattened JWS JSON serialization.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FlattenedJws {
+  readonly payload: string
+  readonly protected: string
+  readonly header?: Header
+  readonly signature: string
+}
+
+/**
+ * The general JWS JSON serialization.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GeneralJws {
+  readonly payload: string
+  // A mutable array, as jose and JSON tools take it.
+  readonly signatures: Array<Omit<FlattenedJws, "payload">>
+}
+
+const encoder = new TextEncoder()
+const bytesOf = (payload: Payload): Uint8Array => typeof payload === "string" ? encoder.encode(payload) : payload
+
+const isJsonObject = (u: unknown): u is Header =>
+  Predicate.isRecord(u) && (Object.getPrototypeOf(u) === Object.prototype || Object.getPrototypeOf(u) === null)
+
+const headerOf = (name: string, header: unknown): Effect.Effect<Header, InvalidHeader> =>
+  header === undefined
+    ? Effect.succeed({})
+    : isJsonObject(header)
+    ? Effect.succeed(header)
+    : Effect.fail(new InvalidHeader({ detail: `${name} must be a JSON object` }))
+
+const encodeJson = (name: string, value: Header): Effect.Effect<string, InvalidHeader> =>
+  Effect.try({
+    try: () => jose.base64url.encode(JSON.stringify(value)),
+    catch: (error) =>
+      new InvalidHeader({ detail: `${name} is not JSON: ${error instanceof Error ? error.message : String(error)}` })
+  })
+
+/**
+ * One signature over an encoded payload, in a session of the key's token.
+ */
+const signature = (
+  encodedPayload: string,
+  key: HsmJwk.HsmJwk,
+  options: SignatureOptions,
+  session: HsmSession | undefined
+): Effect.Effect<Omit<FlattenedJws, "payload">, HsmError, SessionPool> =>
+  Effect.gen(function*() {
+    const alg = yield* HsmJwk.checkAlgorithm(key, options.alg ?? key.alg)
+    const given = yield* headerOf("protectedHeader", options.protectedHeader)
+    const unprotected = yield* headerOf("unprotectedHeader", options.unprotectedHeader)
+    if (given.alg !== undefined && given.alg !== alg) {
+      return yield* new InvalidHeader({
+        detail: `protectedHeader.alg is ${String(given.alg)}, but the signature is ${alg}`
+      })
+    }
+    const shared = Object.keys(unprotected).filter((name) => name in given || name === "alg")
+    if (shared.length > 0) {
+      return yield* new InvalidHeader({
+        detail: `${shared.join(", ")} in both the protected and the unprotected header (RFC 7515 §7.2.1)`
+      })
+    }
+    const header: Header = { alg, ...(options.kid === false ? {} : { kid: key.kid }), ...given }
+    const encodedHeader = yield* encodeJson("protectedHeader", header)
+    const raw = yield* TokenSigner.withKeySession(
+      key,
+      session,
+      (s) => TokenSigner.sign(s, key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
+    )
+    return {
+      protected: encodedHeader,
+      ...(Object.keys(unprotected).length > 0 ? { header: unprotected } : {}),
+      signature: jose.base64url.encode(raw)
+    }
+  })
+
+const compactOnly = (options: SignatureOptions) =>
+  options.unprotectedHeader === undefined
+    ? Effect.void
+    : Effect.fail(new InvalidHeader({ detail: "a compact JWS has no unprotected header" }))
+
+/**
+ * Signs a payload into a compact JWS.
+ *
+ * @since 0.1.0
+ * @category signing
+ */
+export const sign: {
+  (payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
+    string,
+    HsmError
+  >
+  (payload: Payload, key: HsmJwk.HsmJwk, options?: SignOptions): Effect.Effect<string, HsmError, SessionPool>
+} =
+  ((payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions = {}): Effect.Effect<string, HsmError, SessionPool> =>
+    Effect.gen(function*() {
+      yield* compactOnly(options)
+      const encodedPayload = jose.base64url.encode(bytesOf(payload))
+      const signed = yield* signature(encodedPayload, key, options, options.session)
+      return `${signed.protected}.${encodedPayload}.${signed.signature}`
+    }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid } }))) as any
+
+/**
+ * Signs a payload into a flattened JWS JSON serialization.
+ *
+ * @since 0.1.0
+ * @category signing
+ */
+export const signFlattened: {
+  (payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
+    FlattenedJws,
+    HsmError
+  >
+  (payload: Payload, key: HsmJwk.HsmJwk, options?: SignOptions): Effect.Effect<FlattenedJws, HsmError, SessionPool>
+} = ((payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions = {}) =>
+  Effect.gen(function*() {
+    const encodedPayload = jose.base64url.encode(bytesOf(payload))
+    const signed = yield* signature(encodedPayload, key, options, options.session)
+    return { payload: encodedPayload, ...signed }
+  }).pipe(Effect.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid } }))) as any
+
+/**
+ * One signer of a general JWS.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Signer extends SignatureOptions {
+  readonly key: HsmJwk.HsmJwk
+  /** The session to sign in; else one is borrowed from the pool. */
+  readonly session?: HsmSession | undefined
+}
+
+/**
+ * Signs a payload with several keys into a general JWS JSON serialization. The signatures are made
+ * concurrently.
+ *
+ * @since 0.1.0
+ * @category signing
+ */
+export const signGeneral = (
+  payload: Payload,
+  signers: ReadonlyArray<Signer>
+): Effect.Effect<GeneralJws, HsmError, SessionPool> =>
+  Effect.gen(function*() {
+    if (signers.length === 0) return yield* new InvalidOptions({ detail: "a general JWS needs at least one signer" })
+    const encodedPayload = jose.base64url.encode(bytesOf(payload))
+    const signatures = yield* Effect.forEach(
+      signers,
+      (signer) => signature(encodedPayload, signer.key, signer, signer.session),
+      { concurrency: "unbounded" }
+    )
+    return { payload: encodedPayload, signatures }
+  }).pipe(Effect.withSpan("Jws.signGeneral", { attributes: { "hsm.signers": signers.length } }))
+
+/**
+ * Signs many payloads with one key into compact JWSs, `concurrency` at a time (default: as many as the
+ * pool lends).
+ *
+ * @since 0.1.0
+ * @category signing
+ */
+export const signMany = (
+  payloads: Iterable<Payload>,
+  key: HsmJwk.HsmJwk,
+  options: SignOptions & { readonly concurrency?: number | "unbounded" | undefined } = {}
+): Effect.Effect<ReadonlyArray<string>, HsmError, SessionPool> =>
+  Effect.forEach(payloads, (payload) => sign(payload, key, options), {
+    concurrency: options.concurrency ?? "unbounded"
+  }).pipe(Effect.withSpan("Jws.signMany", { attributes: { "hsm.kid": key.kid } }))
+
+const BuilderTypeId: unique symbol = Symbol.for("hsmkey/Jws/Builder")
+
+/**
+ * A JWS being put together, as in the Python original: a payload, then signatures, then a serialization.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Builder extends Pipeable.Pipeable {
+  readonly [BuilderTypeId]: typeof BuilderTypeId
+  readonly payload: Payload
+  readonly signers: ReadonlyArray<Signer>
+}
+
+const BuilderProto = {
+  [BuilderTypeId]: BuilderTypeId,
+  pipe(this: Builder) {
+    // eslint-disable-next-line prefer-rest-params -- pipeArguments takes the arguments object, as Effect's own classes pass it
+    return Pipeable.pipeArguments(this, arguments)
+  }
+}
+
+const makeBuilder = (payload: Payload, signers: ReadonlyArray<Signer>): Builder =>
+  Object.assign(Object.create(BuilderProto), { payload, signers })
+
+/**
+ * Starts a JWS over a payload.
+ *
+ * @since 0.1.0
+ * @category builder
+ */
+export const make = (payload: Payload): Builder => makeBuilder(payload, [])
+
+/**
+ * Adds a signature to make when the JWS is serialized.
+ *
+ * @since 0.1.0
+ * @category builder
+ */
+export const addSignature: {
+  (key: HsmJwk.HsmJwk, options?: SignatureOptions & { readonly session?: HsmSession | undefined }): (
+    self: Builder
+  ) => Builder
+  (
+    self: Builder,
+    key: HsmJwk.HsmJwk,
+    options?: SignatureOptions & { readonly session?: HsmSession | undefined }
+  ): Builder
+} = dual(
+  (args) => Predicate.hasProperty(args[0], BuilderTypeId),
+  (
+    self: Builder,
+    key: HsmJwk.HsmJwk,
+    options: SignatureOptions & { readonly session?: HsmSession | undefined } = {}
+  ) => ({
+    ...self,
+    signers: [...self.signers, { ...options, key }]
+  })
+)
+
+/**
+ * Signs and serializes a JWS: `compact` and `flattened` take exactly one signature, `general` any
+ * number (default: `compact` for one signature, `general` otherwise).
+ *
+ * @since 0.1.0
+ * @category builder
+ */
+export const serialize: {
+  (options: { readonly format: "compact" }): (self: Builder) => Effect.Effect<string, HsmError, SessionPool>
+  (options: { readonly format: "flattened" }): (self: Builder) => Effect.Effect<FlattenedJws, HsmError, SessionPool>
+  (options: { readonly format: "general" }): (self: Builder) => Effect.Effect<GeneralJws, HsmError, SessionPool>
+  (self: Builder, options: { readonly format: "compact" }): Effect.Effect<string, HsmError, SessionPool>
+  (self: Builder, options: { readonly format: "flattened" }): Effect.Effect<FlattenedJws, HsmError, SessionPool>
+  (self: Builder, options: { readonly format: "general" }): Effect.Effect<GeneralJws, HsmError, SessionPool>
+} = dual(
+  2,
+  (
+    self: Builder,
+    options: { readonly format: "compact" | "flattened" | "general" }
+  ): Effect.Effect<string | FlattenedJws | GeneralJws, HsmError, SessionPool> => {
+    if (options.format === "general") return signGeneral(self.payload, self.signers)
+    if (self.signers.length !== 1) {
+      return Effect.fail(
+        new InvalidOptions({
+          detail: `a ${options.format} JWS has exactly one signature, this one has ${self.signers.length}`
+        })
+      )
+    }
+    const [{ key, ...rest }] = self.signers
+    return options.format === "compact" ? sign(self.payload, key, rest) : signFlattened(self.payload, key, rest)
+  }
+) as any
+
+/**
+ * A key to verify with: an `HsmJwk`, a `KeyObject` or `CryptoKey`, a public JWK, or a JWK set (the key
+ * is chosen by `kid` and `alg`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VerificationKey =
+  | HsmJwk.HsmJwk
+  | Crypto.KeyObject
+  | jose.CryptoKey
+  | jose.JWK
+  | jose.JSONWebKeySet
+
+/**
+ * What a verified JWS says.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Verified {
+  readonly payload: Uint8Array
+  readonly protectedHeader: jose.JWSHeaderParameters
+  readonly unprotectedHeader?: jose.JWSHeaderParameters | undefined
+}
+
+/**
+ * A key as jose takes it.
+ *
+ * @since 0.1.0
+ * @category verification
+ */
+export const joseKey = (key: VerificationKey): Crypto.KeyObject | jose.CryptoKey | jose.JWK | jose.JWTVerifyGetKey => {
+  if (HsmJwk.isHsmJwk(key)) return key.publicKey
+  if (Predicate.hasProperty(key, "keys") && Array.isArray(key.keys)) {
+    return jose.createLocalJWKSet(key as jose.JSONWebKeySet)
+  }
+  return key as Crypto.KeyObject | jose.CryptoKey | jose.JWK
+}
+
+/**
+ * Runs a jose verification, its failures typed.
+ *
+ * @since 0.1.0
+ * @category verification
+ */
+export const joseVerification = <A>(run: () => Promise<A>): Effect.Effect<A, VerificationFailed> =>
+  Effect.tryPromise({
+    try: run,
+    catch: (error) =>
+      error instanceof jose.errors.JOSEError
+        ? new VerificationFailed({ code: error.code, detail: error.message })
+        : new VerificationFailed({
+          code: "ERR_INVALID_INPUT",
+          detail: error instanceof Error ? error.message : String(error)
+        })
+  })
+
+/**
+ * Verifies a compact, flattened or general JWS with jose. A general JWS verifies when one of its
+ * signatures does with the key.
+ *
+ * @since 0.1.0
+ * @category verification
+ */
+export const verify = (
+  jws: string | FlattenedJws | GeneralJws,
+  key: VerificationKey,
+  options?: jose.VerifyOptions
+): Effect.Effect<Verified, VerificationFailed> => {
+  const input = joseKey(key) as any
+  return joseVerification(async (): Promise<Verified> => {
+    if (typeof jws === "string") {
+      const { payload, protectedHeader } = await jose.compactVerify(jws, input, options)
+      return { payload, protectedHeader }
+    }
+    const { payload, protectedHeader, unprotectedHeader } = "signatures" in jws
+      ? await jose.generalVerify(jws as jose.GeneralJWSInput, input, options)
+      : await jose.flattenedVerify(jws as jose.FlattenedJWSInput, input, options)
+    return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
+  }).pipe(Effect.withSpan("Jws.verify"))
+}

@@ -1,0 +1,125 @@
+import type { Attributes } from "@hsmkey/pkcs11/Attribute"
+import { CKK, CKO, mechanismName } from "@hsmkey/pkcs11/Constants"
+import * as Curve from "@hsmkey/pkcs11/Curve"
+import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import {
+  type HsmError,
+  InvalidOptions,
+  InvalidSignature,
+  KeyAmbiguous,
+  KeyNotFound,
+  MechanismUnsupported
+} from "../HsmError.js"
+import type { HsmJwk } from "../HsmJwk.js"
+import type { HsmSession } from "../HsmSession.js"
+import { SessionPool } from "../SessionPool.js"
+import * as Algorithms from "./algorithms.js"
+import * as KeyReference from "./keyReference.js"
+import * as TokenState from "./tokenState.js"
+
+/**
+ * The template that finds the private key of an `HsmJwk` again: CKA_ID when it has one, else its label,
+ * and the key type either way.
+ */
+const findTemplate = (key: HsmJwk): Attributes => ({
+  class: CKO.PRIVATE_KEY,
+  keyType: key.keyType === "RSA"
+    ? CKK.RSA
+    : key.keyType === "Ed25519" || key.keyType === "Ed448"
+    ? CKK.EC_EDWARDS
+    : CKK.EC,
+  ...(key.id.length > 0 ? { id: key.id } : { label: key.label })
+})
+
+const cacheKey = (key: HsmJwk): string =>
+  `${key.keyType}\u0000${KeyReference.hex(key.id)}\u0000${key.id.length > 0 ? "" : key.label ?? ""}`
+
+const findPrivateKey = (session: HsmSession, key: HsmJwk): Effect.Effect<ObjectHandle, HsmError> =>
+  Effect.gen(function*() {
+    const handles = yield* session.pkcs11.findObjects(session.handle, findTemplate(key))
+    const query = KeyReference.describe({ label: key.id.length > 0 ? undefined : key.label, id: key.id })
+    if (handles.length === 0) return yield* new KeyNotFound({ query, token: session.token.label, reason: "absent" })
+    if (handles.length > 1) {
+      return yield* new KeyAmbiguous({ query, token: session.token.label, count: handles.length })
+    }
+    TokenState.cacheHandle(session, cacheKey(key), handles[0])
+    return handles[0]
+  })
+
+const sameToken = (session: HsmSession, key: HsmJwk) =>
+  session.token.serialNumber === key.token.serialNumber && session.token.moduleId === key.token.moduleId
+
+/**
+ * Runs `f` on the session given, or on one borrowed from the `SessionPool` in context; either must be on
+ * the key's token.
+ */
+export const withKeySession = <A, E, R>(
+  key: HsmJwk,
+  session: HsmSession | undefined,
+  f: (session: HsmSession) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | HsmError, R | SessionPool> => {
+  const checked = (s: HsmSession): Effect.Effect<A, E | HsmError, R> =>
+    sameToken(s, key) ? f(s) : Effect.fail(
+      new InvalidOptions({
+        detail: `key ${key.kid} lives on token "${key.token.label}" (serial ${key.token.serialNumber}), ` +
+          `not on "${s.token.label}" (serial ${s.token.serialNumber})`
+      })
+    )
+  if (session !== undefined) return checked(session)
+  return Effect.flatMap(SessionPool, (pool) => pool.withSession(checked))
+}
+
+/**
+ * The first way of computing `alg` that the token lists.
+ */
+const candidateFor = (session: HsmSession, spec: Algorithms.Spec) =>
+  Effect.flatMap(TokenState.mechanisms(session), (mechanisms) =>
+    Option.match(
+      Option.fromNullable(spec.candidates.find((candidate) => mechanisms.has(candidate.mechanism.type))),
+      {
+        onNone: () =>
+          Effect.fail(
+            new MechanismUnsupported({
+              alg: spec.alg,
+              token: session.token.label,
+              mechanisms: spec.candidates.map((candidate) => mechanismName(candidate.mechanism.type))
+            })
+          ),
+        onSome: Effect.succeed
+      }
+    ))
+
+/**
+ * Signs `signingInput` with the key inside the token, in a session of its token. The private key's
+ * handle is cached for the login epoch; a handle the token no longer knows is found again, once.
+ */
+export const sign = (
+  session: HsmSession,
+  key: HsmJwk,
+  alg: Algorithms.Algorithm,
+  signingInput: Uint8Array
+): Effect.Effect<Uint8Array, HsmError> =>
+  Effect.gen(function*() {
+    const spec = Algorithms.specs[alg]
+    const candidate = yield* candidateFor(session, spec)
+    const input = candidate.prepare(signingInput)
+    const signWith = (handle: ObjectHandle) => session.pkcs11.sign(session.handle, candidate.mechanism, handle, input)
+    const cached = TokenState.cachedHandle(session, cacheKey(key))
+    const signature = cached === undefined
+      ? yield* Effect.flatMap(findPrivateKey(session, key), signWith)
+      : yield* signWith(cached).pipe(
+        Effect.catchTag("ObjectHandleInvalid", () => {
+          TokenState.forgetHandle(session, cacheKey(key))
+          return Effect.flatMap(findPrivateKey(session, key), signWith)
+        })
+      )
+    const expected = key.keyType === "RSA" ? Math.ceil(key.bits / 8) : Curve.specs[key.keyType].signatureSize
+    // ECDSA is r ‖ s in JWS; some tokens return DER, which converts.
+    const normalized = spec.ecdsa ? Algorithms.rawEcdsa(signature, expected) : signature
+    if (normalized === undefined || normalized.length !== expected) {
+      return yield* new InvalidSignature({ alg, length: signature.length, expected })
+    }
+    return normalized
+  }).pipe(Effect.withSpan("HsmJwk.sign", { attributes: { "hsm.alg": alg, "hsm.kid": key.kid } }))

@@ -1,0 +1,194 @@
+/**
+ * HsmJwk and signing where only the emulator can stage it: tokens without some mechanisms, keys without
+ * a public object, duplicate labels, handles that change behind a cache.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Constants, Curve, MemoryPkcs11 } from "@hsmkey/pkcs11"
+import { Effect, Layer, Redacted } from "effect"
+import { HsmJwk, type HsmSession, Jws, SessionPool } from "hsmkey"
+import * as jose from "jose"
+import * as Crypto from "node:crypto"
+import * as Algorithms from "../src/internal/algorithms.js"
+
+const { CKM } = Constants
+
+const userPin = Redacted.make("jwk-user-pin")
+
+const live = (token: Partial<MemoryPkcs11.TokenOptions> = {}) =>
+  SessionPool.layer({ tokenLabel: "emu", userPin }).pipe(
+    Layer.provideMerge(MemoryPkcs11.layer({ tokens: [{ label: "emu", userPin, ...token }] }))
+  )
+
+const rw = <A, E>(f: (session: HsmSession.HsmSession) => Effect.Effect<A, E>) =>
+  SessionPool.withSession(f, { rw: true })
+
+describe("HsmJwk on tokens that differ", () => {
+  it.effect("RS256 on a token without CKM_SHA256_RSA_PKCS signs the DigestInfo with CKM_RSA_PKCS", () =>
+    Effect.gen(function*() {
+      const key = yield* rw((session) => HsmJwk.generate(session, { type: "RSA-2048", label: "rsa" }))
+      const jws = yield* Jws.sign("like openCryptoki", key)
+      yield* Effect.promise(() => jose.compactVerify(jws, key.publicKey))
+      const pss = yield* Effect.flip(Jws.sign("no PSS here", key, { alg: "PS256" }))
+      assert.strictEqual(pss._tag, "MechanismUnsupported")
+      assert.include(pss.message, "CKM_SHA256_RSA_PKCS_PSS")
+    }).pipe(Effect.provide(live({ mechanisms: [CKM.RSA_PKCS_KEY_PAIR_GEN, CKM.RSA_PKCS] }))))
+
+  it.effect("a token that cannot sign the algorithm says so: MechanismUnsupported", () =>
+    Effect.gen(function*() {
+      const key = yield* rw((session) => HsmJwk.generate(session, { type: "P-256", label: "ec" }))
+      const error = yield* Effect.flip(Jws.sign("x", key))
+      assert.strictEqual(error._tag, "MechanismUnsupported")
+      assert.deepStrictEqual(error._tag === "MechanismUnsupported" ? error.mechanisms : [], [
+        "CKM_ECDSA",
+        "CKM_ECDSA_SHA256"
+      ])
+    }).pipe(Effect.provide(live({ mechanisms: [CKM.EC_KEY_PAIR_GEN] }))))
+})
+
+describe("HsmJwk loading", () => {
+  const makePair = (session: HsmSession.HsmSession, label: string, id: Uint8Array, withPublic = true) =>
+    Effect.gen(function*() {
+      const pair = yield* session.pkcs11.generateKeyPair(session.handle, { type: CKM.RSA_PKCS_KEY_PAIR_GEN }, {
+        publicKey: { modulusBits: 2048, token: true, label, id },
+        privateKey: { sign: true, token: true, private: true, label, id }
+      })
+      if (!withPublic) yield* session.pkcs11.destroyObject(session.handle, pair.publicKey)
+      return pair
+    })
+
+  it.effect("two private keys with one label are KeyAmbiguous; the CKA_ID tells them apart", () =>
+    Effect.gen(function*() {
+      yield* rw((session) => makePair(session, "twin", new Uint8Array([1])))
+      yield* rw((session) => makePair(session, "twin", new Uint8Array([2])))
+      const error = yield* Effect.flip(SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: "twin" })))
+      assert.strictEqual(error._tag, "KeyAmbiguous")
+      assert.strictEqual(error._tag === "KeyAmbiguous" ? error.count : 0, 2)
+      const one = yield* SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: "twin", id: "02" }))
+      assert.deepStrictEqual(one.id, new Uint8Array([2]))
+      const none = yield* Effect.flip(SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: "twin", id: "03" })))
+      assert.strictEqual(none._tag, "KeyNotFound")
+      assert.include(none.message, "label \"twin\" and id 03")
+    }).pipe(Effect.provide(live())))
+
+  it.effect("an RSA key without a public object is read from the private object's public attributes", () =>
+    Effect.gen(function*() {
+      yield* rw((session) => makePair(session, "lonely", new Uint8Array([9]), false))
+      const key = yield* SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: "lonely" }))
+      assert.strictEqual(key.keyType, "RSA")
+      assert.strictEqual(key.bits, 2048)
+      const jws = yield* Jws.sign("public half from the private object", key)
+      yield* Jws.verify(jws, key)
+    }).pipe(Effect.provide(live())))
+
+  it.effect("an EC private key with no public half anywhere is KeyNotFound(no-public-key)", () =>
+    Effect.gen(function*() {
+      yield* rw((session) =>
+        Effect.gen(function*() {
+          const pair = yield* session.pkcs11.generateKeyPair(session.handle, { type: CKM.EC_KEY_PAIR_GEN }, {
+            publicKey: { ecParams: Curve.ecParams("P-256"), token: true, label: "half" },
+            privateKey: { sign: true, token: true, private: true, label: "half", id: new Uint8Array([5]) }
+          })
+          yield* session.pkcs11.destroyObject(session.handle, pair.publicKey)
+        })
+      )
+      const error = yield* Effect.flip(SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: "half" })))
+      assert.strictEqual(error._tag === "KeyNotFound" ? error.reason : error._tag, "no-public-key")
+      const listed = yield* SessionPool.withSession((s) => HsmJwk.list(s))
+      assert.deepStrictEqual(listed, [])
+    }).pipe(Effect.provide(live())))
+})
+
+describe("HsmJwk signing", () => {
+  it.effect("a cached handle that the token no longer knows is found again", () =>
+    Effect.gen(function*() {
+      const material = Crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" })
+      const key = yield* rw((s) => HsmJwk.importPrivate(s, { key: material.privateKey, label: "moving", id: "77" }))
+      yield* Jws.sign("cached", key)
+      // Another application replaces the key: same CKA_ID, new object, new handle.
+      yield* rw((session) =>
+        Effect.gen(function*() {
+          for (const handle of yield* session.pkcs11.findObjects(session.handle, { id: key.id })) {
+            yield* session.pkcs11.destroyObject(session.handle, handle)
+          }
+        })
+      )
+      yield* rw((s) => HsmJwk.importPrivate(s, { key: material.privateKey, label: "moving", id: "77" }))
+      const jws = yield* Jws.sign("found again", key)
+      assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, material.publicKey)).payload), "found again")
+    }).pipe(Effect.provide(live())))
+
+  it.effect("signs in the session at hand, with no pool in context", () =>
+    Effect.gen(function*() {
+      const pool = yield* SessionPool.make({ tokenLabel: "emu", userPin })
+      const key = yield* pool.withSession((s) => HsmJwk.generate(s, { type: "Ed25519", label: "in-hand" }), {
+        rw: true
+      })
+      const jws = yield* pool.withSession((session) => Jws.sign("no pool needed", key, { session }))
+      yield* Jws.verify(jws, key)
+    }).pipe(Effect.scoped, Effect.provide(MemoryPkcs11.layer({ tokens: [{ label: "emu", userPin }] }))))
+
+  it.effect("refuses to sign with a key of another token", () =>
+    Effect.gen(function*() {
+      const other = yield* SessionPool.make({ tokenLabel: "other", userPin })
+      const key = yield* other.withSession((s) => HsmJwk.generate(s, { type: "P-256", label: "elsewhere" }), {
+        rw: true
+      })
+      const pool = yield* SessionPool.make({ tokenLabel: "emu", userPin })
+      const error = yield* Effect.flip(pool.withSession((session) => Jws.sign("x", key, { session })))
+      assert.strictEqual(error._tag, "InvalidOptions")
+      assert.include(error.message, "\"other\"")
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(MemoryPkcs11.layer({ tokens: [{ label: "emu", userPin }, { label: "other", userPin }] }))
+    ))
+
+  it.effect("an RSA key below 2048 bits does not sign RS* or PS*", () =>
+    Effect.gen(function*() {
+      const small = Crypto.generateKeyPairSync("rsa", { modulusLength: 1024 })
+      const key = yield* rw((s) => HsmJwk.importPrivate(s, { key: small.privateKey, label: "small" }))
+      const error = yield* Effect.flip(Jws.sign("x", key))
+      assert.strictEqual(error._tag, "AlgorithmMismatch")
+      assert.include(error.message, "RSA-1024")
+    }).pipe(Effect.provide(live())))
+})
+
+describe("ECDSA signatures", () => {
+  it("DER signatures from a token convert to r ‖ s, and anything else is refused", () => {
+    for (
+      const [curve, hash, size] of [["prime256v1", "sha256", 64], ["secp384r1", "sha384", 96], [
+        "secp521r1",
+        "sha512",
+        132
+      ]] as const
+    ) {
+      const { privateKey, publicKey } = Crypto.generateKeyPairSync("ec", { namedCurve: curve })
+      for (let i = 0; i < 20; i++) {
+        const data = Crypto.randomBytes(16)
+        const der = Crypto.sign(hash, data, { key: privateKey, dsaEncoding: "der" })
+        const raw = Algorithms.rawEcdsa(der, size)
+        assert.isDefined(raw)
+        assert.strictEqual(raw!.length, size)
+        assert.isTrue(Crypto.verify(hash, data, { key: publicKey, dsaEncoding: "ieee-p1363" }, raw!))
+      }
+    }
+    assert.isUndefined(Algorithms.rawEcdsa(new Uint8Array(70), 64))
+    assert.isUndefined(Algorithms.rawEcdsa(Uint8Array.from([0x30, 0x02, 0x02, 0x00]), 64))
+  })
+})
+
+describe("HsmJwk values", () => {
+  it.effect("a key serializes as its public JWK and holds no session", () =>
+    Effect.gen(function*() {
+      const key = yield* rw((s) => HsmJwk.generate(s, { type: "P-384", label: "value" }))
+      assert.isTrue(HsmJwk.isHsmJwk(key))
+      assert.isFalse(HsmJwk.isHsmJwk(key.publicJwk))
+      assert.notProperty(key, "session")
+      const renamed = yield* HsmJwk.withAlgorithm(key, "ES384")
+      assert.strictEqual(renamed.publicJwk.alg, "ES384")
+      const wrong = yield* Effect.flip(HsmJwk.withAlgorithm(key, "ES256"))
+      assert.strictEqual(wrong._tag, "AlgorithmMismatch")
+      assert.deepStrictEqual(JSON.parse(JSON.stringify(key)), key.publicJwk)
+      assert.deepStrictEqual(JSON.parse(JSON.stringify(renamed)), renamed.publicJwk)
+      assert.isTrue(HsmJwk.isHsmJwk(renamed))
+    }).pipe(Effect.provide(live())))
+})

@@ -1,0 +1,360 @@
+/**
+ * JOSE signed inside the token, on the emulator and on SoftHSM2, verified by jose and node:crypto.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Constants, Curve } from "@hsmkey/pkcs11"
+import { Cause, Clock, Effect, Exit, Layer, TestClock } from "effect"
+import { type HsmError, HsmJwk, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
+import * as jose from "jose"
+import * as Crypto from "node:crypto"
+import { backends, TestToken } from "./support/backends.js"
+
+const { CKO } = Constants
+
+const withPool = <E, R>(backendLayer: Layer.Layer<R, E>) =>
+  Layer.provideMerge(
+    Layer.unwrapEffect(
+      Effect.map(TestToken, (token) => SessionPool.layer({ tokenLabel: token.label, userPin: token.userPin }))
+    ),
+    backendLayer
+  )
+
+const unique = (prefix: string) => `${prefix}-${Crypto.randomBytes(4).toString("hex")}`
+
+const generate = (type: HsmJwk.GenerateType, label = unique(type)) =>
+  SessionPool.withSession((session) => HsmJwk.generate(session, { type, label }), { rw: true })
+
+const algsOf: Record<string, ReadonlyArray<HsmJwk.Algorithm>> = {
+  "RSA-2048": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+  "P-256": ["ES256"],
+  "P-384": ["ES384"],
+  "P-521": ["ES512"],
+  "Ed25519": ["EdDSA"]
+}
+
+const nodeVerify = (alg: HsmJwk.Algorithm, key: Crypto.KeyObject, input: string, signature: Uint8Array) => {
+  const data = Buffer.from(input)
+  const hash = `sha${alg.slice(2)}`
+  if (alg === "EdDSA") return Crypto.verify(null, data, key, signature)
+  if (alg.startsWith("ES")) return Crypto.verify(hash, data, { key, dsaEncoding: "ieee-p1363" }, signature)
+  if (alg.startsWith("PS")) {
+    const saltLength = Number(alg.slice(2)) / 8
+    return Crypto.verify(hash, data, { key, padding: Crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength }, signature)
+  }
+  return Crypto.verify(hash, data, key, signature)
+}
+
+/** A failure must be typed: a defect would say "bug". */
+const typedFailure = <A>(effect: Effect.Effect<A, HsmError.HsmError, any>) =>
+  Effect.gen(function*() {
+    const exit = yield* Effect.exit(effect)
+    assert.isTrue(Exit.isFailure(exit), "expected a failure")
+    if (Exit.isSuccess(exit)) return undefined as never
+    assert.isTrue(Cause.isFailType(exit.cause), `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
+    return (exit.cause as Cause.Fail<HsmError.HsmError>).error
+  })
+
+for (const backend of backends("hsmkey-jose")) {
+  describe.skipIf(!backend.available)(backend.name, () => {
+    layer(withPool(backend.layer), { timeout: 120_000 })((it) => {
+      it.effect("signs all ten algorithms; jose (compact, flattened, general, JWT) and node:crypto verify", () =>
+        Effect.gen(function*() {
+          // Jwt.sign reads Effect's Clock (a TestClock here): jose is told the same time.
+          const currentDate = new Date(yield* Clock.currentTimeMillis)
+          const payload = `{"n":"${Crypto.randomBytes(6).toString("hex")}"}`
+          for (const [type, algs] of Object.entries(algsOf)) {
+            const key = yield* generate(type as HsmJwk.GenerateType)
+            for (const alg of algs) {
+              const keyForAlg = yield* HsmJwk.withAlgorithm(key, alg)
+              const compact = yield* Jws.sign(payload, keyForAlg)
+              const verified = yield* Effect.promise(() => jose.compactVerify(compact, key.publicKey))
+              assert.strictEqual(new TextDecoder().decode(verified.payload), payload, alg)
+              assert.deepStrictEqual(verified.protectedHeader, { alg, kid: key.kid })
+              const [header, body, signature] = compact.split(".")
+              assert.isTrue(
+                nodeVerify(alg, key.publicKey, `${header}.${body}`, Buffer.from(signature, "base64url")),
+                alg
+              )
+
+              const flattened = yield* Jws.signFlattened(payload, keyForAlg, { unprotectedHeader: { note: "x" } })
+              const flat = yield* Effect.promise(() => jose.flattenedVerify(flattened, key.publicKey))
+              assert.deepStrictEqual(flat.unprotectedHeader, { note: "x" })
+
+              const general = yield* Jws.signGeneral(payload, [{ key: keyForAlg }])
+              yield* Effect.promise(() => jose.generalVerify(general, key.publicKey))
+
+              const jwt = yield* Jwt.sign({ sub: "user-1", scope: ["read"] }, keyForAlg, { expiresIn: "5 minutes" })
+              const claims = yield* Effect.promise(() =>
+                jose.jwtVerify(jwt, jose.createLocalJWKSet(Jwks.fromKeys([keyForAlg])), {
+                  algorithms: [alg],
+                  currentDate
+                })
+              )
+              assert.strictEqual(claims.payload.sub, "user-1")
+              assert.strictEqual(claims.protectedHeader.typ, "JWT")
+            }
+          }
+        }))
+
+      it.effect("a general JWS with an RSA and an EC signature verifies with each key", () =>
+        Effect.gen(function*() {
+          const rsa = yield* generate("RSA-2048")
+          const ec = yield* generate("P-256")
+          const general = yield* Jws.signGeneral("two signers", [
+            { key: rsa, alg: "PS256" },
+            { key: ec, unprotectedHeader: { role: "second" } }
+          ])
+          assert.strictEqual(general.signatures.length, 2)
+          for (const key of [rsa, ec]) {
+            const verified = yield* Effect.promise(() => jose.generalVerify(general, key.publicKey))
+            assert.strictEqual(new TextDecoder().decode(verified.payload), "two signers")
+            const ours = yield* Jws.verify(general, key)
+            assert.strictEqual(ours.protectedHeader.kid, key.kid)
+          }
+          const built = yield* Jws.make("built").pipe(
+            Jws.addSignature(rsa),
+            Jws.addSignature(ec),
+            Jws.serialize({ format: "general" })
+          )
+          yield* Jws.verify(built, Jwks.fromKeys([rsa, ec]))
+          const tooMany = yield* typedFailure(
+            Jws.make("x").pipe(Jws.addSignature(rsa), Jws.addSignature(ec), Jws.serialize({ format: "compact" }))
+          )
+          assert.strictEqual(tooMany._tag, "InvalidOptions")
+          const compact = yield* Jws.make("one").pipe(Jws.addSignature(ec), Jws.serialize({ format: "compact" }))
+          assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(compact, ec)).payload), "one")
+        }))
+
+      it.effect("every key type loads back by label, by id and by both, as the same JWK with jose's thumbprint", () =>
+        Effect.gen(function*() {
+          for (const type of ["RSA-2048", "P-256", "P-384", "P-521", "Ed25519"] as const) {
+            const label = unique(type)
+            const key = yield* generate(type, label)
+            const thumbprint = yield* Effect.promise(() => jose.calculateJwkThumbprint(key.publicJwk, "sha256"))
+            assert.strictEqual(key.kid, thumbprint, type)
+            assert.strictEqual(key.publicJwk.use, "sig")
+            assert.notProperty(key.publicJwk, "d")
+            const id = Buffer.from(key.id).toString("hex")
+            for (const options of [{ label }, { id }, { label, id }, { id: key.id }]) {
+              const loaded = yield* SessionPool.withSession((session) => HsmJwk.fromHsm(session, options))
+              assert.deepStrictEqual(loaded.publicJwk, key.publicJwk, `${type} ${JSON.stringify(Object.keys(options))}`)
+            }
+            const imported = yield* Effect.promise(() => jose.importJWK(key.publicJwk, key.alg))
+            assert.isDefined(imported)
+            assert.include(HsmJwk.toPem(key), "-----BEGIN PUBLIC KEY-----")
+            assert.isDefined(yield* HsmJwk.toCryptoKey(key))
+            // The default CKA_ID is the SHA-1 of the public key material.
+            assert.deepStrictEqual(key.id, HsmJwk.defaultId(key.publicJwk))
+          }
+        }))
+
+      it.effect("kid from CKA_ID or label on request", () =>
+        Effect.gen(function*() {
+          const label = unique("kid")
+          const key = yield* SessionPool.withSession(
+            (session) => HsmJwk.generate(session, { type: "P-256", label, id: "0a0b0c", kid: "id" }),
+            { rw: true }
+          )
+          assert.strictEqual(key.kid, "0a0b0c")
+          const byLabel = yield* SessionPool.withSession((session) => HsmJwk.fromHsm(session, { label, kid: "label" }))
+          assert.strictEqual(byLabel.kid, label)
+        }))
+
+      it.effect("imports private JWK, PKCS#8 and KeyObject keys that sign, sensitive and never extractable", () =>
+        Effect.gen(function*() {
+          const inputs = [
+            ["jwk", Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })],
+            ["pem", Crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" })],
+            ["der", Crypto.generateKeyPairSync("ec", { namedCurve: "secp384r1" })],
+            ["keyobject", Crypto.generateKeyPairSync("ed25519")]
+          ] as const
+          for (const [form, pair] of inputs) {
+            const material = form === "jwk"
+              ? pair.privateKey.export({ format: "jwk" }) as jose.JWK
+              : form === "pem"
+              ? pair.privateKey.export({ format: "pem", type: "pkcs8" }).toString()
+              : form === "der"
+              ? new Uint8Array(pair.privateKey.export({ format: "der", type: "pkcs8" }))
+              : pair.privateKey
+            const key = yield* SessionPool.withSession(
+              (session) => HsmJwk.importPrivate(session, { key: material, label: unique(`import-${form}`) }),
+              { rw: true }
+            )
+            const jws = yield* Jws.sign("imported", key)
+            const verified = yield* Effect.promise(() => jose.compactVerify(jws, pair.publicKey))
+            assert.strictEqual(new TextDecoder().decode(verified.payload), "imported", form)
+            const attributes = yield* SessionPool.withSession((session) =>
+              Effect.gen(function*() {
+                const [handle] = yield* session.pkcs11.findObjects(session.handle, {
+                  class: CKO.PRIVATE_KEY,
+                  id: key.id
+                })
+                return yield* session.pkcs11.getAttributes(session.handle, handle, [
+                  "sensitive",
+                  "extractable",
+                  "sign",
+                  "decrypt",
+                  "value",
+                  "privateExponent"
+                ])
+              })
+            )
+            assert.isTrue(attributes.sensitive, form)
+            assert.isFalse(attributes.extractable, form)
+            assert.isTrue(attributes.sign)
+            assert.isFalse(attributes.decrypt)
+            assert.isUndefined(attributes.value)
+            assert.isUndefined(attributes.privateExponent)
+          }
+        }))
+
+      it.effect("a key outlives the session it was loaded in, and a re-login", () =>
+        Effect.gen(function*() {
+          const label = unique("outlives")
+          yield* generate("P-256", label)
+          const key = yield* SessionPool.withSession((session) => HsmJwk.fromHsm(session, { label }))
+          yield* Jws.verify(yield* Jws.sign("after the session", key), key)
+          // Something logs the token out: handles die, the pool logs in again, the key is found again.
+          yield* SessionPool.withSession((session) => session.pkcs11.logout(session.handle))
+          const again = yield* Jws.sign("after a re-login", key)
+          assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(again, key)).payload), "after a re-login")
+          const many = yield* Jws.signMany(Array.from({ length: 50 }, (_, i) => `payload ${i}`), key, {
+            concurrency: 8
+          })
+          assert.strictEqual(many.length, 50)
+          for (const jws of many) yield* Jws.verify(jws, key)
+        }))
+
+      it.effect("malformed input gives a named typed error, never a defect", () =>
+        Effect.gen(function*() {
+          const rsa = yield* generate("RSA-2048")
+          const ec = yield* generate("P-256")
+          const label = unique("exists")
+          yield* generate("Ed25519", label)
+          const publicOnly = unique("public-only")
+          const point = ec.publicKey.export({ format: "jwk" })
+          yield* SessionPool.withSession((session) =>
+            session.pkcs11.createObject(session.handle, {
+              class: CKO.PUBLIC_KEY,
+              keyType: Constants.CKK.EC,
+              token: false,
+              private: false,
+              label: publicOnly,
+              ecParams: Curve.ecParams("P-256"),
+              ecPoint: Curve.encodeEcPoint(
+                Uint8Array.from([4, ...Buffer.from(point.x!, "base64url"), ...Buffer.from(point.y!, "base64url")])
+              )
+            }), { rw: true })
+          const cases: ReadonlyArray<
+            readonly [string, Effect.Effect<unknown, HsmError.HsmError, SessionPool.SessionPool>]
+          > = [
+            ["UnsupportedAlgorithm", Jws.sign("x", rsa, { alg: "HS1024" })],
+            ["UnsupportedAlgorithm", Jws.sign("x", rsa, { alg: "none" })],
+            ["AlgorithmMismatch", Jws.sign("x", rsa, { alg: "ES256" })],
+            ["AlgorithmMismatch", Jws.sign("x", ec, { alg: "ES384" })],
+            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { id: "xyz" }))],
+            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { id: "abc" }))],
+            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: "" }))],
+            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, {}))],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: [1, 2] as unknown as Jws.Header })],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: "typ" as unknown as Jws.Header })],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { alg: "RS256" } })],
+            [
+              "InvalidHeader",
+              Jws.signFlattened("x", ec, { protectedHeader: { cty: "a" }, unprotectedHeader: { cty: "b" } })
+            ],
+            ["InvalidHeader", Jws.sign("x", ec, { unprotectedHeader: { note: "compact has none" } })],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { big: 1n } })],
+            ["KeyNotFound", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: publicOnly }))],
+            ["KeyNotFound", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: unique("absent") }))],
+            ["InvalidClaims", Jwt.sign({ when: new Date() }, ec)],
+            ["InvalidClaims", Jwt.sign({ n: Number.NaN }, ec)],
+            ["InvalidClaims", Jwt.sign({ f: () => 1 }, ec)],
+            ["InvalidClaims", Jwt.sign(["not", "an", "object"], ec)],
+            ["InvalidClaims", Jwt.sign({ deep: { big: 10n } }, ec)],
+            ["KeyExists", SessionPool.withSession((s) => HsmJwk.generate(s, { type: "P-256", label }), { rw: true })],
+            [
+              "InvalidOptions",
+              SessionPool.withSession((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ro") }))
+            ],
+            [
+              "InvalidKeyMaterial",
+              SessionPool.withSession((s) => HsmJwk.importPrivate(s, { key: "not a key", label: unique("bad") }), {
+                rw: true
+              })
+            ],
+            [
+              "InvalidKeyMaterial",
+              SessionPool.withSession((s) => HsmJwk.importPrivate(s, { key: ec.publicJwk, label: unique("bad") }), {
+                rw: true
+              })
+            ],
+            ["VerificationFailed", Jws.verify("not.a.jws", ec)]
+          ]
+          for (const [tag, effect] of cases) {
+            const error = yield* typedFailure(effect)
+            assert.strictEqual(error._tag, tag, `${tag}: got ${error._tag} (${error.message})`)
+          }
+          const tampered = (yield* Jws.sign("x", ec)).replace(/.$/u, (c) => (c === "A" ? "B" : "A"))
+          const failed = yield* typedFailure(Jws.verify(tampered, ec))
+          assert.strictEqual(
+            failed._tag === "VerificationFailed" ? failed.code : "",
+            "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"
+          )
+        }))
+
+      it.effect("JWT times come from the Clock, so TestClock moves them", () =>
+        Effect.gen(function*() {
+          const key = yield* generate("P-256")
+          // Small steps: the pool's idle check wakes on the Clock every idleTimeToLive.
+          yield* TestClock.adjust("3 hours")
+          const jwt = yield* Jwt.sign({ role: "admin" }, key, {
+            expiresIn: "10 minutes",
+            notBefore: "1 minute",
+            issuer: "hsmkey",
+            audience: ["api"],
+            subject: "alice",
+            jti: "j-1"
+          })
+          const claims = jose.decodeJwt(jwt)
+          const now = 3 * 3600
+          assert.deepStrictEqual(
+            { ...claims },
+            {
+              role: "admin",
+              iat: now,
+              exp: now + 600,
+              nbf: now + 60,
+              iss: "hsmkey",
+              aud: ["api"],
+              sub: "alice",
+              jti: "j-1"
+            }
+          )
+          const early = yield* typedFailure(Jwt.verify(jwt, key))
+          assert.strictEqual(early._tag === "VerificationFailed" ? early.code : "", "ERR_JWT_CLAIM_VALIDATION_FAILED")
+          yield* TestClock.adjust("2 minutes")
+          const ok = yield* Jwt.verify(jwt, key, { issuer: "hsmkey", audience: "api" })
+          assert.strictEqual(ok.payload.sub, "alice")
+          yield* TestClock.adjust("20 minutes")
+          const late = yield* typedFailure(Jwt.verify(jwt, key))
+          assert.strictEqual(late._tag === "VerificationFailed" ? late.code : "", "ERR_JWT_EXPIRED")
+        }))
+
+      it.effect("a JWKS of the token holds every key pair, public halves only", () =>
+        Effect.gen(function*() {
+          const keys = [yield* generate("RSA-2048"), yield* generate("Ed25519")]
+          const jwks = yield* SessionPool.withSession((session) => Jwks.fromToken(session))
+          for (const key of keys) {
+            const published = jwks.keys.find((jwk) => jwk.kid === key.kid)
+            assert.deepStrictEqual(published, key.publicJwk)
+          }
+          for (const jwk of jwks.keys) {
+            for (const secret of ["d", "p", "q", "dp", "dq", "qi"]) assert.notProperty(jwk, secret)
+          }
+          const jwt = yield* Jwt.sign({ ok: true }, keys[1])
+          yield* Jwt.verify(jwt, jwks)
+        }))
+    })
+  })
+}

@@ -127,7 +127,7 @@ for (const backend of backends("hsmkey-jose")) {
 
       it.effect("every key type loads back by label, by id and by both, as the same JWK with jose's thumbprint", () =>
         Effect.gen(function*() {
-          for (const type of ["RSA-2048", "P-256", "P-384", "P-521", "Ed25519"] as const) {
+          for (const type of ["RSA-2048", "RSA-3072", "RSA-4096", "P-256", "P-384", "P-521", "Ed25519"] as const) {
             const label = unique(type)
             const key = yield* generate(type, label)
             const thumbprint = yield* Effect.promise(() => jose.calculateJwkThumbprint(key.publicJwk, "sha256"))

@@ -117,6 +117,17 @@ describe("HsmJwk signing", () => {
       assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, material.publicKey)).payload), "found again")
     }).pipe(Effect.provide(live())))
 
+  it.effect("a key keeps signing after the token loses its login (forced logout, emulator)", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const key = yield* rw((s) => HsmJwk.generate(s, { type: "P-521", label: "survivor" }))
+      yield* Jws.sign("before", key)
+      yield* control.forceLogout("emu")
+      const jws = yield* Jws.sign("after", key)
+      assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, key)).payload), "after")
+      assert.strictEqual((yield* control.stats("emu")).loginCalls, 2)
+    }).pipe(Effect.provide(live())))
+
   it.effect("signs in the session at hand, with no pool in context", () =>
     Effect.gen(function*() {
       const pool = yield* SessionPool.make({ tokenLabel: "emu", userPin })

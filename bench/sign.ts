@@ -1,7 +1,8 @@
 /**
  * Signing throughput on a throwaway SoftHSM2 token, measured in one run so the ratios hold whatever the
- * machine: hsmkey's Pkcs11 service against raw pkcs11js (the overhead of the Effect boundary) and
- * against node:crypto with the key in memory (the cost of keeping it in a token).
+ * machine: hsmkey's Pkcs11 service against raw pkcs11js (the overhead of the Effect boundary), a whole
+ * `Jws.sign` through the pool against jose with the key in memory, and both against node:crypto (the cost
+ * of keeping the key in a token).
  *
  *   pnpm bench            (BENCH_SECONDS=0.5 per measurement by default)
  */
@@ -9,6 +10,8 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Constants, Curve, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Console, Effect, Redacted } from "effect"
+import { HsmJwk, Jws, SessionPool } from "hsmkey"
+import * as jose from "jose"
 import * as Crypto from "node:crypto"
 import pkcs11js from "pkcs11js"
 
@@ -117,11 +120,25 @@ const program = Effect.gen(function*() {
     // CKR_USER_ALREADY_LOGGED_IN: login belongs to the token.
   }
 
+  const pool = yield* SessionPool.make({
+    tokenSerial: token.serialNumber,
+    userPin: token.userPin,
+    maxSessions: SESSIONS
+  })
   const rows: Array<Record<string, string>> = []
   for (const c of cases) {
+    const id = new Uint8Array([rows.length + 1])
     const pair = yield* pkcs11.generateKeyPair(sessions[0], c.generate, {
-      publicKey: { ...c.publicTemplate, class: CKO.PUBLIC_KEY, verify: true },
-      privateKey: { class: CKO.PRIVATE_KEY, keyType: c.keyType, private: true, sensitive: true, sign: true }
+      publicKey: { ...c.publicTemplate, class: CKO.PUBLIC_KEY, verify: true, token: true, id },
+      privateKey: {
+        class: CKO.PRIVATE_KEY,
+        keyType: c.keyType,
+        private: true,
+        sensitive: true,
+        sign: true,
+        token: true,
+        id
+      }
     })
     const rawKey = handle(pair.privateKey)
     const rawMechanism = { mechanism: c.mechanism.type }
@@ -152,6 +169,15 @@ const program = Effect.gen(function*() {
       (lane) => pkcs11.sign(sessions[lane % SESSIONS], c.mechanism, pair.privateKey, c.input)
     )
     const node = yield* Effect.promise(() => rate(1, () => c.nodeSign(c.node)))
+    // The whole product path: a compact JWS built, signed in the token through the pool, serialized.
+    const key = yield* pool.withSession((session) => HsmJwk.fromHsm(session, { id }))
+    const jws = yield* rateEffect(
+      16,
+      () => Effect.provideService(Jws.sign("bench", key), SessionPool.SessionPool, pool)
+    )
+    const joseInMemory = yield* Effect.promise(() =>
+      rate(1, () => new jose.CompactSign(Buffer.from("bench")).setProtectedHeader({ alg: c.alg }).sign(c.node))
+    )
     rows.push({
       alg: c.alg,
       "raw sync 1 session": rawSync.toFixed(0),
@@ -162,7 +188,10 @@ const program = Effect.gen(function*() {
       "node:crypto": node.toFixed(0),
       "hsmkey/raw async (1 session)": (oneSession / rawAsyncOne).toFixed(2),
       "hsmkey/raw (4 sessions)": (pooled / rawAsync).toFixed(2),
-      "hsmkey/node:crypto": (pooled / node).toFixed(2)
+      "hsmkey/node:crypto": (pooled / node).toFixed(2),
+      "Jws.sign via pool": jws.toFixed(0),
+      "jose in memory": joseInMemory.toFixed(0),
+      "Jws.sign/jose": (jws / joseInMemory).toFixed(2)
     })
   }
   for (const session of rawSessions) raw.C_CloseSession(session)

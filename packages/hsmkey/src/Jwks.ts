@@ -42,4 +42,6 @@ export const fromToken = (
   session: HsmSession,
   options?: { readonly kid?: HsmJwk.KidFrom }
 ): Effect.Effect<JsonWebKeySet, HsmError> =>
-  Effect.map(HsmJwk.list(session, options), fromKeys).pipe(Effect.withSpan("Jwks.fromToken"))
+  Effect.map(HsmJwk.list(session, options), fromKeys).pipe(
+    Effect.withSpan("Jwks.fromToken", { captureStackTrace: false })
+  )

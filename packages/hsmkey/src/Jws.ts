@@ -21,6 +21,7 @@ import { type HsmError, InvalidHeader, InvalidOptions, VerificationFailed } from
 import * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
 import * as TokenSigner from "./internal/signer.js"
+import { SessionPool as SessionPoolTag } from "./SessionPool.js"
 import type { SessionPool } from "./SessionPool.js"
 
 /**
@@ -172,7 +173,7 @@ export const sign: {
       const encodedPayload = jose.base64url.encode(bytesOf(payload))
       const signed = yield* signature(encodedPayload, key, options, options.session)
       return `${signed.protected}.${encodedPayload}.${signed.signature}`
-    }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid } }))) as any
+    }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))) as any
 
 /**
  * Signs a payload into a flattened JWS JSON serialization.
@@ -191,7 +192,9 @@ export const signFlattened: {
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
     const signed = yield* signature(encodedPayload, key, options, options.session)
     return { payload: encodedPayload, ...signed }
-  }).pipe(Effect.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid } }))) as any
+  }).pipe(
+    Effect.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false })
+  )) as any
 
 /**
  * One signer of a general JWS.
@@ -225,11 +228,14 @@ export const signGeneral = (
       { concurrency: "unbounded" }
     )
     return { payload: encodedPayload, signatures }
-  }).pipe(Effect.withSpan("Jws.signGeneral", { attributes: { "hsm.signers": signers.length } }))
+  }).pipe(
+    Effect.withSpan("Jws.signGeneral", { attributes: { "hsm.signers": signers.length }, captureStackTrace: false })
+  )
 
 /**
- * Signs many payloads with one key into compact JWSs, `concurrency` at a time (default: as many as the
- * pool lends).
+ * Signs many payloads with one key into compact JWSs, in order. The work is shared by `concurrency`
+ * lanes (default: the pool's size), each holding one session for its share, so a batch pays for one
+ * checkout per lane rather than one per payload.
  *
  * @since 0.1.0
  * @category signing
@@ -237,11 +243,27 @@ export const signGeneral = (
 export const signMany = (
   payloads: Iterable<Payload>,
   key: HsmJwk.HsmJwk,
-  options: SignOptions & { readonly concurrency?: number | "unbounded" | undefined } = {}
+  options: SignOptions & { readonly concurrency?: number | undefined } = {}
 ): Effect.Effect<ReadonlyArray<string>, HsmError, SessionPool> =>
-  Effect.forEach(payloads, (payload) => sign(payload, key, options), {
-    concurrency: options.concurrency ?? "unbounded"
-  }).pipe(Effect.withSpan("Jws.signMany", { attributes: { "hsm.kid": key.kid } }))
+  Effect.gen(function*() {
+    const items = Array.from(payloads)
+    const signIn = (session: HsmSession) => (payload: Payload) => sign(payload, key, { ...options, session })
+    if (options.session !== undefined) return yield* Effect.forEach(items, signIn(options.session))
+    const pool = yield* SessionPoolTag
+    const lanes = Math.max(1, Math.min(options.concurrency ?? (yield* pool.stats).maxSessions, items.length))
+    const results = new Array<string>(items.length)
+    yield* Effect.forEach(
+      Array.from({ length: lanes }, (_, lane) => lane),
+      (lane) =>
+        pool.withSession((session) =>
+          Effect.gen(function*() {
+            for (let i = lane; i < items.length; i += lanes) results[i] = yield* signIn(session)(items[i])
+          })
+        ),
+      { concurrency: lanes, discard: true }
+    )
+    return results
+  }).pipe(Effect.withSpan("Jws.signMany", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 const BuilderTypeId: unique symbol = Symbol.for("hsmkey/Jws/Builder")
 
@@ -416,5 +438,5 @@ export const verify = (
       ? await jose.generalVerify(jws as jose.GeneralJWSInput, input, options)
       : await jose.flattenedVerify(jws as jose.FlattenedJWSInput, input, options)
     return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
-  }).pipe(Effect.withSpan("Jws.verify"))
+  }).pipe(Effect.withSpan("Jws.verify", { captureStackTrace: false }))
 }

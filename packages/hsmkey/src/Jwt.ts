@@ -129,7 +129,7 @@ export const sign: {
         ...rest,
         protectedHeader: { typ: typ ?? "JWT", ...options.protectedHeader }
       })
-    }).pipe(Effect.withSpan("Jwt.sign", { attributes: { "hsm.kid": key.kid } }))) as any
+    }).pipe(Effect.withSpan("Jwt.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))) as any
 
 /**
  * What a verified JWT says.
@@ -159,4 +159,4 @@ export const verify = (
       const { payload, protectedHeader } = await jose.jwtVerify(jwt, input, { ...options, currentDate: new Date(now) })
       return { payload, protectedHeader }
     })
-  }).pipe(Effect.withSpan("Jwt.verify"))
+  }).pipe(Effect.withSpan("Jwt.verify", { captureStackTrace: false }))

@@ -164,6 +164,9 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
     yield* Effect.logInfo(`Token "${label}" allows ${info.maxSessions} sessions: the pool holds at most ${maxSessions}`)
   }
 
+  const metrics = Metrics.forToken(label)
+  const poolTimeout = () => new PoolTimeout({ token: label, timeoutMillis: Duration.toMillis(acquireTimeout) })
+
   // Open sessions of both kinds share one bound.
   const bound = yield* FifoSemaphore.make(maxSessions)
   const kinds: { ro?: Kind; rw?: Kind } = {}
@@ -192,7 +195,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
   const openSession = (rw: boolean, items: Set<Pooled>): Effect.Effect<Pooled, HsmError, Scope.Scope> =>
     Effect.gen(function*() {
       yield* evictIdle(rw)
-      yield* bound.takeScoped
+      yield* bound.takeScopedWithin(acquireTimeout, poolTimeout)
       const slot = yield* LoginRegistry.currentSlot(entry)
       yield* LoginRegistry.ensureLoggedIn(entry)
       const handle = yield* Effect.acquireRelease(
@@ -272,7 +275,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
     Effect.gen(function*() {
       item.leased = false
       leased--
-      yield* Metrics.setInUse(label, leased)
+      yield* metrics.setInUse(leased)
       const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
       const tags = failures.map((failure) => Predicate.hasProperty(failure, "_tag") ? failure._tag : undefined)
       if (tags.includes("TokenNotPresent")) return yield* tokenLost
@@ -290,19 +293,15 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       // The lease lives in a scope of its own, closed at once if the lease cannot be had (a timeout, an
       // interruption, an error) and otherwise with the caller's scope.
       const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-      const item = yield* Effect.zipRight(kind.gate.takeScoped, borrow(kind)).pipe(
+      const item = yield* Effect.zipRight(kind.gate.takeScopedWithin(acquireTimeout, poolTimeout), borrow(kind)).pipe(
         Scope.extend(leaseScope),
-        Effect.timeoutFail({
-          duration: acquireTimeout,
-          onTimeout: () => new PoolTimeout({ token: label, timeoutMillis: Duration.toMillis(acquireTimeout) })
-        }),
         Effect.onError((cause) => Scope.close(leaseScope, Exit.failCause(cause)))
       )
       item.leased = true
       leased++
       yield* Scope.addFinalizerExit(leaseScope, onLeaseEnd(kind, item))
-      yield* Metrics.recordWait(label, Duration.millis((yield* Clock.currentTimeMillis) - start))
-      yield* Metrics.setInUse(label, leased)
+      yield* metrics.recordWait((yield* Clock.currentTimeMillis) - start)
+      yield* metrics.setInUse(leased)
       return {
         handle: item.handle,
         slotId: item.slot,
@@ -312,8 +311,11 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
         pkcs11
       } satisfies HsmSession
     }).pipe(
-      Metrics.countErrors(label),
-      Effect.withSpan("SessionPool.acquire", { attributes: { "hsm.token": label, "hsm.rw": options?.rw === true } })
+      metrics.countErrors,
+      Effect.withSpan("SessionPool.acquire", {
+        attributes: { "hsm.token": label, "hsm.rw": options?.rw === true },
+        captureStackTrace: false
+      })
     )
 
   const service: SessionPool.Service = {
@@ -399,4 +401,4 @@ export const hsmSession = (options: HsmSessionOptions): Effect.Effect<HsmSession
     const pkcs11 = yield* NodePkcs11.make({ modulePath: options.modulePath })
     const pool = yield* Effect.provideService(make(options), Pkcs11, pkcs11)
     return yield* pool.session({ rw: options.rw })
-  }).pipe(Effect.withSpan("SessionPool.hsmSession"))
+  }).pipe(Effect.withSpan("SessionPool.hsmSession", { captureStackTrace: false }))

@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 
@@ -32,6 +33,14 @@ export interface FifoSemaphore {
   readonly withPermit: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Holds a permit until the scope closes; waiting for it is interruptible. */
   readonly takeScoped: Effect.Effect<void, never, Scope.Scope>
+  /**
+   * As `takeScoped`, failing with `onTimeout()` after waiting `timeout`. A free permit is taken at once,
+   * without a timer: only a caller that has to wait pays for one.
+   */
+  readonly takeScopedWithin: <E>(
+    timeout: Duration.DurationInput,
+    onTimeout: () => E
+  ) => Effect.Effect<void, E, Scope.Scope>
 }
 
 class FifoSemaphoreImpl implements FifoSemaphore {
@@ -87,27 +96,46 @@ class FifoSemaphoreImpl implements FifoSemaphore {
     }
   }
 
-  private acquire<A, E, R>(
+  private acquire<A, E, R, E2>(
     restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
+    wait: (waiter: Waiter) => Effect.Effect<void, E2>,
     use: Effect.Effect<A, E, R>
-  ): Effect.Effect<A, E, R> {
+  ): Effect.Effect<A, E | E2, R> {
     return Effect.suspend(() => {
       const waiter = this.enqueue()
-      return restore(this.awaitGrant(waiter)).pipe(
+      return restore(waiter.granted ? Effect.void : wait(waiter)).pipe(
         Effect.onExit((exit) => exit._tag === "Failure" ? Effect.sync(() => this.abandon(waiter)) : Effect.void),
         Effect.zipRight(use)
       )
     })
   }
 
+  private readonly releaseLater = Effect.addFinalizer(() => Effect.sync(() => this.release()))
+
   readonly withPermit = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.uninterruptibleMask((restore) =>
-      this.acquire(restore, Effect.ensuring(restore(self), Effect.sync(() => this.release())))
+      this.acquire(
+        restore,
+        (waiter) => this.awaitGrant(waiter),
+        Effect.ensuring(restore(self), Effect.sync(() => this.release()))
+      )
     )
 
   readonly takeScoped: Effect.Effect<void, never, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
-    this.acquire(restore, Effect.addFinalizer(() => Effect.sync(() => this.release())))
+    this.acquire(restore, (waiter) => this.awaitGrant(waiter), this.releaseLater)
   )
+
+  readonly takeScopedWithin = <E>(
+    timeout: Duration.DurationInput,
+    onTimeout: () => E
+  ): Effect.Effect<void, E, Scope.Scope> =>
+    Effect.uninterruptibleMask((restore) =>
+      this.acquire(
+        restore,
+        (waiter) => Effect.timeoutFail(this.awaitGrant(waiter), { duration: timeout, onTimeout }),
+        this.releaseLater
+      )
+    )
 }
 
 /**

@@ -134,7 +134,7 @@ const loginOn = (entry: Entry, session: SessionHandle, pin: Redacted.Redacted<st
         }
       })
     ),
-    Effect.withSpan("SessionPool.login", { attributes: { "hsm.token": entry.token.label } })
+    Effect.withSpan("SessionPool.login", { attributes: { "hsm.token": entry.token.label }, captureStackTrace: false })
   )
 
 /**

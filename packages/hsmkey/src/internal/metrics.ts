@@ -1,4 +1,3 @@
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
@@ -19,20 +18,19 @@ export const logins = Metric.counter("hsmkey_logins", { description: "Logins mad
 /** Failures of pool operations, by error tag. */
 export const errors = Metric.counter("hsmkey_errors", { description: "Failures of session pool operations" })
 
-export const recordWait = (token: string, elapsed: Duration.Duration) =>
-  Metric.update(Metric.tagged(sessionWait, "token", token), Duration.toMillis(elapsed))
-
-export const setInUse = (token: string, inUse: number) =>
-  Metric.set(Metric.tagged(sessionsInUse, "token", token), inUse)
+/**
+ * The metrics of one token, tagged once: tagging on every update would allocate a metric key each time.
+ */
+export const forToken = (token: string) => {
+  const wait = Metric.tagged(sessionWait, "token", token)
+  const inUse = Metric.tagged(sessionsInUse, "token", token)
+  const errorsOfToken = Metric.tagged(errors, "token", token)
+  return {
+    recordWait: (millis: number) => Metric.update(wait, millis),
+    setInUse: (count: number) => Metric.set(inUse, count),
+    countErrors: <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.tapError(effect, (error) => Metric.increment(Metric.tagged(errorsOfToken, "error", error._tag)))
+  }
+}
 
 export const countLogin = (token: string) => Metric.increment(Metric.tagged(logins, "token", token))
-
-/** Counts a typed failure by its tag, and passes it on. */
-export const countErrors = (token: string) =>
-<A, E extends { readonly _tag: string }, R>(
-  effect: Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> =>
-  Effect.tapError(
-    effect,
-    (error) => Metric.increment(Metric.tagged(Metric.tagged(errors, "token", token), "error", error._tag))
-  )

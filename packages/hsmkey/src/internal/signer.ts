@@ -122,4 +122,6 @@ export const sign = (
       return yield* new InvalidSignature({ alg, length: signature.length, expected })
     }
     return normalized
-  }).pipe(Effect.withSpan("HsmJwk.sign", { attributes: { "hsm.alg": alg, "hsm.kid": key.kid } }))
+  }).pipe(
+    Effect.withSpan("HsmJwk.sign", { attributes: { "hsm.alg": alg, "hsm.kid": key.kid }, captureStackTrace: false })
+  )

@@ -302,7 +302,8 @@ describe("HsmError", () => {
         InvalidHeader: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
         InvalidClaims: (e) => Effect.succeed(`${e._tag}:${e.detail}`),
         InvalidSignature: (e) => Effect.succeed(`${e._tag}:${e.length}/${e.expected}`),
-        VerificationFailed: (e) => Effect.succeed(`${e._tag}:${e.code}`)
+        VerificationFailed: (e) => Effect.succeed(`${e._tag}:${e.code}`),
+        DecryptionFailed: (e) => Effect.succeed(`${e._tag}:${e.message}`)
       })
     )
 
@@ -340,7 +341,8 @@ describe("HsmError", () => {
         [new HsmError.InvalidHeader({ detail: "d" }), "InvalidHeader:d"],
         [new HsmError.InvalidClaims({ detail: "d" }), "InvalidClaims:d"],
         [new HsmError.InvalidSignature({ alg: "ES256", length: 70, expected: 64 }), "InvalidSignature:70/64"],
-        [new HsmError.VerificationFailed({ code: "ERR_X", detail: "d" }), "VerificationFailed:ERR_X"]
+        [new HsmError.VerificationFailed({ code: "ERR_X", detail: "d" }), "VerificationFailed:ERR_X"],
+        [new HsmError.DecryptionFailed(), "DecryptionFailed:JWE decryption failed"]
       ]
       for (const [error, expected] of errors) {
         assert.strictEqual(yield* recover(Effect.fail(error)), expected)

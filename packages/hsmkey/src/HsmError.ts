@@ -348,6 +348,23 @@ export class VerificationFailed
 }
 
 /**
+ * A JWE did not decrypt: wrong key, or a header, IV, ciphertext or tag that was tampered with. It never
+ * says which, so that it cannot serve as a padding or decryption oracle.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DecryptionFailed extends Schema.TaggedError<DecryptionFailed>("hsmkey/DecryptionFailed")(
+  "DecryptionFailed",
+  {}
+) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return "JWE decryption failed"
+  }
+}
+
+/**
  * Every typed failure of hsmkey.
  *
  * @since 0.1.0
@@ -374,3 +391,4 @@ export type HsmError =
   | InvalidClaims
   | InvalidSignature
   | VerificationFailed
+  | DecryptionFailed

@@ -22,9 +22,7 @@ import {
   AlgorithmMismatch,
   InvalidKeyMaterial,
   InvalidKeyReference,
-  InvalidOptions,
   KeyAmbiguous,
-  KeyExists,
   KeyNotFound,
   UnsupportedAlgorithm,
   UnsupportedKey
@@ -32,6 +30,7 @@ import {
 import type { HsmSession, TokenRef } from "./HsmSession.js"
 import * as Algorithms from "./internal/algorithms.js"
 import * as KeyReference from "./internal/keyReference.js"
+import { ensureAbsent, requireRw } from "./internal/tokenObjects.js"
 
 /**
  * A JWS algorithm hsmkey signs with.
@@ -42,12 +41,28 @@ import * as KeyReference from "./internal/keyReference.js"
 export type Algorithm = Algorithms.Algorithm
 
 /**
- * The key types hsmkey handles.
+ * A JWE key management algorithm hsmkey decrypts with (RSA-OAEP; RSA1_5 is refused).
  *
  * @since 0.1.0
  * @category models
  */
-export type KeyType = Algorithms.KeyType
+export type KeyManagementAlgorithm = "RSA-OAEP" | "RSA-OAEP-256"
+
+/**
+ * The key types of key pairs hsmkey handles.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type KeyType = Exclude<Algorithms.KeyType, "oct">
+
+/**
+ * What a key pair is for: signatures, or decryption (JWE).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Use = "sig" | "enc"
 
 /**
  * What `generate` makes: an RSA modulus size, or a curve.
@@ -58,15 +73,15 @@ export type KeyType = Algorithms.KeyType
 export type GenerateType = "RSA-2048" | "RSA-3072" | "RSA-4096" | "P-256" | "P-384" | "P-521" | "Ed25519" | "Ed448"
 
 /**
- * A public JWK as published: the key's members and `kid`, `alg` and `use: "sig"`.
+ * A public JWK as published: the key's members and `kid`, `alg` and `use`.
  *
  * @since 0.1.0
  * @category models
  */
 export type PublishedJwk = PublicKey.PublicJwk & {
   readonly kid: string
-  readonly alg: Algorithm
-  readonly use: "sig"
+  readonly alg: Algorithm | KeyManagementAlgorithm
+  readonly use: Use
 }
 
 const TypeId: unique symbol = Symbol.for("hsmkey/HsmJwk")
@@ -80,8 +95,9 @@ const TypeId: unique symbol = Symbol.for("hsmkey/HsmJwk")
 export interface HsmJwk {
   readonly [TypeId]: typeof TypeId
   readonly kid: string
-  /** The algorithm a signature uses unless told otherwise. */
-  readonly alg: Algorithm
+  /** The algorithm a signature uses unless told otherwise, or the key management algorithm of an `enc` key. */
+  readonly alg: Algorithm | KeyManagementAlgorithm
+  readonly use: Use
   readonly keyType: KeyType
   /** The RSA modulus size, or the curve's size in bits. */
   readonly bits: number
@@ -139,7 +155,15 @@ export interface LoadOptions {
   readonly kid?: KidFrom | undefined
   /** The key's algorithm, published in its JWK; by default RS256, ES256/384/512 or EdDSA by key type. */
   readonly alg?: string | undefined
+  /**
+   * What the key is for; by default `"sig"` when the token lets it sign, else `"enc"` when it lets it
+   * decrypt.
+   */
+  readonly use?: Use | undefined
 }
+
+// RFC 7518 recommends OAEP with SHA-256; tokens limited to SHA-1 OAEP (SoftHSM2) need "RSA-OAEP".
+const DEFAULT_KEY_MANAGEMENT: KeyManagementAlgorithm = "RSA-OAEP-256"
 
 const curveBits: Record<Exclude<KeyType, "RSA">, number> = {
   "P-256": 256,
@@ -210,10 +234,11 @@ const fromHandle = (
   session: HsmSession,
   privateKey: ObjectHandle,
   query: string,
-  options: { readonly kid?: KidFrom | undefined; readonly alg?: string | undefined }
+  options: { readonly kid?: KidFrom | undefined; readonly alg?: string | undefined; readonly use?: Use | undefined }
 ) =>
   Effect.gen(function*() {
     const { id, jwk, own } = yield* publicJwkOf(session, privateKey, query)
+    const usage = yield* session.pkcs11.getAttributes(session.handle, privateKey, ["sign", "decrypt"])
     const keyType = keyTypeOf(own)
     if (keyType === undefined) {
       return yield* new UnsupportedKey({
@@ -225,12 +250,18 @@ const fromHandle = (
     const bits = keyType === "RSA"
       ? Buffer.from(jwk.kty === "RSA" ? jwk.n : "", "base64url").length * 8
       : curveBits[keyType]
+    const use: Use = options.use ?? (usage.sign !== true && usage.decrypt === true ? "enc" : "sig")
+    if (use === "enc" && keyType !== "RSA") {
+      return yield* new UnsupportedKey({ detail: `only RSA keys decrypt JWEs; the key with ${query} is ${keyType}` })
+    }
+    const alg = use === "enc" ? DEFAULT_KEY_MANAGEMENT : Algorithms.defaultAlgorithm[keyType]
     const key = makeKey({
       kid,
-      alg: Algorithms.defaultAlgorithm[keyType],
+      alg,
+      use,
       keyType,
       bits,
-      publicJwk: { ...jwk, kid, alg: Algorithms.defaultAlgorithm[keyType], use: "sig" },
+      publicJwk: { ...jwk, kid, alg, use },
       label,
       id,
       token: session.token,
@@ -308,43 +339,34 @@ export const defaultId = (jwk: PublicKey.PublicJwk): Uint8Array => {
   return new Uint8Array(Crypto.createHash("sha1").update(material).digest())
 }
 
-const requireRw = (session: HsmSession, operation: string) =>
-  session.rw
-    ? Effect.void
-    : Effect.fail(new InvalidOptions({ detail: `${operation} needs a read/write session: session({ rw: true })` }))
-
-const ensureAbsent = (session: HsmSession, label: string, id: Uint8Array | undefined) =>
-  Effect.gen(function*() {
-    const pkcs11 = session.pkcs11
-    const byLabel = yield* pkcs11.findObjects(session.handle, { label })
-    if (byLabel.length > 0) return yield* new KeyExists({ query: `label "${label}"`, token: session.token.label })
-    if (id !== undefined && (yield* pkcs11.findObjects(session.handle, { id })).length > 0) {
-      return yield* new KeyExists({ query: `id ${KeyReference.hex(id)}`, token: session.token.label })
-    }
-  })
-
-// The protections of every private key hsmkey makes: sensitive, never extractable, sign only.
-const privateProtections: Attributes = {
+// The protections of every private key hsmkey makes: sensitive, never extractable, and one use only
+// (SoftHSM2's defaults would also let a signing key decrypt and unwrap).
+const privateProtections = (use: Use): Attributes => ({
   class: CKO.PRIVATE_KEY,
   token: true,
   private: true,
   sensitive: true,
   extractable: false,
-  sign: true,
-  decrypt: false,
+  sign: use === "sig",
+  decrypt: use === "enc",
   unwrap: false,
   derive: false
-}
+})
 
-const publicUsage: Attributes = {
+const publicUsage = (use: Use): Attributes => ({
   class: CKO.PUBLIC_KEY,
   token: true,
   private: false,
-  verify: true,
-  encrypt: false,
+  verify: use === "sig",
+  encrypt: use === "enc",
   wrap: false,
   derive: false
-}
+})
+
+const requireRsaForEnc = (use: Use, keyType: string) =>
+  use === "enc" && !keyType.startsWith("RSA")
+    ? Effect.fail(new UnsupportedKey({ detail: `only RSA keys decrypt JWEs, not ${keyType}` }))
+    : Effect.void
 
 const generation: Record<
   GenerateType,
@@ -393,6 +415,8 @@ export interface CreateOptions {
   readonly kid?: KidFrom | undefined
   /** The key's algorithm, published in its JWK; by default by key type. */
   readonly alg?: string | undefined
+  /** `"enc"` makes a decryption key (RSA only): it decrypts and never signs. Default `"sig"`. */
+  readonly use?: Use | undefined
 }
 
 /**
@@ -410,6 +434,8 @@ export const generate = Effect.fn("HsmJwk.generate")(function*(
   yield* requireRw(session, "HsmJwk.generate")
   const spec = generation[options.type]
   if (spec === undefined) return yield* new UnsupportedKey({ detail: `cannot generate "${options.type}"` })
+  const use = options.use ?? "sig"
+  yield* requireRsaForEnc(use, options.type)
   const label = yield* KeyReference.parseLabel(options.label)
   const id = options.id === undefined ? undefined : yield* KeyReference.parseId(options.id)
   yield* ensureAbsent(session, label, id)
@@ -417,8 +443,8 @@ export const generate = Effect.fn("HsmJwk.generate")(function*(
   // Without an id, generate under a temporary one and set the one derived from the public key after.
   const initialId = id ?? new Uint8Array(Crypto.randomBytes(16))
   const pair = yield* pkcs11.generateKeyPair(session.handle, { type: spec.mechanism }, {
-    publicKey: { ...publicUsage, ...spec.publicKey, keyType: spec.keyType, label, id: initialId },
-    privateKey: { ...privateProtections, keyType: spec.keyType, label, id: initialId }
+    publicKey: { ...publicUsage(use), ...spec.publicKey, keyType: spec.keyType, label, id: initialId },
+    privateKey: { ...privateProtections(use), keyType: spec.keyType, label, id: initialId }
   })
   const destroy = Effect.ignore(
     Effect.zipRight(
@@ -435,7 +461,7 @@ export const generate = Effect.fn("HsmJwk.generate")(function*(
       yield* pkcs11.setAttributes(session.handle, pair.publicKey, { id: derived })
       yield* pkcs11.setAttributes(session.handle, pair.privateKey, { id: derived })
     }
-    return yield* fromHandle(session, pair.privateKey, `label "${label}"`, options)
+    return yield* fromHandle(session, pair.privateKey, `label "${label}"`, { ...options, use })
   }).pipe(Effect.tapError(() => destroy))
 })
 
@@ -535,39 +561,72 @@ export const importPrivate = Effect.fn("HsmJwk.importPrivate")(function*(
   yield* requireRw(session, "HsmJwk.importPrivate")
   const label = yield* KeyReference.parseLabel(options.label)
   const keyObject = yield* toKeyObject(options.key)
+  const use = options.use ?? "sig"
+  yield* requireRsaForEnc(use, keyObject.asymmetricKeyType === "rsa" ? "RSA" : String(keyObject.asymmetricKeyType))
   const templates = yield* importTemplates(keyObject)
   const id = options.id === undefined ? defaultId(templates.publicJwk) : yield* KeyReference.parseId(options.id)
   yield* ensureAbsent(session, label, id)
   const pkcs11 = session.pkcs11
   const privateKey = yield* pkcs11.createObject(session.handle, {
-    ...privateProtections,
+    ...privateProtections(use),
     ...templates.privateKey,
     label,
     id
   })
-  yield* pkcs11.createObject(session.handle, { ...publicUsage, ...templates.publicKey, label, id }).pipe(
+  yield* pkcs11.createObject(session.handle, { ...publicUsage(use), ...templates.publicKey, label, id }).pipe(
     Effect.tapError(() => Effect.ignore(pkcs11.destroyObject(session.handle, privateKey)))
   )
-  return yield* fromHandle(session, privateKey, `label "${label}"`, options)
+  return yield* fromHandle(session, privateKey, `label "${label}"`, { ...options, use })
 })
 
 /**
- * Checks that an algorithm is one hsmkey signs with and fits the key.
+ * Checks that an algorithm is one hsmkey signs with and fits the key: a signing key pair for RS*, PS*,
+ * ES* and EdDSA, a secret of at least the hash's size for HS*.
  *
  * @since 0.1.0
  * @category utils
  */
 export const checkAlgorithm = (
-  key: HsmJwk,
+  key: SigningKey,
   alg: string = key.alg
 ): Effect.Effect<Algorithm, UnsupportedAlgorithm | AlgorithmMismatch> => {
+  const described = key.keyType === "RSA"
+    ? `RSA-${key.bits}`
+    : key.keyType === "oct"
+    ? `${key.bits}-bit secret`
+    : key.keyType
+  if (isHsmJwk(key) && key.use === "enc") {
+    return Effect.fail(new AlgorithmMismatch({ alg, keyType: `${described} decryption key` }))
+  }
   if (!Algorithms.isAlgorithm(alg)) return Effect.fail(new UnsupportedAlgorithm({ alg }))
   if (!Algorithms.fits(alg, key.keyType, key.bits)) {
-    return Effect.fail(
-      new AlgorithmMismatch({ alg, keyType: key.keyType === "RSA" ? `RSA-${key.bits}` : key.keyType })
-    )
+    return Effect.fail(new AlgorithmMismatch({ alg, keyType: described }))
   }
   return Effect.succeed(alg)
+}
+
+const keyManagementAlgorithms: ReadonlyArray<string> = ["RSA-OAEP", "RSA-OAEP-256"]
+
+/**
+ * Checks that a JWE key management algorithm is one hsmkey decrypts with and fits the key: an RSA
+ * decryption key (`use: "enc"`) of at least 2048 bits, `RSA-OAEP` or `RSA-OAEP-256`. `RSA1_5` is refused
+ * (RFC 8725 §3.2).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const checkKeyManagement = (
+  key: HsmJwk,
+  alg: string
+): Effect.Effect<KeyManagementAlgorithm, UnsupportedAlgorithm | AlgorithmMismatch> => {
+  if (!keyManagementAlgorithms.includes(alg)) return Effect.fail(new UnsupportedAlgorithm({ alg }))
+  if (key.keyType !== "RSA" || key.use !== "enc" || key.bits < Algorithms.MIN_RSA_BITS) {
+    const described = key.keyType === "RSA" ? `RSA-${key.bits}` : key.keyType
+    return Effect.fail(
+      new AlgorithmMismatch({ alg, keyType: `${described} ${key.use === "enc" ? "" : "signing "}key` })
+    )
+  }
+  return Effect.succeed(alg as KeyManagementAlgorithm)
 }
 
 /**
@@ -580,18 +639,231 @@ export const withAlgorithm = (
   key: HsmJwk,
   alg: string
 ): Effect.Effect<HsmJwk, UnsupportedAlgorithm | AlgorithmMismatch> =>
-  Effect.map(checkAlgorithm(key, alg), (checked) =>
-    makeKey({
-      kid: key.kid,
-      alg: checked,
-      keyType: key.keyType,
-      bits: key.bits,
-      publicJwk: { ...key.publicJwk, alg: checked },
-      label: key.label,
-      id: key.id,
-      token: key.token,
-      publicKey: key.publicKey
-    }))
+  Effect.map(
+    key.use === "enc" ? checkKeyManagement(key, alg) : checkAlgorithm(key, alg),
+    (checked) =>
+      makeKey({
+        kid: key.kid,
+        alg: checked,
+        use: key.use,
+        keyType: key.keyType,
+        bits: key.bits,
+        publicJwk: { ...key.publicJwk, alg: checked },
+        label: key.label,
+        id: key.id,
+        token: key.token,
+        publicKey: key.publicKey
+      })
+  )
+
+const SecretTypeId: unique symbol = Symbol.for("hsmkey/HsmSecretKey")
+
+/**
+ * An HMAC JWS algorithm.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HmacAlgorithm = "HS256" | "HS384" | "HS512"
+
+/**
+ * A secret (HMAC) key on a token. It has no public half: it never appears in a JWKS, and it serializes
+ * as its `kid`, `alg` and `kty` only.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HsmSecretKey {
+  readonly [SecretTypeId]: typeof SecretTypeId
+  readonly kid: string
+  readonly alg: HmacAlgorithm
+  readonly keyType: "oct"
+  /** The length of the secret in bits. */
+  readonly bits: number
+  readonly label: string | undefined
+  readonly id: Uint8Array
+  readonly token: TokenRef
+}
+
+/**
+ * A key that signs JWS: a key pair, or a secret.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SigningKey = HsmJwk | HsmSecretKey
+
+const HsmSecretKeyProto = {
+  [SecretTypeId]: SecretTypeId,
+  toJSON(this: HsmSecretKey) {
+    return { kty: "oct", kid: this.kid, alg: this.alg, use: "sig" }
+  },
+  toString(this: HsmSecretKey) {
+    return `HsmSecretKey(${this.kid}, ${this.alg}, token "${this.token.label}")`
+  },
+  [Symbol.for("nodejs.util.inspect.custom")](this: HsmSecretKey) {
+    return this.toString()
+  }
+}
+
+const makeSecret = (fields: Omit<HsmSecretKey, typeof SecretTypeId>): HsmSecretKey =>
+  Object.assign(Object.create(HsmSecretKeyProto), fields)
+
+/**
+ * Whether a value is an `HsmSecretKey`.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isHsmSecretKey = (u: unknown): u is HsmSecretKey => Predicate.hasProperty(u, SecretTypeId)
+
+const hmacAlgorithms: ReadonlyArray<string> = ["HS256", "HS384", "HS512"]
+
+const checkHmac = (alg: string): Effect.Effect<HmacAlgorithm, UnsupportedAlgorithm> =>
+  hmacAlgorithms.includes(alg) ? Effect.succeed(alg as HmacAlgorithm) : Effect.fail(new UnsupportedAlgorithm({ alg }))
+
+// Secret keys are for MACs only: sensitive, never extractable, sign and verify.
+const secretProtections: Attributes = {
+  class: CKO.SECRET_KEY,
+  token: true,
+  private: true,
+  sensitive: true,
+  extractable: false,
+  sign: true,
+  verify: true,
+  encrypt: false,
+  decrypt: false,
+  wrap: false,
+  unwrap: false,
+  derive: false
+}
+
+/**
+ * Options of a secret key: its HMAC algorithm, label and CKA_ID (random by default: there is no public
+ * material to derive one from). The `kid` is the CKA_ID in hex, or the label on request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SecretOptions {
+  readonly alg: HmacAlgorithm
+  readonly label: string
+  readonly id?: string | Uint8Array | undefined
+  readonly kid?: "id" | "label" | undefined
+}
+
+const secretFromHandle = (
+  session: HsmSession,
+  handle: ObjectHandle,
+  alg: HmacAlgorithm,
+  query: string,
+  kidFrom: "id" | "label"
+) =>
+  Effect.gen(function*() {
+    const attributes = yield* session.pkcs11.getAttributes(session.handle, handle, ["label", "id", "valueLen"])
+    const id = attributes.id ?? new Uint8Array(0)
+    const label = attributes.label === undefined || attributes.label === "" ? undefined : attributes.label
+    const kid = kidFrom === "label" ? label : id.length > 0 ? KeyReference.hex(id) : label
+    if (kid === undefined) {
+      return yield* new InvalidKeyReference({ detail: `the secret with ${query} has no ${kidFrom} for a kid` })
+    }
+    const bits = (attributes.valueLen ?? Algorithms.hmacBits[alg] / 8) * 8
+    const key = makeSecret({ kid, alg, keyType: "oct", bits, label, id, token: session.token })
+    yield* checkAlgorithm(key)
+    return key
+  })
+
+/**
+ * Generates an HMAC secret in the token, in a read/write session, as long as the hash (32, 48 or 64
+ * bytes): sensitive, never extractable, sign and verify only.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const generateSecret = Effect.fn("HsmJwk.generateSecret")(
+  function*(session: HsmSession, options: SecretOptions) {
+    yield* requireRw(session, "HsmJwk.generateSecret")
+    const alg = yield* checkHmac(options.alg)
+    const label = yield* KeyReference.parseLabel(options.label)
+    const id = options.id === undefined
+      ? new Uint8Array(Crypto.randomBytes(16))
+      : yield* KeyReference.parseId(options.id)
+    yield* ensureAbsent(session, label, id)
+    const handle = yield* session.pkcs11.generateKey(session.handle, { type: CKM.GENERIC_SECRET_KEY_GEN }, {
+      ...secretProtections,
+      keyType: CKK.GENERIC_SECRET,
+      valueLen: Algorithms.hmacBits[alg] / 8,
+      label,
+      id
+    })
+    return yield* secretFromHandle(session, handle, alg, `label "${label}"`, options.kid ?? "id")
+  }
+)
+
+/**
+ * Imports an HMAC secret (bytes, or an `oct` JWK) into the token, in a read/write session, with the same
+ * protections as a generated one. It must be at least as long as the hash.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const importSecret = Effect.fn("HsmJwk.importSecret")(function*(
+  session: HsmSession,
+  options: SecretOptions & { readonly key: Uint8Array | jose.JWK }
+) {
+  yield* requireRw(session, "HsmJwk.importSecret")
+  const alg = yield* checkHmac(options.alg)
+  const label = yield* KeyReference.parseLabel(options.label)
+  const input = options.key
+  const value = input instanceof Uint8Array
+    ? input
+    : input.kty === "oct" && typeof input.k === "string"
+    ? new Uint8Array(Buffer.from(input.k, "base64url"))
+    : yield* new InvalidKeyMaterial({ detail: "a secret is bytes or an oct JWK with \"k\"" })
+  if (value.length * 8 < Algorithms.hmacBits[alg]) {
+    return yield* new InvalidKeyMaterial({
+      detail: `${alg} needs a secret of at least ${Algorithms.hmacBits[alg] / 8} bytes, not ${value.length}`
+    })
+  }
+  const id = options.id === undefined ? new Uint8Array(Crypto.randomBytes(16)) : yield* KeyReference.parseId(options.id)
+  yield* ensureAbsent(session, label, id)
+  const handle = yield* session.pkcs11.createObject(session.handle, {
+    ...secretProtections,
+    keyType: CKK.GENERIC_SECRET,
+    value,
+    label,
+    id
+  })
+  return yield* secretFromHandle(session, handle, alg, `label "${label}"`, options.kid ?? "id")
+})
+
+/**
+ * Loads an HMAC secret by label, CKA_ID, or both, for an algorithm.
+ *
+ * @since 0.1.0
+ * @category secrets
+ */
+export const secretFromHsm = Effect.fn("HsmJwk.secretFromHsm")(function*(
+  session: HsmSession,
+  options: {
+    readonly label?: string | undefined
+    readonly id?: string | Uint8Array | undefined
+    readonly alg: HmacAlgorithm
+    readonly kid?: "id" | "label" | undefined
+  }
+) {
+  const alg = yield* checkHmac(options.alg)
+  const reference = yield* KeyReference.parse(options)
+  const query = KeyReference.describe(reference)
+  const found = yield* session.pkcs11.findObjects(session.handle, {
+    class: CKO.SECRET_KEY,
+    ...(reference.label === undefined ? {} : { label: reference.label }),
+    ...(reference.id === undefined ? {} : { id: reference.id })
+  })
+  if (found.length === 0) return yield* new KeyNotFound({ query, token: session.token.label, reason: "absent" })
+  if (found.length > 1) return yield* new KeyAmbiguous({ query, token: session.token.label, count: found.length })
+  return yield* secretFromHandle(session, found[0], alg, query, options.kid ?? "id")
+})
 
 /**
  * The public key as SPKI PEM.
@@ -609,9 +881,9 @@ export const toPem = (key: HsmJwk): string => key.publicKey.export({ type: "spki
  */
 export const toCryptoKey = (
   key: HsmJwk,
-  alg: Algorithm = key.alg
+  alg: Algorithm | KeyManagementAlgorithm = key.alg
 ): Effect.Effect<jose.CryptoKey | Uint8Array, AlgorithmMismatch | UnsupportedAlgorithm> =>
   Effect.flatMap(
-    checkAlgorithm(key, alg),
+    key.use === "enc" ? checkKeyManagement(key, alg) : checkAlgorithm(key, alg),
     (checked) => Effect.promise(() => jose.importJWK({ ...key.publicJwk, alg: checked }, checked))
   )

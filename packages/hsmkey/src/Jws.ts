@@ -16,10 +16,11 @@ import { dual } from "effect/Function"
 import * as Pipeable from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
-import type * as Crypto from "node:crypto"
+import * as Crypto from "node:crypto"
 import { type HsmError, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
 import * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
+import * as JwsParse from "./internal/jwsParse.js"
 import * as TokenSigner from "./internal/signer.js"
 import { SessionPool as SessionPoolTag } from "./SessionPool.js"
 import type { SessionPool } from "./SessionPool.js"
@@ -116,7 +117,7 @@ const encodeJson = (name: string, value: Header): Effect.Effect<string, InvalidH
  */
 const signature = (
   encodedPayload: string,
-  key: HsmJwk.HsmJwk,
+  key: HsmJwk.SigningKey,
   options: SignatureOptions,
   session: HsmSession | undefined
 ): Effect.Effect<Omit<FlattenedJws, "payload">, HsmError, SessionPool> =>
@@ -161,19 +162,22 @@ const compactOnly = (options: SignatureOptions) =>
  * @category signing
  */
 export const sign: {
-  (payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
+  (payload: Payload, key: HsmJwk.SigningKey, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
     string,
     HsmError
   >
-  (payload: Payload, key: HsmJwk.HsmJwk, options?: SignOptions): Effect.Effect<string, HsmError, SessionPool>
-} =
-  ((payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions = {}): Effect.Effect<string, HsmError, SessionPool> =>
-    Effect.gen(function*() {
-      yield* compactOnly(options)
-      const encodedPayload = jose.base64url.encode(bytesOf(payload))
-      const signed = yield* signature(encodedPayload, key, options, options.session)
-      return `${signed.protected}.${encodedPayload}.${signed.signature}`
-    }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))) as any
+  (payload: Payload, key: HsmJwk.SigningKey, options?: SignOptions): Effect.Effect<string, HsmError, SessionPool>
+} = ((
+  payload: Payload,
+  key: HsmJwk.SigningKey,
+  options: SignOptions = {}
+): Effect.Effect<string, HsmError, SessionPool> =>
+  Effect.gen(function*() {
+    yield* compactOnly(options)
+    const encodedPayload = jose.base64url.encode(bytesOf(payload))
+    const signed = yield* signature(encodedPayload, key, options, options.session)
+    return `${signed.protected}.${encodedPayload}.${signed.signature}`
+  }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))) as any
 
 /**
  * Signs a payload into a flattened JWS JSON serialization.
@@ -182,12 +186,12 @@ export const sign: {
  * @category signing
  */
 export const signFlattened: {
-  (payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
+  (payload: Payload, key: HsmJwk.SigningKey, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
     FlattenedJws,
     HsmError
   >
-  (payload: Payload, key: HsmJwk.HsmJwk, options?: SignOptions): Effect.Effect<FlattenedJws, HsmError, SessionPool>
-} = ((payload: Payload, key: HsmJwk.HsmJwk, options: SignOptions = {}) =>
+  (payload: Payload, key: HsmJwk.SigningKey, options?: SignOptions): Effect.Effect<FlattenedJws, HsmError, SessionPool>
+} = ((payload: Payload, key: HsmJwk.SigningKey, options: SignOptions = {}) =>
   Effect.gen(function*() {
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
     const signed = yield* signature(encodedPayload, key, options, options.session)
@@ -197,13 +201,48 @@ export const signFlattened: {
   )) as any
 
 /**
+ * Signs a payload under a protected header given already encoded, byte for byte as it must appear (to
+ * reproduce a published example, or to keep a header's exact serialization). The header must decode to a
+ * JSON object whose `alg` is the one signing.
+ *
+ * @since 0.1.0
+ * @category signing
+ */
+export const signEncoded = (
+  encodedHeader: string,
+  payload: Payload,
+  key: HsmJwk.SigningKey,
+  options: { readonly session?: HsmSession | undefined } = {}
+): Effect.Effect<string, HsmError, SessionPool> =>
+  Effect.gen(function*() {
+    const header = yield* Effect.try({
+      try: () => JSON.parse(Buffer.from(encodedHeader, "base64url").toString("utf8")) as unknown,
+      catch: () => new InvalidHeader({ detail: "the encoded protected header is not base64url JSON" })
+    })
+    if (!isJsonObject(header) || typeof header.alg !== "string") {
+      return yield* new InvalidHeader({ detail: "the encoded protected header is not a JSON object with an alg" })
+    }
+    if (jose.base64url.encode(Buffer.from(encodedHeader, "base64url")) !== encodedHeader) {
+      return yield* new InvalidHeader({ detail: "the encoded protected header is not canonical base64url" })
+    }
+    const alg = yield* HsmJwk.checkAlgorithm(key, header.alg)
+    const encodedPayload = jose.base64url.encode(bytesOf(payload))
+    const raw = yield* TokenSigner.withKeySession(
+      key,
+      options.session,
+      (s) => TokenSigner.sign(s, key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
+    )
+    return `${encodedHeader}.${encodedPayload}.${jose.base64url.encode(raw)}`
+  }).pipe(Effect.withSpan("Jws.signEncoded", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+
+/**
  * One signer of a general JWS.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Signer extends SignatureOptions {
-  readonly key: HsmJwk.HsmJwk
+  readonly key: HsmJwk.SigningKey
   /** The session to sign in; else one is borrowed from the pool. */
   readonly session?: HsmSession | undefined
 }
@@ -242,7 +281,7 @@ export const signGeneral = (
  */
 export const signMany = (
   payloads: Iterable<Payload>,
-  key: HsmJwk.HsmJwk,
+  key: HsmJwk.SigningKey,
   options: SignOptions & { readonly concurrency?: number | undefined } = {}
 ): Effect.Effect<ReadonlyArray<string>, HsmError, SessionPool> =>
   Effect.gen(function*() {
@@ -305,19 +344,19 @@ export const make = (payload: Payload): Builder => makeBuilder(payload, [])
  * @category builder
  */
 export const addSignature: {
-  (key: HsmJwk.HsmJwk, options?: SignatureOptions & { readonly session?: HsmSession | undefined }): (
+  (key: HsmJwk.SigningKey, options?: SignatureOptions & { readonly session?: HsmSession | undefined }): (
     self: Builder
   ) => Builder
   (
     self: Builder,
-    key: HsmJwk.HsmJwk,
+    key: HsmJwk.SigningKey,
     options?: SignatureOptions & { readonly session?: HsmSession | undefined }
   ): Builder
 } = dual(
   (args) => Predicate.hasProperty(args[0], BuilderTypeId),
   (
     self: Builder,
-    key: HsmJwk.HsmJwk,
+    key: HsmJwk.SigningKey,
     options: SignatureOptions & { readonly session?: HsmSession | undefined } = {}
   ) => ({
     ...self,
@@ -416,18 +455,92 @@ export const joseVerification = <A>(run: () => Promise<A>): Effect.Effect<A, Ver
         })
   })
 
+const verifiedOf = (
+  payload: string,
+  signature: JwsParse.ParsedSignature
+): Verified => ({
+  payload: new Uint8Array(Buffer.from(payload, "base64url")),
+  protectedHeader: signature.header as jose.JWSHeaderParameters,
+  unprotectedHeader: signature.unprotectedHeader as jose.JWSHeaderParameters | undefined
+})
+
+const signatureFailed = new VerificationFailed({
+  code: "ERR_JWS_SIGNATURE_VERIFICATION_FAILED",
+  detail: "signature verification failed"
+})
+
 /**
- * Verifies a compact, flattened or general JWS with jose. A general JWS verifies when one of its
- * signatures does with the key.
+ * Verification jose cannot do: with a secret inside the token (`C_Verify`), or with an Ed448 key
+ * (node:crypto). A general JWS verifies when one of its signatures does.
+ */
+const verifyOutsideJose = <R>(
+  jws: string | FlattenedJws | GeneralJws,
+  check: (alg: string, input: Uint8Array, signature: Uint8Array) => Effect.Effect<boolean, HsmError, R>
+): Effect.Effect<Verified, HsmError, R> =>
+  Effect.gen(function*() {
+    const parsed = yield* JwsParse.parse(jws)
+    for (const signature of parsed.signatures) {
+      const alg = signature.header.alg
+      if (typeof alg !== "string") continue
+      const input = encoder.encode(`${signature.protectedHeader}.${parsed.payload}`)
+      if (yield* check(alg, input, signature.signature)) return verifiedOf(parsed.payload, signature)
+    }
+    return yield* signatureFailed
+  })
+
+const isEd448 = (key: VerificationKey): Crypto.KeyObject | undefined => {
+  const keyObject = HsmJwk.isHsmJwk(key) ? key.publicKey : key
+  return Predicate.hasProperty(keyObject, "asymmetricKeyType") && keyObject.asymmetricKeyType === "ed448"
+    ? keyObject as Crypto.KeyObject
+    : undefined
+}
+
+/**
+ * Verifies a compact, flattened or general JWS. A general JWS verifies when one of its signatures does
+ * with the key.
+ *
+ * With a public key, a JWK or a JWK set the verification is jose's (node:crypto's for Ed448, which
+ * jose does not support); it needs no token. With an `HsmSecretKey` the MAC is checked inside the token
+ * (`C_Verify`), in a session of its token.
  *
  * @since 0.1.0
  * @category verification
  */
-export const verify = (
+export const verify: {
+  (
+    jws: string | FlattenedJws | GeneralJws,
+    key: HsmJwk.HsmSecretKey,
+    options?: { readonly session?: HsmSession | undefined }
+  ): Effect.Effect<Verified, HsmError, SessionPool>
+  (
+    jws: string | FlattenedJws | GeneralJws,
+    key: VerificationKey,
+    options?: jose.VerifyOptions
+  ): Effect.Effect<Verified, VerificationFailed>
+} = ((
   jws: string | FlattenedJws | GeneralJws,
-  key: VerificationKey,
-  options?: jose.VerifyOptions
-): Effect.Effect<Verified, VerificationFailed> => {
+  key: VerificationKey | HsmJwk.HsmSecretKey,
+  options?: jose.VerifyOptions & { readonly session?: HsmSession | undefined }
+): Effect.Effect<Verified, HsmError, SessionPool> => {
+  if (HsmJwk.isHsmSecretKey(key)) {
+    return verifyOutsideJose(jws, (alg, input, signature) =>
+      alg !== key.alg
+        ? Effect.succeed(false)
+        : TokenSigner.withKeySession(
+          key,
+          options?.session,
+          (s) => TokenSigner.verify(s, key, key.alg, input, signature)
+        ))
+      .pipe(Effect.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }
+  const ed448 = isEd448(key)
+  if (ed448 !== undefined) {
+    return verifyOutsideJose(
+      jws,
+      (alg, input, signature) => Effect.sync(() => alg === "EdDSA" && Crypto.verify(null, input, ed448, signature))
+    )
+      .pipe(Effect.withSpan("Jws.verify", { captureStackTrace: false }))
+  }
   const input = joseKey(key) as any
   return joseVerification(async (): Promise<Verified> => {
     if (typeof jws === "string") {
@@ -439,4 +552,4 @@ export const verify = (
       : await jose.flattenedVerify(jws as jose.FlattenedJWSInput, input, options)
     return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
   }).pipe(Effect.withSpan("Jws.verify", { captureStackTrace: false }))
-}
+}) as any

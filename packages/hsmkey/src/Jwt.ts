@@ -103,12 +103,12 @@ const seconds = (millis: number) => Math.floor(millis / 1000)
 export const sign: {
   (
     claims: unknown,
-    key: HsmJwk.HsmJwk,
+    key: HsmJwk.SigningKey,
     options: SignOptions & { readonly session: HsmSession }
   ): Effect.Effect<string, HsmError>
-  (claims: unknown, key: HsmJwk.HsmJwk, options?: SignOptions): Effect.Effect<string, HsmError, SessionPool>
+  (claims: unknown, key: HsmJwk.SigningKey, options?: SignOptions): Effect.Effect<string, HsmError, SessionPool>
 } =
-  ((claims: unknown, key: HsmJwk.HsmJwk, options: SignOptions = {}): Effect.Effect<string, HsmError, SessionPool> =>
+  ((claims: unknown, key: HsmJwk.SigningKey, options: SignOptions = {}): Effect.Effect<string, HsmError, SessionPool> =>
     Effect.gen(function*() {
       const decoded = Schema.decodeUnknownEither(Claims)(claims)
       if (Either.isLeft(decoded)) {

@@ -21,6 +21,11 @@ export * as HsmSession from "./HsmSession.js"
 /**
  * @since 0.1.0
  */
+export * as Jwe from "./Jwe.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Jwks from "./Jwks.js"
 
 /**

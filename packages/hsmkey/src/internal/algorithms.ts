@@ -6,6 +6,9 @@ import * as Crypto from "node:crypto"
  * The JWS algorithms hsmkey signs with inside a token.
  */
 export const algorithms = [
+  "HS256",
+  "HS384",
+  "HS512",
   "RS256",
   "RS384",
   "RS512",
@@ -21,9 +24,9 @@ export const algorithms = [
 export type Algorithm = (typeof algorithms)[number]
 
 /**
- * The key types hsmkey loads, generates and imports.
+ * The key types hsmkey loads, generates and imports; `oct` is a secret (HMAC) key.
  */
-export const keyTypes = ["RSA", "P-256", "P-384", "P-521", "Ed25519", "Ed448"] as const
+export const keyTypes = ["RSA", "P-256", "P-384", "P-521", "Ed25519", "Ed448", "oct"] as const
 
 export type KeyType = (typeof keyTypes)[number]
 
@@ -109,7 +112,17 @@ const ecdsa = (alg: Algorithm, hash: Hash, keyType: KeyType, mechanism: number):
   ]
 })
 
+const hmac = (alg: Algorithm, mechanism: number): Spec => ({
+  alg,
+  keyTypes: ["oct"],
+  ecdsa: false,
+  candidates: [{ mechanism: { type: mechanism }, prepare: identity }]
+})
+
 export const specs: Record<Algorithm, Spec> = {
+  HS256: hmac("HS256", CKM.SHA256_HMAC),
+  HS384: hmac("HS384", CKM.SHA384_HMAC),
+  HS512: hmac("HS512", CKM.SHA512_HMAC),
   RS256: rsaPkcs1("RS256", "sha256", CKM.SHA256_RSA_PKCS),
   RS384: rsaPkcs1("RS384", "sha384", CKM.SHA384_RSA_PKCS),
   RS512: rsaPkcs1("RS512", "sha512", CKM.SHA512_RSA_PKCS),
@@ -130,10 +143,17 @@ export const specs: Record<Algorithm, Spec> = {
 /** RS* and PS* need RSA keys of at least 2048 bits (RFC 7518 §3.3, §3.5). */
 export const MIN_RSA_BITS = 2048
 
-export const fits = (alg: Algorithm, keyType: KeyType, bits: number): boolean =>
-  specs[alg].keyTypes.includes(keyType) && (keyType !== "RSA" || bits >= MIN_RSA_BITS)
+/** HS* secrets are at least as long as the hash (RFC 7518 §3.2). */
+export const hmacBits: Record<"HS256" | "HS384" | "HS512", number> = { HS256: 256, HS384: 384, HS512: 512 }
 
-export const defaultAlgorithm: Record<KeyType, Algorithm> = {
+export const isHmac = (alg: Algorithm): alg is "HS256" | "HS384" | "HS512" => alg in hmacBits
+
+export const fits = (alg: Algorithm, keyType: KeyType, bits: number): boolean =>
+  specs[alg].keyTypes.includes(keyType) &&
+  (keyType !== "RSA" || bits >= MIN_RSA_BITS) &&
+  (!isHmac(alg) || bits >= hmacBits[alg])
+
+export const defaultAlgorithm: Record<Exclude<KeyType, "oct">, Algorithm> = {
   "RSA": "RS256",
   "P-256": "ES256",
   "P-384": "ES384",

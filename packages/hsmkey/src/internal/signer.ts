@@ -12,7 +12,7 @@ import {
   KeyNotFound,
   MechanismUnsupported
 } from "../HsmError.js"
-import type { HsmJwk } from "../HsmJwk.js"
+import type { SigningKey } from "../HsmJwk.js"
 import type { HsmSession } from "../HsmSession.js"
 import { SessionPool } from "../SessionPool.js"
 import * as Algorithms from "./algorithms.js"
@@ -23,20 +23,25 @@ import * as TokenState from "./tokenState.js"
  * The template that finds the private key of an `HsmJwk` again: CKA_ID when it has one, else its label,
  * and the key type either way.
  */
-const findTemplate = (key: HsmJwk): Attributes => ({
-  class: CKO.PRIVATE_KEY,
-  keyType: key.keyType === "RSA"
-    ? CKK.RSA
-    : key.keyType === "Ed25519" || key.keyType === "Ed448"
-    ? CKK.EC_EDWARDS
-    : CKK.EC,
+const findTemplate = (key: SigningKey): Attributes => ({
+  // A secret may be CKK_GENERIC_SECRET or CKK_SHA*_HMAC, depending on who made it: any secret will do.
+  ...(key.keyType === "oct"
+    ? { class: CKO.SECRET_KEY }
+    : {
+      class: CKO.PRIVATE_KEY,
+      keyType: key.keyType === "RSA"
+        ? CKK.RSA
+        : key.keyType === "Ed25519" || key.keyType === "Ed448"
+        ? CKK.EC_EDWARDS
+        : CKK.EC
+    }),
   ...(key.id.length > 0 ? { id: key.id } : { label: key.label })
 })
 
-const cacheKey = (key: HsmJwk): string =>
+const cacheKey = (key: SigningKey): string =>
   `${key.keyType}\u0000${KeyReference.hex(key.id)}\u0000${key.id.length > 0 ? "" : key.label ?? ""}`
 
-const findPrivateKey = (session: HsmSession, key: HsmJwk): Effect.Effect<ObjectHandle, HsmError> =>
+const findKey = (session: HsmSession, key: SigningKey): Effect.Effect<ObjectHandle, HsmError> =>
   Effect.gen(function*() {
     const handles = yield* session.pkcs11.findObjects(session.handle, findTemplate(key))
     const query = KeyReference.describe({ label: key.id.length > 0 ? undefined : key.label, id: key.id })
@@ -48,7 +53,7 @@ const findPrivateKey = (session: HsmSession, key: HsmJwk): Effect.Effect<ObjectH
     return handles[0]
   })
 
-const sameToken = (session: HsmSession, key: HsmJwk) =>
+const sameToken = (session: HsmSession, key: SigningKey) =>
   session.token.serialNumber === key.token.serialNumber && session.token.moduleId === key.token.moduleId
 
 /**
@@ -56,7 +61,7 @@ const sameToken = (session: HsmSession, key: HsmJwk) =>
  * the key's token.
  */
 export const withKeySession = <A, E, R>(
-  key: HsmJwk,
+  key: SigningKey,
   session: HsmSession | undefined,
   f: (session: HsmSession) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | HsmError, R | SessionPool> => {
@@ -92,12 +97,38 @@ const candidateFor = (session: HsmSession, spec: Algorithms.Spec) =>
     ))
 
 /**
- * Signs `signingInput` with the key inside the token, in a session of its token. The private key's
- * handle is cached for the login epoch; a handle the token no longer knows is found again, once.
+ * Runs `f` with the key's handle in the session, cached for the login epoch; a cached handle the
+ * token no longer knows is found again, once.
+ */
+export const withKeyHandle = <A>(
+  session: HsmSession,
+  key: SigningKey,
+  f: (handle: ObjectHandle) => Effect.Effect<A, HsmError>
+): Effect.Effect<A, HsmError> => {
+  const cached = TokenState.cachedHandle(session, cacheKey(key))
+  return cached === undefined
+    ? Effect.flatMap(findKey(session, key), f)
+    : f(cached).pipe(
+      Effect.catchTag("ObjectHandleInvalid", () => {
+        TokenState.forgetHandle(session, cacheKey(key))
+        return Effect.flatMap(findKey(session, key), f)
+      })
+    )
+}
+
+const expectedSize = (key: SigningKey, alg: Algorithms.Algorithm): number =>
+  Algorithms.isHmac(alg)
+    ? Algorithms.hmacBits[alg] / 8
+    : key.keyType === "RSA" || key.keyType === "oct"
+    ? Math.ceil(key.bits / 8)
+    : Curve.specs[key.keyType].signatureSize
+
+/**
+ * Signs `signingInput` with the key inside the token, in a session of its token.
  */
 export const sign = (
   session: HsmSession,
-  key: HsmJwk,
+  key: SigningKey,
   alg: Algorithms.Algorithm,
   signingInput: Uint8Array
 ): Effect.Effect<Uint8Array, HsmError> =>
@@ -105,17 +136,12 @@ export const sign = (
     const spec = Algorithms.specs[alg]
     const candidate = yield* candidateFor(session, spec)
     const input = candidate.prepare(signingInput)
-    const signWith = (handle: ObjectHandle) => session.pkcs11.sign(session.handle, candidate.mechanism, handle, input)
-    const cached = TokenState.cachedHandle(session, cacheKey(key))
-    const signature = cached === undefined
-      ? yield* Effect.flatMap(findPrivateKey(session, key), signWith)
-      : yield* signWith(cached).pipe(
-        Effect.catchTag("ObjectHandleInvalid", () => {
-          TokenState.forgetHandle(session, cacheKey(key))
-          return Effect.flatMap(findPrivateKey(session, key), signWith)
-        })
-      )
-    const expected = key.keyType === "RSA" ? Math.ceil(key.bits / 8) : Curve.specs[key.keyType].signatureSize
+    const signature = yield* withKeyHandle(
+      session,
+      key,
+      (handle) => session.pkcs11.sign(session.handle, candidate.mechanism, handle, input)
+    )
+    const expected = expectedSize(key, alg)
     // ECDSA is r ‖ s in JWS; some tokens return DER, which converts.
     const normalized = spec.ecdsa ? Algorithms.rawEcdsa(signature, expected) : signature
     if (normalized === undefined || normalized.length !== expected) {
@@ -124,4 +150,26 @@ export const sign = (
     return normalized
   }).pipe(
     Effect.withSpan("HsmJwk.sign", { attributes: { "hsm.alg": alg, "hsm.kid": key.kid }, captureStackTrace: false })
+  )
+
+/**
+ * Verifies a MAC inside the token (`C_Verify`): the comparison is the token's, in constant time.
+ */
+export const verify = (
+  session: HsmSession,
+  key: SigningKey,
+  alg: Algorithms.Algorithm,
+  signingInput: Uint8Array,
+  signature: Uint8Array
+): Effect.Effect<boolean, HsmError> =>
+  Effect.gen(function*() {
+    const candidate = yield* candidateFor(session, Algorithms.specs[alg])
+    const input = candidate.prepare(signingInput)
+    return yield* withKeyHandle(
+      session,
+      key,
+      (handle) => session.pkcs11.verify(session.handle, candidate.mechanism, handle, input, signature)
+    )
+  }).pipe(
+    Effect.withSpan("HsmJwk.verify", { attributes: { "hsm.alg": alg, "hsm.kid": key.kid }, captureStackTrace: false })
   )

@@ -1,0 +1,400 @@
+/**
+ * JSON Web Encryption (RFC 7516) decrypted with RSA keys held in the token.
+ *
+ * The content encryption key is decrypted inside the token (`C_Decrypt` with `CKM_RSA_PKCS_OAEP` and
+ * explicit parameters: SHA-1 and MGF1-SHA1 for `RSA-OAEP`, SHA-256 and MGF1-SHA256 for `RSA-OAEP-256`);
+ * the content is decrypted with node:crypto, and its authentication tag is checked, in constant time,
+ * before any plaintext is returned. `RSA1_5` is refused. Every failure of a JWE itself is the same
+ * `DecryptionFailed`, whatever part was wrong: a wrong key decrypts to a random key and fails at the tag,
+ * as a tampered ciphertext does.
+ *
+ * Encryption needs only the public key; jose does it.
+ *
+ * @since 0.1.0
+ */
+import { CKG, CKM, CKR } from "@hsmkey/pkcs11/Constants"
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as jose from "jose"
+import * as Crypto from "node:crypto"
+import {
+  DecryptionFailed,
+  type HsmError,
+  InvalidHeader,
+  InvalidOptions,
+  MechanismUnsupported,
+  UnsupportedAlgorithm
+} from "./HsmError.js"
+import * as HsmJwk from "./HsmJwk.js"
+import type { HsmSession } from "./HsmSession.js"
+import * as TokenSigner from "./internal/signer.js"
+import * as TokenState from "./internal/tokenState.js"
+import type { SessionPool } from "./SessionPool.js"
+
+/**
+ * The content encryption algorithms hsmkey decrypts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ContentEncryption = "A128GCM" | "A192GCM" | "A256GCM" | "A128CBC-HS256" | "A192CBC-HS384" | "A256CBC-HS512"
+
+/**
+ * A JWE header: a JSON object.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Header = { readonly [name: string]: unknown }
+
+/**
+ * The flattened JWE JSON serialization.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FlattenedJwe {
+  readonly protected?: string
+  readonly unprotected?: Header
+  readonly header?: Header
+  readonly encrypted_key?: string
+  readonly iv: string
+  readonly ciphertext: string
+  readonly tag: string
+  readonly aad?: string
+}
+
+/**
+ * The general JWE JSON serialization.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GeneralJwe {
+  readonly protected?: string
+  readonly unprotected?: Header
+  readonly recipients: ReadonlyArray<{ readonly header?: Header; readonly encrypted_key?: string }>
+  readonly iv: string
+  readonly ciphertext: string
+  readonly tag: string
+  readonly aad?: string
+}
+
+/**
+ * What a decrypted JWE holds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Decrypted {
+  readonly plaintext: Uint8Array
+  /** The protected, shared unprotected and recipient headers together. */
+  readonly header: Header
+  readonly additionalAuthenticatedData?: Uint8Array | undefined
+}
+
+/**
+ * Options of decrypting.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DecryptOptions {
+  /** Key management algorithms to accept (default both RSA-OAEP variants). */
+  readonly algorithms?: ReadonlyArray<HsmJwk.KeyManagementAlgorithm> | undefined
+  /** Content encryption algorithms to accept (default all six). */
+  readonly contentEncryptionAlgorithms?: ReadonlyArray<ContentEncryption> | undefined
+  /** The session to decrypt in; else one is borrowed from the pool. */
+  readonly session?: HsmSession | undefined
+}
+
+interface Content {
+  readonly keyBytes: number
+  readonly ivBytes: number
+  readonly tagBytes: number
+  readonly cipher: string
+  readonly mac?: "sha256" | "sha384" | "sha512"
+}
+
+const contents: Record<ContentEncryption, Content> = {
+  "A128GCM": { keyBytes: 16, ivBytes: 12, tagBytes: 16, cipher: "aes-128-gcm" },
+  "A192GCM": { keyBytes: 24, ivBytes: 12, tagBytes: 16, cipher: "aes-192-gcm" },
+  "A256GCM": { keyBytes: 32, ivBytes: 12, tagBytes: 16, cipher: "aes-256-gcm" },
+  "A128CBC-HS256": { keyBytes: 32, ivBytes: 16, tagBytes: 16, cipher: "aes-128-cbc", mac: "sha256" },
+  "A192CBC-HS384": { keyBytes: 48, ivBytes: 16, tagBytes: 24, cipher: "aes-192-cbc", mac: "sha384" },
+  "A256CBC-HS512": { keyBytes: 64, ivBytes: 16, tagBytes: 32, cipher: "aes-256-cbc", mac: "sha512" }
+}
+
+const oaep: Record<HsmJwk.KeyManagementAlgorithm, { readonly hashAlg: number; readonly mgf: number }> = {
+  "RSA-OAEP": { hashAlg: CKM.SHA_1, mgf: CKG.MGF1_SHA1 },
+  "RSA-OAEP-256": { hashAlg: CKM.SHA256, mgf: CKG.MGF1_SHA256 }
+}
+
+// Token answers that mean "this ciphertext does not decrypt with this key": they become a random CEK,
+// so that they cannot be told apart from a bad tag (an OAEP decryption oracle). SoftHSM2 2.6.1 answers an
+// OAEP block encrypted to another key with CKR_GENERAL_ERROR, so from C_Decrypt that one means the same.
+const undecryptable: ReadonlySet<string> = new Set([
+  "CKR_ENCRYPTED_DATA_INVALID",
+  "CKR_ENCRYPTED_DATA_LEN_RANGE",
+  "CKR_DATA_INVALID",
+  "CKR_DATA_LEN_RANGE",
+  "CKR_GENERAL_ERROR"
+])
+
+const failed = new DecryptionFailed()
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/u
+
+const bytes = (text: unknown): Uint8Array => {
+  if (typeof text !== "string" || !BASE64URL.test(text)) throw failed
+  return new Uint8Array(Buffer.from(text, "base64url"))
+}
+
+const header = (text: unknown): Header => {
+  if (text === undefined) return {}
+  try {
+    const value: unknown = JSON.parse(Buffer.from(bytes(text)).toString("utf8"))
+    if (Predicate.isRecord(value)) return value
+  } catch {
+    // Not JSON: the same failure as any other.
+  }
+  throw failed
+}
+
+const objectOrEmpty = (value: unknown): Header => {
+  if (value === undefined) return {}
+  if (Predicate.isRecord(value)) return value
+  throw failed
+}
+
+interface Parsed {
+  readonly protectedText: string
+  readonly shared: Header
+  readonly recipients: ReadonlyArray<{ readonly header: Header; readonly encryptedKey: Uint8Array }>
+  readonly iv: Uint8Array
+  readonly ciphertext: Uint8Array
+  readonly tag: Uint8Array
+  readonly aadText: string | undefined
+}
+
+const parse = (jwe: string | FlattenedJwe | GeneralJwe): Effect.Effect<Parsed, DecryptionFailed> =>
+  Effect.try({
+    try: (): Parsed => {
+      if (typeof jwe === "string") {
+        const parts = jwe.split(".")
+        if (parts.length !== 5) throw failed
+        const [protectedText, encryptedKey, iv, ciphertext, tag] = parts
+        return {
+          protectedText,
+          shared: header(protectedText),
+          recipients: [{ header: {}, encryptedKey: bytes(encryptedKey) }],
+          iv: bytes(iv),
+          ciphertext: bytes(ciphertext),
+          tag: bytes(tag),
+          aadText: undefined
+        }
+      }
+      if (!Predicate.isRecord(jwe)) throw failed
+      const protectedText = jwe.protected ?? ""
+      const shared = { ...header(jwe.protected), ...objectOrEmpty(jwe.unprotected) }
+      if (Object.keys(header(jwe.protected)).some((name) => name in objectOrEmpty(jwe.unprotected))) throw failed
+      const entries: ReadonlyArray<unknown> = "recipients" in jwe && Array.isArray(jwe.recipients)
+        ? jwe.recipients
+        : [{ header: (jwe as FlattenedJwe).header, encrypted_key: (jwe as FlattenedJwe).encrypted_key }]
+      const recipients = entries.map((entry) => {
+        if (!Predicate.isRecord(entry)) throw failed
+        const own = objectOrEmpty(entry.header)
+        if (Object.keys(own).some((name) => name in shared)) throw failed
+        return { header: own, encryptedKey: bytes(entry.encrypted_key ?? "") }
+      })
+      if (jwe.aad !== undefined) bytes(jwe.aad)
+      return {
+        protectedText,
+        shared,
+        recipients,
+        iv: bytes(jwe.iv),
+        ciphertext: bytes(jwe.ciphertext),
+        tag: bytes(jwe.tag),
+        aadText: jwe.aad
+      }
+    },
+    catch: () => failed
+  })
+
+/**
+ * Decrypts the content with a CEK, checking the tag before any plaintext leaves: GCM's own, or for
+ * AES-CBC-HMAC-SHA2 the HMAC over AAD ‖ IV ‖ ciphertext ‖ AL compared in constant time before the
+ * ciphertext is even decrypted (RFC 7518 §5.2.2.2).
+ */
+const decryptContent = (
+  content: Content,
+  cek: Uint8Array,
+  parsed: Parsed,
+  aad: Uint8Array
+): Uint8Array => {
+  if (parsed.iv.length !== content.ivBytes || parsed.tag.length !== content.tagBytes) throw failed
+  try {
+    if (content.mac === undefined) {
+      const decipher = Crypto.createDecipheriv(content.cipher as Crypto.CipherGCMTypes, cek, parsed.iv, {
+        authTagLength: content.tagBytes
+      })
+      decipher.setAAD(aad)
+      decipher.setAuthTag(parsed.tag)
+      const head = decipher.update(parsed.ciphertext)
+      return new Uint8Array(Buffer.concat([head, decipher.final()]))
+    }
+    const half = content.keyBytes / 2
+    const macKey = cek.subarray(0, half)
+    const encKey = cek.subarray(half)
+    const al = Buffer.alloc(8)
+    al.writeBigUInt64BE(BigInt(aad.length) * 8n)
+    const expected = Crypto.createHmac(content.mac, macKey)
+      .update(aad).update(parsed.iv).update(parsed.ciphertext).update(al)
+      .digest()
+      .subarray(0, content.tagBytes)
+    if (!Crypto.timingSafeEqual(expected, parsed.tag)) throw failed
+    const decipher = Crypto.createDecipheriv(content.cipher, encKey, parsed.iv)
+    return new Uint8Array(Buffer.concat([decipher.update(parsed.ciphertext), decipher.final()]))
+  } catch {
+    throw failed
+  }
+}
+
+/**
+ * Decrypts a compact, flattened or general JWE with an RSA decryption key of the token (`use: "enc"`).
+ * A general JWE decrypts when one of its recipients' keys does.
+ *
+ * @since 0.1.0
+ * @category decryption
+ */
+export const decrypt = (
+  jwe: string | FlattenedJwe | GeneralJwe,
+  key: HsmJwk.HsmJwk,
+  options: DecryptOptions = {}
+): Effect.Effect<Decrypted, HsmError, SessionPool> =>
+  Effect.gen(function*() {
+    const parsed = yield* parse(jwe)
+    const accepted = options.algorithms ?? ["RSA-OAEP", "RSA-OAEP-256"]
+    const acceptedContent = options.contentEncryptionAlgorithms ?? Object.keys(contents) as Array<ContentEncryption>
+    const aad = new TextEncoder().encode(
+      parsed.aadText === undefined ? parsed.protectedText : `${parsed.protectedText}.${parsed.aadText}`
+    )
+    return yield* TokenSigner.withKeySession(key, options.session, (session) =>
+      Effect.gen(function*() {
+        for (const recipient of parsed.recipients) {
+          const joint = { ...parsed.shared, ...recipient.header }
+          if (joint.crit !== undefined) {
+            return yield* new InvalidHeader({ detail: "\"crit\" extensions are not supported" })
+          }
+          if (joint.zip !== undefined) {
+            return yield* new InvalidHeader({ detail: "compressed JWEs (\"zip\") are not supported" })
+          }
+          const alg = String(joint.alg)
+          if (alg === "RSA1_5") {
+            return yield* new UnsupportedAlgorithm({
+              alg: "RSA1_5 (refused: RSAES-PKCS1-v1_5 invites padding oracles)"
+            })
+          }
+          if (!(accepted as ReadonlyArray<string>).includes(alg)) return yield* new UnsupportedAlgorithm({ alg })
+          const keyManagement = yield* HsmJwk.checkKeyManagement(key, alg)
+          const enc = String(joint.enc)
+          if (!(acceptedContent as ReadonlyArray<string>).includes(enc)) {
+            return yield* new UnsupportedAlgorithm({ alg: enc })
+          }
+          const content = contents[enc as ContentEncryption]
+          const cek = yield* unwrap(session, key, keyManagement, recipient.encryptedKey, content.keyBytes)
+          const plaintext = yield* Effect.try({
+            try: () => decryptContent(content, cek, parsed, aad),
+            catch: () => failed
+          })
+          return {
+            plaintext,
+            header: joint,
+            ...(parsed.aadText === undefined ? {} : { additionalAuthenticatedData: bytes(parsed.aadText) })
+          } satisfies Decrypted
+        }
+        return yield* failed
+      }))
+  }).pipe(Effect.withSpan("Jwe.decrypt", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+
+/**
+ * The CEK, decrypted inside the token. A ciphertext the key cannot decrypt, or a CEK of the wrong size,
+ * yields a random CEK instead: the JWE then fails at its tag, as any other tampering does.
+ */
+const unwrap = (
+  session: HsmSession,
+  key: HsmJwk.HsmJwk,
+  alg: HsmJwk.KeyManagementAlgorithm,
+  encryptedKey: Uint8Array,
+  size: number
+): Effect.Effect<Uint8Array, HsmError> =>
+  Effect.gen(function*() {
+    const mechanisms = yield* TokenState.mechanisms(session)
+    if (!mechanisms.has(CKM.RSA_PKCS_OAEP)) {
+      return yield* new MechanismUnsupported({ alg, token: session.token.label, mechanisms: ["CKM_RSA_PKCS_OAEP"] })
+    }
+    const mechanism = { type: CKM.RSA_PKCS_OAEP, parameter: { _tag: "RsaOaep", ...oaep[alg] } } as const
+    const random = () => new Uint8Array(Crypto.randomBytes(size))
+    const cek = yield* TokenSigner.withKeyHandle(session, key, (handle) =>
+      session.pkcs11.decrypt(session.handle, mechanism, handle, encryptedKey)).pipe(
+        Effect.catchIf(
+          (error) =>
+            error._tag === "Pkcs11Error" && undecryptable.has(error.name),
+          () =>
+            Effect.succeed(random())
+        ),
+        Effect.catchIf(
+          // SoftHSM2 2.6.1 answers OAEP with SHA-256 parameters with CKR_ARGUMENTS_BAD: it cannot do it.
+          (error) =>
+            (error._tag === "Pkcs11Error" && error.code === CKR.ARGUMENTS_BAD) ||
+            (error._tag === "MechanismInvalid" && error.code === CKR.MECHANISM_PARAM_INVALID),
+          () =>
+            Effect.fail(
+              new MechanismUnsupported({
+                alg,
+                token: session.token.label,
+                mechanisms: [`CKM_RSA_PKCS_OAEP with ${alg === "RSA-OAEP" ? "SHA-1" : "SHA-256"} parameters`]
+              })
+            )
+        )
+      )
+    return cek.length === size ? cek : random()
+  })
+
+/**
+ * Options of encrypting.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EncryptOptions {
+  /** Default: the key's algorithm. */
+  readonly alg?: HsmJwk.KeyManagementAlgorithm | undefined
+  readonly enc: ContentEncryption
+  readonly protectedHeader?: Header | undefined
+}
+
+/**
+ * Encrypts a plaintext to the public half of a decryption key, into a compact JWE (jose does it; no
+ * token involved). The protected header carries `alg`, `enc` and the key's `kid`.
+ *
+ * @since 0.1.0
+ * @category encryption
+ */
+export const encrypt = (
+  plaintext: string | Uint8Array,
+  key: HsmJwk.HsmJwk,
+  options: EncryptOptions
+): Effect.Effect<string, UnsupportedAlgorithm | InvalidOptions | HsmError> =>
+  Effect.gen(function*() {
+    const alg = yield* HsmJwk.checkKeyManagement(key, options.alg ?? key.alg)
+    if (!(options.enc in contents)) return yield* new UnsupportedAlgorithm({ alg: options.enc })
+    const data = typeof plaintext === "string" ? new TextEncoder().encode(plaintext) : plaintext
+    return yield* Effect.tryPromise({
+      try: () =>
+        new jose.CompactEncrypt(data)
+          .setProtectedHeader({ kid: key.kid, ...options.protectedHeader, alg, enc: options.enc })
+          .encrypt(key.publicKey),
+      catch: (error) => new InvalidOptions({ detail: error instanceof Error ? error.message : String(error) })
+    })
+  }).pipe(Effect.withSpan("Jwe.encrypt", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))

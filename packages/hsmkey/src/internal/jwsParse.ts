@@ -1,0 +1,77 @@
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import { VerificationFailed } from "../HsmError.js"
+
+export interface ParsedSignature {
+  readonly protectedHeader: string
+  readonly header: { readonly [name: string]: unknown }
+  readonly unprotectedHeader: { readonly [name: string]: unknown } | undefined
+  readonly signature: Uint8Array
+}
+
+export interface ParsedJws {
+  readonly payload: string
+  readonly signatures: ReadonlyArray<ParsedSignature>
+}
+
+const invalid = (detail: string) => new VerificationFailed({ code: "ERR_JWS_INVALID", detail })
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/u
+
+const decodeHeader = (encoded: unknown): { readonly [name: string]: unknown } => {
+  if (typeof encoded !== "string" || !BASE64URL.test(encoded)) throw invalid("the protected header is not base64url")
+  let header: unknown
+  try {
+    header = JSON.parse(Buffer.from(encoded, "base64url").toString("utf8"))
+  } catch {
+    throw invalid("the protected header is not JSON")
+  }
+  if (!Predicate.isRecord(header)) throw invalid("the protected header is not a JSON object")
+  // RFC 7515 §4.1.11: an extension this verifier does not implement must be rejected.
+  if (header.crit !== undefined) throw invalid("\"crit\" extensions are not supported")
+  if (header.b64 !== undefined) throw invalid("unencoded payloads (\"b64\") are not supported")
+  return header
+}
+
+const decodeSignature = (encoded: unknown): Uint8Array => {
+  if (typeof encoded !== "string" || !BASE64URL.test(encoded)) throw invalid("the signature is not base64url")
+  return new Uint8Array(Buffer.from(encoded, "base64url"))
+}
+
+const parseSignature = (entry: unknown): ParsedSignature => {
+  if (!Predicate.isRecord(entry)) throw invalid("a signature is not a JSON object")
+  const unprotectedHeader = entry.header
+  if (unprotectedHeader !== undefined && !Predicate.isRecord(unprotectedHeader)) {
+    throw invalid("an unprotected header is not a JSON object")
+  }
+  return {
+    protectedHeader: entry.protected as string,
+    header: decodeHeader(entry.protected),
+    unprotectedHeader,
+    signature: decodeSignature(entry.signature)
+  }
+}
+
+/**
+ * The parts of a compact, flattened or general JWS, for verifiers jose does not have (a secret in a
+ * token, Ed448).
+ */
+export const parse = (jws: unknown): Effect.Effect<ParsedJws, VerificationFailed> =>
+  Effect.try({
+    try: () => {
+      if (typeof jws === "string") {
+        const parts = jws.split(".")
+        if (parts.length !== 3) throw invalid("a compact JWS has three parts")
+        const [protectedHeader, payload, signature] = parts
+        if (!BASE64URL.test(payload)) throw invalid("the payload is not base64url")
+        return { payload, signatures: [parseSignature({ protected: protectedHeader, signature })] }
+      }
+      if (!Predicate.isRecord(jws) || typeof jws.payload !== "string" || !BASE64URL.test(jws.payload)) {
+        throw invalid("a JWS has a base64url payload")
+      }
+      const entries = Array.isArray(jws.signatures) ? jws.signatures : [jws]
+      return { payload: jws.payload, signatures: entries.map(parseSignature) }
+    },
+    catch: (error) =>
+      error instanceof VerificationFailed ? error : invalid(error instanceof Error ? error.message : String(error))
+  })

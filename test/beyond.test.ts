@@ -1,0 +1,309 @@
+/**
+ * HMAC with secrets held in the token, JWE decrypted with RSA keys held in the token, and Ed448: the
+ * same tests on the emulator and on SoftHSM2. Where the two tokens differ (SoftHSM2 2.6.1 has no
+ * RSA-OAEP with SHA-256), each test says what each must do.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Constants } from "@hsmkey/pkcs11"
+import { Cause, Effect, Exit, Layer } from "effect"
+import { type HsmError, HsmJwk, type HsmSession, Jwe, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
+import * as jose from "jose"
+import * as Crypto from "node:crypto"
+import { backends, TestToken } from "./support/backends.js"
+
+const { CKO } = Constants
+
+const withPool = <E, R>(backendLayer: Layer.Layer<R, E>) =>
+  Layer.provideMerge(
+    Layer.unwrapEffect(
+      Effect.map(TestToken, (token) => SessionPool.layer({ tokenLabel: token.label, userPin: token.userPin }))
+    ),
+    backendLayer
+  )
+
+const unique = (prefix: string) => `${prefix}-${Crypto.randomBytes(4).toString("hex")}`
+
+const rw = <A, E>(f: (session: HsmSession.HsmSession) => Effect.Effect<A, E>) =>
+  SessionPool.withSession(f, { rw: true })
+
+const typedFailure = <A>(effect: Effect.Effect<A, HsmError.HsmError, any>) =>
+  Effect.gen(function*() {
+    const exit = yield* Effect.exit(effect)
+    assert.isTrue(Exit.isFailure(exit), "expected a failure")
+    if (Exit.isSuccess(exit)) return undefined as never
+    assert.isTrue(Cause.isFailType(exit.cause), `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
+    return (exit.cause as Cause.Fail<HsmError.HsmError>).error
+  })
+
+// RFC 7515 Appendix A.1: HMAC SHA-256, with its exact header and payload bytes.
+const rfc7515 = {
+  k: "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
+  header: "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9",
+  payload: "{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}",
+  jws: "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9" +
+    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ" +
+    ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+}
+
+// RFC 7516 Appendix A.1: RSAES-OAEP and AES GCM.
+const rfc7516 = {
+  jwk: {
+    kty: "RSA",
+    n: "oahUIoWw0K0usKNuOR6H4wkf4oBUXHTxRvgb48E-BVvxkeDNjbC4he8rUWcJoZmds2h7M70imEVhRU5djINXtqllXI4DFqcI1DgjT9LewND8MW2Krf3Spsk_ZkoFnilakGygTwpZ3uesH-PFABNIUYpOiN15dsQRkgr0vEhxN92i2asbOenSZeyaxziK72UwxrrKoExv6kc5twXTq4h-QChLOln0_mtUZwfsRaMStPs6mS6XrgxnxbWhojf663tuEQueGC-FCMfra36C9knDFGzKsNa7LZK2djYgyD3JR_MB_4NUJW_TqOQtwHYbxevoJArm-L5StowjzGy-_bq6Gw",
+    e: "AQAB",
+    d: "kLdtIj6GbDks_ApCSTYQtelcNttlKiOyPzMrXHeI-yk1F7-kpDxY4-WY5NWV5KntaEeXS1j82E375xxhWMHXyvjYecPT9fpwR_M9gV8n9Hrh2anTpTD93Dt62ypW3yDsJzBnTnrYu1iwWRgBKrEYY46qAZIrA2xAwnm2X7uGR1hghkqDp0Vqj3kbSCz1XyfCs6_LehBwtxHIyh8Ripy40p24moOAbgxVw3rxT_vlt3UVe4WO3JkJOzlpUf-KTVI2Ptgm-dARxTEtE-id-4OJr0h-K-VFs3VSndVTIznSxfyrj8ILL6MG_Uv8YAu7VILSB3lOW085-4qE3DzgrTjgyQ",
+    p: "1r52Xk46c-LsfB5P442p7atdPUrxQSy4mti_tZI3Mgf2EuFVbUoDBvaRQ-SWxkbkmoEzL7JXroSBjSrK3YIQgYdMgyAEPTPjXv_hI2_1eTSPVZfzL0lffNn03IXqWF5MDFuoUYE0hzb2vhrlN_rKrbfDIwUbTrjjgieRbwC6Cl0",
+    q: "wLb35x7hmQWZsWJmB_vle87ihgZ19S8lBEROLIsZG4ayZVe9Hi9gDVCOBmUDdaDYVTSNx_8Fyw1YYa9XGrGnDew00J28cRUoeBB_jKI1oma0Orv1T9aXIWxKwd4gvxFImOWr3QRL9KEBRzk2RatUBnmDZJTIAfwTs0g68UZHvtc",
+    dp:
+      "ZK-YwE7diUh0qR1tR7w8WHtolDx3MZ_OTowiFvgfeQ3SiresXjm9gZ5KLhMXvo-uz-KUJWDxS5pFQ_M0evdo1dKiRTjVw_x4NyqyXPM5nULPkcpU827rnpZzAJKpdhWAgqrXGKAECQH0Xt4taznjnd_zVpAmZZq60WPMBMfKcuE",
+    dq:
+      "Dq0gfgJ1DdFGXiLvQEZnuKEN0UUmsJBxkjydc3j4ZYdBiMRAy86x0vHCjywcMlYYg4yoC4YZa9hNVcsjqA3FeiL19rk8g6Qn29Tt0cj8qqyFpz9vNDBUfCAiJVeESOjJDZPYHdHY8v1b-o-Z2X5tvLx-TCekf7oxyeKDUqKWjis",
+    qi:
+      "VIMpMYbPf47dT1w_zDUXfPimsSegnMOA1zTaX7aGk_8urY6R8-ZW1FxU7AlWAyLWybqq6t16VFd7hQd0y6flUK4SlOydB61gwanOsXGOAOv82cHq0E3eL4HrtZkUuKvnPrMnsUUFlfUdybVzxyjz9JF_XyaY14ardLSjf4L_FNY"
+  },
+  jwe: "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ." +
+    "OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGeipsEdY3mx_etLbbWSrFr05kLzcSr4qKAq7YN7e9jwQRb23nfa6c9d-StnImGyFDbSv04uVuxIp5Zms1gNxKKK2Da14B8S4rzVRltdYwam_lDp5XnZAYpQdb76FdIKLaVmqgfwX7XWRxv2322i-vDxRfqNzo_tETKzpVLzfiwQyeyPGLBIO56YJ7eObdv0je81860ppamavo35UgoRdbYaBcoh9QcfylQr66oc6vFWXRcZ_ZT2LawVCWTIy3brGPi6UklfCpIMfIjf7iGdXKHzg." +
+    "48V1_ALb6US04U3b." +
+    "5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A." +
+    "XFBoMYUZodetZdvTiFvSkQ",
+  plaintext: "The true sign of intelligence is not knowledge but imagination."
+}
+
+const encs: ReadonlyArray<Jwe.ContentEncryption> = [
+  "A128GCM",
+  "A192GCM",
+  "A256GCM",
+  "A128CBC-HS256",
+  "A192CBC-HS384",
+  "A256CBC-HS512"
+]
+
+for (const backend of backends("hsmkey-beyond")) {
+  describe.skipIf(!backend.available)(backend.name, () => {
+    layer(withPool(backend.layer), { timeout: 120_000 })((it) => {
+      it.effect("RFC 7515 A.1 (HS256) is reproduced byte for byte after importing its secret", () =>
+        Effect.gen(function*() {
+          const key = yield* rw((session) =>
+            HsmJwk.importSecret(session, {
+              alg: "HS256",
+              key: { kty: "oct", k: rfc7515.k },
+              label: unique("rfc7515")
+            })
+          )
+          const jws = yield* Jws.signEncoded(rfc7515.header, rfc7515.payload, key)
+          assert.strictEqual(jws, rfc7515.jws)
+          const verified = yield* Jws.verify(rfc7515.jws, key)
+          assert.strictEqual(new TextDecoder().decode(verified.payload), rfc7515.payload)
+        }))
+
+      it.effect("HS256/384/512 sign in the token; jose verifies with the secret, the token verifies alone", () =>
+        Effect.gen(function*() {
+          for (const alg of ["HS256", "HS384", "HS512"] as const) {
+            const secret = Crypto.randomBytes(Number(alg.slice(2)) / 8)
+            const imported = yield* rw((s) => HsmJwk.importSecret(s, { alg, key: secret, label: unique(alg) }))
+            const jws = yield* Jws.sign(`payload ${alg}`, imported)
+            const verified = yield* Effect.promise(() => jose.compactVerify(jws, secret))
+            assert.strictEqual(verified.protectedHeader.alg, alg)
+            assert.strictEqual(verified.protectedHeader.kid, imported.kid)
+            assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, imported)).payload), `payload ${alg}`)
+
+            const jwt = yield* Jwt.sign({ sub: "hmac" }, imported, { expiresIn: "1 hour" })
+            assert.strictEqual(jose.decodeJwt(jwt).sub, "hmac")
+            yield* Effect.promise(() => jose.jwtVerify(jwt, secret, { currentDate: new Date(0) }))
+
+            const generated = yield* rw((s) => HsmJwk.generateSecret(s, { alg, label: unique(`gen-${alg}`) }))
+            assert.strictEqual(generated.bits, Number(alg.slice(2)))
+            const flattened = yield* Jws.signFlattened("generated", generated)
+            yield* Jws.verify(flattened, generated)
+            const loaded = yield* SessionPool.withSession((s) => HsmJwk.secretFromHsm(s, { id: generated.id, alg }))
+            yield* Jws.verify(yield* Jws.sign("loaded", loaded), generated)
+
+            const [h, p, sig] = jws.split(".")
+            const bytes = Buffer.from(sig, "base64url")
+            bytes[3] ^= 0x40
+            const tampered = yield* typedFailure(Jws.verify(`${h}.${p}.${bytes.toString("base64url")}`, imported))
+            assert.strictEqual(tampered._tag, "VerificationFailed")
+            const otherPayload = Buffer.from("{\"forged\":true}").toString("base64url")
+            const forged = yield* typedFailure(Jws.verify(`${h}.${otherPayload}.${sig}`, imported))
+            assert.strictEqual(forged._tag, "VerificationFailed")
+          }
+        }))
+
+      it.effect("secrets stay in the token: sensitive, unextractable, never in a JWKS or JSON", () =>
+        Effect.gen(function*() {
+          const key = yield* rw((s) => HsmJwk.generateSecret(s, { alg: "HS512", label: unique("hidden") }))
+          const attributes = yield* SessionPool.withSession((session) =>
+            Effect.gen(function*() {
+              const [handle] = yield* session.pkcs11.findObjects(session.handle, { class: CKO.SECRET_KEY, id: key.id })
+              return yield* session.pkcs11.getAttributes(session.handle, handle, [
+                "sensitive",
+                "extractable",
+                "value",
+                "sign",
+                "decrypt"
+              ])
+            })
+          )
+          assert.deepStrictEqual(attributes, { sensitive: true, extractable: false, sign: true, decrypt: false })
+          assert.deepStrictEqual(JSON.parse(JSON.stringify(key)), {
+            kty: "oct",
+            kid: key.kid,
+            alg: "HS512",
+            use: "sig"
+          })
+          const jwks = yield* SessionPool.withSession((s) => Jwks.fromToken(s))
+          assert.isTrue(jwks.keys.every((jwk) => (jwk as { kty: string }).kty !== "oct" && jwk.kid !== key.kid))
+          const short = yield* typedFailure(
+            rw((s) => HsmJwk.importSecret(s, { alg: "HS256", key: Crypto.randomBytes(31), label: unique("short") }))
+          )
+          assert.strictEqual(short._tag, "InvalidKeyMaterial")
+          const weak = yield* rw((s) =>
+            HsmJwk.importSecret(s, { alg: "HS256", key: Crypto.randomBytes(32), label: unique("weak") })
+          )
+          const mismatch = yield* typedFailure(Jws.sign("x", weak, { alg: "HS512" }))
+          assert.strictEqual(mismatch._tag, "AlgorithmMismatch")
+        }))
+
+      it.effect("JWEs made by jose decrypt in every content encryption, compact and flattened", () =>
+        Effect.gen(function*() {
+          const token = yield* TestToken
+          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("jwe"), use: "enc" }))
+          assert.strictEqual(key.use, "enc")
+          assert.strictEqual(key.publicJwk.use, "enc")
+          for (const alg of ["RSA-OAEP", "RSA-OAEP-256"] as const) {
+            for (const enc of encs) {
+              const plaintext = `${alg} ${enc} ${Crypto.randomBytes(8).toString("hex")}`
+              const compact = yield* Effect.promise(() =>
+                new jose.CompactEncrypt(new TextEncoder().encode(plaintext)).setProtectedHeader({ alg, enc }).encrypt(
+                  key.publicKey
+                )
+              )
+              const flattened = yield* Effect.promise(() =>
+                new jose.FlattenedEncrypt(new TextEncoder().encode(plaintext))
+                  .setProtectedHeader({ enc })
+                  .setUnprotectedHeader({ alg })
+                  .setAdditionalAuthenticatedData(new TextEncoder().encode("aad"))
+                  .encrypt(key.publicKey)
+              )
+              if (alg === "RSA-OAEP-256" && token.backend === "SoftHSM2") {
+                // SoftHSM2 2.6.1 decrypts OAEP with SHA-1 only: it says so, typed.
+                const error = yield* typedFailure(Jwe.decrypt(compact, key))
+                assert.strictEqual(error._tag, "MechanismUnsupported")
+                continue
+              }
+              const fromCompact = yield* Jwe.decrypt(compact, key)
+              assert.strictEqual(new TextDecoder().decode(fromCompact.plaintext), plaintext, `${alg} ${enc}`)
+              const fromFlattened = yield* Jwe.decrypt(flattened as Jwe.FlattenedJwe, key)
+              assert.strictEqual(new TextDecoder().decode(fromFlattened.plaintext), plaintext)
+              assert.strictEqual(new TextDecoder().decode(fromFlattened.additionalAuthenticatedData), "aad")
+            }
+          }
+          const roundTrip = yield* Jwe.encrypt("round trip", key, { alg: "RSA-OAEP", enc: "A256GCM" })
+          assert.strictEqual(new TextDecoder().decode((yield* Jwe.decrypt(roundTrip, key)).plaintext), "round trip")
+        }))
+
+      it.effect("RFC 7516 A.1 (RSA-OAEP + A256GCM) decrypts to its published plaintext after importing its key", () =>
+        Effect.gen(function*() {
+          const key = yield* rw((s) =>
+            HsmJwk.importPrivate(s, { key: rfc7516.jwk, label: unique("rfc7516"), use: "enc", alg: "RSA-OAEP" })
+          )
+          const decrypted = yield* Jwe.decrypt(rfc7516.jwe, key)
+          assert.strictEqual(new TextDecoder().decode(decrypted.plaintext), rfc7516.plaintext)
+          assert.deepStrictEqual(decrypted.header, { alg: "RSA-OAEP", enc: "A256GCM" })
+        }))
+
+      it.effect("a wrong key and every tampered part fail alike, with one DecryptionFailed", () =>
+        Effect.gen(function*() {
+          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("victim"), use: "enc" }))
+          const other = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("other"), use: "enc" }))
+          for (const enc of ["A256GCM", "A128CBC-HS256"] as const) {
+            const jwe = yield* Jwe.encrypt("secret content", key, { alg: "RSA-OAEP", enc })
+            const parts = jwe.split(".")
+            const flip = (index: number) => {
+              const bytes = Buffer.from(parts[index], "base64url")
+              bytes[bytes.length >> 1] ^= 1
+              return parts.map((part, i) => (i === index ? bytes.toString("base64url") : part)).join(".")
+            }
+            const header = Buffer.from(
+              JSON.stringify({ ...JSON.parse(Buffer.from(parts[0], "base64url").toString()), kid: "swapped" })
+            ).toString("base64url")
+            const cases = [
+              Jwe.decrypt(jwe, other),
+              Jwe.decrypt([header, ...parts.slice(1)].join("."), key),
+              Jwe.decrypt(flip(1), key),
+              Jwe.decrypt(flip(2), key),
+              Jwe.decrypt(flip(3), key),
+              Jwe.decrypt(flip(4), key),
+              Jwe.decrypt(parts.slice(0, 4).join("."), key)
+            ]
+            const messages = new Set<string>()
+            for (const decryption of cases) {
+              const error = yield* typedFailure(decryption)
+              assert.strictEqual(error._tag, "DecryptionFailed", `${enc}: ${error.message}`)
+              messages.add(JSON.stringify(error) + error.message)
+            }
+            assert.strictEqual(messages.size, 1)
+          }
+        }))
+
+      it.effect("RSA1_5 is refused; signing keys do not decrypt and decryption keys do not sign", () =>
+        Effect.gen(function*() {
+          const enc = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("enc"), use: "enc" }))
+          const sig = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("sig") }))
+          const rsa15 = `${
+            Buffer.from("{\"alg\":\"RSA1_5\",\"enc\":\"A128GCM\"}").toString("base64url")
+          }.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA`
+          assert.strictEqual((yield* typedFailure(Jwe.decrypt(rsa15, enc)))._tag, "UnsupportedAlgorithm")
+          const jwe = yield* Jwe.encrypt("x", enc, { alg: "RSA-OAEP", enc: "A128GCM" })
+          assert.strictEqual((yield* typedFailure(Jwe.decrypt(jwe, sig)))._tag, "AlgorithmMismatch")
+          assert.strictEqual((yield* typedFailure(Jws.sign("x", enc)))._tag, "AlgorithmMismatch")
+          assert.strictEqual(
+            (yield* typedFailure(rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-enc"), use: "enc" }))))
+              ._tag,
+            "UnsupportedKey"
+          )
+        }))
+
+      it.effect("Ed448 keys sign JWS that node:crypto verifies, with an RFC 8037 JWK and thumbprint", () =>
+        Effect.gen(function*() {
+          const key = yield* rw((s) => HsmJwk.generate(s, { type: "Ed448", label: unique("ed448") }))
+          assert.strictEqual(key.publicJwk.kty, "OKP")
+          assert.strictEqual(key.publicJwk.kty === "OKP" ? key.publicJwk.crv : "", "Ed448")
+          assert.strictEqual(key.alg, "EdDSA")
+          // RFC 8037 §2 and RFC 7638: the thumbprint of {"crv","kty","x"} in that order.
+          const x = key.publicJwk.kty === "OKP" ? key.publicJwk.x : ""
+          assert.strictEqual(Buffer.from(x, "base64url").length, 57)
+          const thumbprint = Crypto.createHash("sha256")
+            .update(JSON.stringify({ crv: "Ed448", kty: "OKP", x }))
+            .digest("base64url")
+          assert.strictEqual(key.kid, thumbprint)
+          assert.strictEqual(yield* Effect.promise(() => jose.calculateJwkThumbprint(key.publicJwk)), thumbprint)
+
+          const jws = yield* Jws.sign("Ed448 in the token", key)
+          const [h, p, signature] = jws.split(".")
+          assert.strictEqual(Buffer.from(signature, "base64url").length, 114)
+          assert.isTrue(
+            Crypto.verify(null, Buffer.from(`${h}.${p}`), key.publicKey, Buffer.from(signature, "base64url"))
+          )
+          assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, key)).payload), "Ed448 in the token")
+
+          const loaded = yield* SessionPool.withSession((s) => HsmJwk.fromHsm(s, { id: key.id }))
+          assert.deepStrictEqual(loaded.publicJwk, key.publicJwk)
+
+          const pair = Crypto.generateKeyPairSync("ed448")
+          const imported = yield* rw((s) =>
+            HsmJwk.importPrivate(s, { key: pair.privateKey, label: unique("ed448-in") })
+          )
+          const signed = (yield* Jws.sign("imported Ed448", imported)).split(".")
+          assert.isTrue(
+            Crypto.verify(
+              null,
+              Buffer.from(`${signed[0]}.${signed[1]}`),
+              pair.publicKey,
+              Buffer.from(signed[2], "base64url")
+            )
+          )
+        }))
+    })
+  })
+}

@@ -5,35 +5,14 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Constants } from "@hsmkey/pkcs11"
-import { Cause, Effect, Exit, Layer } from "effect"
-import { type HsmError, HsmJwk, type HsmSession, Jwe, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
+import { Effect } from "effect"
+import { HsmJwk, Jwe, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
 import { backends, TestToken } from "./support/backends.js"
+import { rw, typedFailure, unique, withPool } from "./support/pool.js"
 
 const { CKO } = Constants
-
-const withPool = <E, R>(backendLayer: Layer.Layer<R, E>) =>
-  Layer.provideMerge(
-    Layer.unwrapEffect(
-      Effect.map(TestToken, (token) => SessionPool.layer({ tokenLabel: token.label, userPin: token.userPin }))
-    ),
-    backendLayer
-  )
-
-const unique = (prefix: string) => `${prefix}-${Crypto.randomBytes(4).toString("hex")}`
-
-const rw = <A, E>(f: (session: HsmSession.HsmSession) => Effect.Effect<A, E>) =>
-  SessionPool.withSession(f, { rw: true })
-
-const typedFailure = <A>(effect: Effect.Effect<A, HsmError.HsmError, any>) =>
-  Effect.gen(function*() {
-    const exit = yield* Effect.exit(effect)
-    assert.isTrue(Exit.isFailure(exit), "expected a failure")
-    if (Exit.isSuccess(exit)) return undefined as never
-    assert.isTrue(Cause.isFailType(exit.cause), `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
-    return (exit.cause as Cause.Fail<HsmError.HsmError>).error
-  })
 
 // RFC 7515 Appendix A.1: HMAC SHA-256, with its exact header and payload bytes.
 const rfc7515 = {

@@ -3,23 +3,14 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Constants, Curve } from "@hsmkey/pkcs11"
-import { Cause, Clock, Effect, Exit, Layer, TestClock } from "effect"
+import { Clock, Effect, TestClock } from "effect"
 import { type HsmError, HsmJwk, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
-import { backends, TestToken } from "./support/backends.js"
+import { backends } from "./support/backends.js"
+import { typedFailure, unique, withPool } from "./support/pool.js"
 
 const { CKO } = Constants
-
-const withPool = <E, R>(backendLayer: Layer.Layer<R, E>) =>
-  Layer.provideMerge(
-    Layer.unwrapEffect(
-      Effect.map(TestToken, (token) => SessionPool.layer({ tokenLabel: token.label, userPin: token.userPin }))
-    ),
-    backendLayer
-  )
-
-const unique = (prefix: string) => `${prefix}-${Crypto.randomBytes(4).toString("hex")}`
 
 const generate = (type: HsmJwk.GenerateType, label = unique(type)) =>
   SessionPool.withSession((session) => HsmJwk.generate(session, { type, label }), { rw: true })
@@ -43,16 +34,6 @@ const nodeVerify = (alg: HsmJwk.Algorithm, key: Crypto.KeyObject, input: string,
   }
   return Crypto.verify(hash, data, key, signature)
 }
-
-/** A failure must be typed: a defect would say "bug". */
-const typedFailure = <A>(effect: Effect.Effect<A, HsmError.HsmError, any>) =>
-  Effect.gen(function*() {
-    const exit = yield* Effect.exit(effect)
-    assert.isTrue(Exit.isFailure(exit), "expected a failure")
-    if (Exit.isSuccess(exit)) return undefined as never
-    assert.isTrue(Cause.isFailType(exit.cause), `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
-    return (exit.cause as Cause.Fail<HsmError.HsmError>).error
-  })
 
 for (const backend of backends("hsmkey-jose")) {
   describe.skipIf(!backend.available)(backend.name, () => {

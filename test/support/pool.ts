@@ -1,0 +1,33 @@
+import { Cause, Effect, Exit, Layer } from "effect"
+import { type HsmError, type HsmSession, SessionPool } from "hsmkey"
+import * as Crypto from "node:crypto"
+import { assert } from "vitest"
+import { TestToken } from "./backends.js"
+
+/**
+ * A backend with a `SessionPool` on its test token.
+ */
+export const withPool = <E, R>(backendLayer: Layer.Layer<R, E>) =>
+  Layer.provideMerge(
+    Layer.unwrapEffect(
+      Effect.map(TestToken, (token) => SessionPool.layer({ tokenLabel: token.label, userPin: token.userPin }))
+    ),
+    backendLayer
+  )
+
+/** A label no other test uses. */
+export const unique = (prefix: string) => `${prefix}-${Crypto.randomBytes(4).toString("hex")}`
+
+/** Runs `f` in a read/write session of the pool. */
+export const rw = <A, E>(f: (session: HsmSession.HsmSession) => Effect.Effect<A, E>) =>
+  SessionPool.withSession(f, { rw: true })
+
+/** The typed failure of an effect; a success or a defect (which would say "bug") fails the test. */
+export const typedFailure = <A>(effect: Effect.Effect<A, HsmError.HsmError, any>) =>
+  Effect.gen(function*() {
+    const exit = yield* Effect.exit(effect)
+    assert.isTrue(Exit.isFailure(exit), "expected a failure")
+    if (Exit.isSuccess(exit)) return undefined as never
+    assert.isTrue(Cause.isFailType(exit.cause), `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
+    return (exit.cause as Cause.Fail<HsmError.HsmError>).error
+  })

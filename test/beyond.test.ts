@@ -181,6 +181,48 @@ for (const backend of backends("hsmkey-beyond")) {
           assert.strictEqual(new TextDecoder().decode((yield* Jwe.decrypt(roundTrip, key)).plaintext), "round trip")
         }))
 
+      it.effect("a general JWE for several parties decrypts with this key, whichever recipient it is", () =>
+        Effect.gen(function*() {
+          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("party"), use: "enc" }))
+          const stranger = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
+          const general = yield* Effect.promise(() =>
+            new jose.GeneralEncrypt(new TextEncoder().encode("for two parties"))
+              .setProtectedHeader({ enc: "A128CBC-HS256" })
+              .addRecipient(stranger.publicKey)
+              .setUnprotectedHeader({ alg: "RSA-OAEP", kid: "stranger" })
+              .addRecipient(key.publicKey)
+              .setUnprotectedHeader({ alg: "RSA-OAEP", kid: key.kid })
+              .encrypt()
+          )
+          const decrypted = yield* Jwe.decrypt(general as Jwe.GeneralJwe, key)
+          assert.strictEqual(new TextDecoder().decode(decrypted.plaintext), "for two parties")
+          // Without kids, every recipient is tried.
+          const anonymous = yield* Effect.promise(() =>
+            new jose.GeneralEncrypt(new TextEncoder().encode("no kids"))
+              .setProtectedHeader({ enc: "A256GCM" })
+              .addRecipient(stranger.publicKey)
+              .setUnprotectedHeader({ alg: "RSA-OAEP" })
+              .addRecipient(key.publicKey)
+              .setUnprotectedHeader({ alg: "RSA-OAEP" })
+              .encrypt()
+          )
+          assert.strictEqual(
+            new TextDecoder().decode((yield* Jwe.decrypt(anonymous as Jwe.GeneralJwe, key)).plaintext),
+            "no kids"
+          )
+          const notOurs = yield* Effect.promise(() =>
+            new jose.GeneralEncrypt(new TextEncoder().encode("not ours"))
+              .setProtectedHeader({ enc: "A256GCM" })
+              .addRecipient(stranger.publicKey)
+              .setUnprotectedHeader({ alg: "RSA-OAEP" })
+              .encrypt()
+          )
+          assert.strictEqual(
+            (yield* typedFailure(Jwe.decrypt(notOurs as Jwe.GeneralJwe, key)))._tag,
+            "DecryptionFailed"
+          )
+        }))
+
       it.effect("RFC 7516 A.1 (RSA-OAEP + A256GCM) decrypts to its published plaintext after importing its key", () =>
         Effect.gen(function*() {
           const key = yield* rw((s) =>

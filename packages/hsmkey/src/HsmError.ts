@@ -223,7 +223,7 @@ export class InvalidKeyMaterial
 }
 
 /**
- * An algorithm hsmkey does not sign with (RSA1_5-style or unknown names, `none`).
+ * An algorithm hsmkey does not sign or decrypt with: unknown names, `none`, `RSA1_5`.
  *
  * @since 0.1.0
  * @category errors
@@ -235,7 +235,8 @@ export class UnsupportedAlgorithm
 {
   /** @since 0.1.0 */
   override get message(): string {
-    return `Unsupported JWS algorithm "${this.alg}"; use RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA`
+    return `Unsupported algorithm "${this.alg}": hsmkey signs with RS256/384/512, PS256/384/512, ES256/384/512, ` +
+      "EdDSA and HS256/384/512, and decrypts RSA-OAEP and RSA-OAEP-256 JWEs"
   }
 }
 

@@ -14,6 +14,7 @@
  */
 import { CKG, CKM, CKR } from "@hsmkey/pkcs11/Constants"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
@@ -281,34 +282,36 @@ export const decrypt = (
     )
     return yield* TokenSigner.withKeySession(key, options.session, (session) =>
       Effect.gen(function*() {
-        for (const recipient of parsed.recipients) {
-          const joint = { ...parsed.shared, ...recipient.header }
+        // A general JWE may be for several parties: try each recipient whose algorithm this key can
+        // decrypt, those naming its kid first, and fail alike when none of them decrypts.
+        const candidates = parsed.recipients
+          .map((recipient) => ({ recipient, joint: { ...parsed.shared, ...recipient.header } }))
+          .filter(({ joint }) => (accepted as ReadonlyArray<string>).includes(String(joint.alg)))
+          .sort((a, b) => Number(b.joint.kid === key.kid) - Number(a.joint.kid === key.kid))
+        if (candidates.length === 0) {
+          const alg = String({ ...parsed.shared, ...parsed.recipients[0]?.header }.alg)
+          return yield* new UnsupportedAlgorithm({
+            alg: alg === "RSA1_5" ? "RSA1_5 (refused: RSAES-PKCS1-v1_5 invites padding oracles)" : alg
+          })
+        }
+        for (const { joint, recipient } of candidates) {
           if (joint.crit !== undefined) {
             return yield* new InvalidHeader({ detail: "\"crit\" extensions are not supported" })
           }
           if (joint.zip !== undefined) {
             return yield* new InvalidHeader({ detail: "compressed JWEs (\"zip\") are not supported" })
           }
-          const alg = String(joint.alg)
-          if (alg === "RSA1_5") {
-            return yield* new UnsupportedAlgorithm({
-              alg: "RSA1_5 (refused: RSAES-PKCS1-v1_5 invites padding oracles)"
-            })
-          }
-          if (!(accepted as ReadonlyArray<string>).includes(alg)) return yield* new UnsupportedAlgorithm({ alg })
-          const keyManagement = yield* HsmJwk.checkKeyManagement(key, alg)
+          const keyManagement = yield* HsmJwk.checkKeyManagement(key, String(joint.alg))
           const enc = String(joint.enc)
           if (!(acceptedContent as ReadonlyArray<string>).includes(enc)) {
             return yield* new UnsupportedAlgorithm({ alg: enc })
           }
           const content = contents[enc as ContentEncryption]
           const cek = yield* unwrap(session, key, keyManagement, recipient.encryptedKey, content.keyBytes)
-          const plaintext = yield* Effect.try({
-            try: () => decryptContent(content, cek, parsed, aad),
-            catch: () => failed
-          })
+          const plaintext = yield* Effect.option(Effect.try(() => decryptContent(content, cek, parsed, aad)))
+          if (Option.isNone(plaintext)) continue
           return {
-            plaintext,
+            plaintext: plaintext.value,
             header: joint,
             ...(parsed.aadText === undefined ? {} : { additionalAuthenticatedData: bytes(parsed.aadText) })
           } satisfies Decrypted

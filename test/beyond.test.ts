@@ -267,6 +267,30 @@ for (const backend of backends("hsmkey-beyond")) {
           }
         }))
 
+      it.effect("an encrypted key of the wrong size fails like any other, and leaves the session healthy", () =>
+        Effect.gen(function*() {
+          const token = yield* TestToken
+          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("short"), use: "enc" }))
+          const signer = yield* rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("after") }))
+          // One session only: a stuck operation would show on the next use.
+          yield* Effect.scoped(Effect.gen(function*() {
+            const pool = yield* SessionPool.make({ tokenLabel: token.label, userPin: token.userPin, maxSessions: 1 })
+            const inPool = <A, E>(effect: Effect.Effect<A, E, SessionPool.SessionPool>) =>
+              Effect.provideService(effect, SessionPool.SessionPool, pool)
+            const good = yield* Jwe.encrypt("still fine", key, { alg: "RSA-OAEP", enc: "A128GCM" })
+            const parts = good.split(".")
+            for (const encryptedKey of ["", "AAAA", Buffer.alloc(255, 1).toString("base64url")]) {
+              const bad = [parts[0], encryptedKey, ...parts.slice(2)].join(".")
+              assert.strictEqual((yield* typedFailure(inPool(Jwe.decrypt(bad, key))))._tag, "DecryptionFailed")
+            }
+            assert.strictEqual(
+              new TextDecoder().decode((yield* inPool(Jwe.decrypt(good, key))).plaintext),
+              "still fine"
+            )
+            yield* Jws.verify(yield* inPool(Jws.sign("still signs", signer)), signer)
+          }))
+        }))
+
       it.effect("RSA1_5 is refused; signing keys do not decrypt and decryption keys do not sign", () =>
         Effect.gen(function*() {
           const enc = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("enc"), use: "enc" }))

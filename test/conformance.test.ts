@@ -273,6 +273,13 @@ for (const backend of backends("hsmkey-conformance")) {
           const noSlot = yield* Effect.flip(pkcs11.tokenInfo(0x7fff_fff0 as Pkcs11.SlotId))
           assert.strictEqual(noSlot._tag, "TokenNotPresent")
 
+          // Empty input is refused before any operation starts: the session stays usable.
+          const empty = yield* Effect.flip(
+            pkcs11.sign(session, { type: CKM.ECDSA }, pair.privateKey, new Uint8Array(0))
+          )
+          assert.strictEqual(empty._tag === "Pkcs11Error" ? empty.name : empty._tag, "CKR_ARGUMENTS_BAD")
+          yield* pkcs11.sign(session, { type: CKM.ECDSA }, pair.privateKey, hash)
+
           const stale = yield* Effect.flip(
             pkcs11.sign(session, { type: CKM.ECDSA }, 0x7fff_fff0 as Pkcs11.ObjectHandle, hash)
           )

@@ -338,6 +338,8 @@ const unwrap = (
     }
     const mechanism = { type: CKM.RSA_PKCS_OAEP, parameter: { _tag: "RsaOaep", ...oaep[alg] } } as const
     const random = () => new Uint8Array(Crypto.randomBytes(size))
+    // An RSA ciphertext is exactly as long as the modulus; anything else never reaches the token.
+    if (encryptedKey.length !== Math.ceil(key.bits / 8)) return random()
     const cek = yield* TokenSigner.withKeyHandle(session, key, (handle) =>
       session.pkcs11.decrypt(session.handle, mechanism, handle, encryptedKey)).pipe(
         Effect.catchIf(

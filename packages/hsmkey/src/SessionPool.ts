@@ -279,9 +279,14 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
       const tags = failures.map((failure) => Predicate.hasProperty(failure, "_tag") ? failure._tag : undefined)
       if (tags.includes("TokenNotPresent")) return yield* tokenLost
+      // A closed session is gone; one that answered CKR_OPERATION_ACTIVE is stuck in an operation.
       const died = failures.some((failure) =>
-        Predicate.hasProperty(failure, "_tag") && failure._tag === "SessionFailed" &&
-        Predicate.hasProperty(failure, "reason") && failure.reason === "closed"
+        Predicate.hasProperty(failure, "_tag") && (
+          (failure._tag === "SessionFailed" && Predicate.hasProperty(failure, "reason") &&
+            failure.reason === "closed") ||
+          (failure._tag === "Pkcs11Error" && Predicate.hasProperty(failure, "name") &&
+            failure.name === "CKR_OPERATION_ACTIVE")
+        )
       )
       if (died || bound.waiting > 0) yield* kind.pool.invalidate(item)
     })

@@ -90,7 +90,7 @@ describe("Pkcs11 service", () => {
       }))
       yield* Effect.forEach(
         Array.from({ length: 40 }, (_, i) => i),
-        (i) => service.sign((i % 4) as Pkcs11.SessionHandle, { type: 0 }, key, new Uint8Array()),
+        (i) => service.sign((i % 4) as Pkcs11.SessionHandle, { type: 0 }, key, new Uint8Array([i])),
         { concurrency: "unbounded" }
       )
       assert.strictEqual(maxPerSession, 1)
@@ -119,7 +119,7 @@ describe("Pkcs11 service", () => {
           return { slotId: 1, state: 3, flags: 6, deviceError: 0 }
         }
       }))
-      const first = yield* Effect.fork(service.sign(session, { type: 0 }, key, new Uint8Array()))
+      const first = yield* Effect.fork(service.sign(session, { type: 0 }, key, new Uint8Array([1])))
       yield* Effect.yieldNow()
       const interrupting = yield* Effect.fork(Fiber.interrupt(first))
       const next = yield* Effect.fork(service.sessionInfo(session))

@@ -323,9 +323,23 @@ export const make = (module: Module): Driver => {
     decrypt: async (session, mechanism, key, data) => {
       const handle = toHandle(session)
       call("C_DecryptInit", () => p11.C_DecryptInit(handle, toMechanism(mechanism), toHandle(key)))
-      // An RSA plaintext is never longer than its ciphertext.
-      const output = Buffer.alloc(Math.max(data.length, 16))
-      return new Uint8Array(await callAsync("C_Decrypt", () => p11.C_DecryptAsync(handle, Buffer.from(data), output)))
+      const input = Buffer.from(data)
+      try {
+        // Room for any RSA plaintext up to 8192-bit keys, whatever the ciphertext's length: a short
+        // ciphertext must be refused for itself, not for our buffer.
+        return new Uint8Array(
+          await callAsync(
+            "C_Decrypt",
+            () => p11.C_DecryptAsync(handle, input, Buffer.alloc(Math.max(input.length, 1024)))
+          )
+        )
+      } catch (error) {
+        // As for C_Sign: CKR_BUFFER_TOO_SMALL leaves the operation active until a call with room enough.
+        if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
+        return new Uint8Array(
+          await callAsync("C_Decrypt", () => p11.C_DecryptAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
+        )
+      }
     }
   }
 }

@@ -113,7 +113,9 @@ export const make = (driver: Driver): Pkcs11.Service => {
   }
 
   const forget = (session: number) => {
-    locks.delete(session)
+    // A lock with callers still queued stays: they must not share a reused handle with new callers.
+    const lock = locks.get(session)
+    if (lock !== undefined && lock.waiting === 0) locks.delete(session)
     sessionSlots.delete(session)
   }
 
@@ -184,6 +186,14 @@ export const make = (driver: Driver): Pkcs11.Service => {
   }
 
   const mechanismAttributes = (mechanism: Mechanism) => ({ "pkcs11.mechanism": mechanismName(mechanism.type) })
+
+  // pkcs11js hands an empty buffer to the library as a NULL pointer: SoftHSM2 answers CKR_ARGUMENTS_BAD
+  // and leaves the operation initialized, so the session refuses every later one (CKR_OPERATION_ACTIVE).
+  // Empty input is refused here, before any operation starts.
+  const nonEmpty = <A>(method: string, data: Uint8Array, effect: Effect.Effect<A, Pkcs11Failure>) =>
+    data.length > 0
+      ? effect
+      : Effect.fail(new Pkcs11Error({ method, code: CKR.ARGUMENTS_BAD, name: "CKR_ARGUMENTS_BAD" }))
 
   return {
     moduleId: driver.moduleId,
@@ -366,7 +376,11 @@ export const make = (driver: Driver): Pkcs11.Service => {
       onSession(
         "C_Sign",
         session,
-        attemptAsync(() => driver.sign(session, mechanism, key, data), { mechanism: mechanism.type }),
+        nonEmpty(
+          "C_Sign",
+          data,
+          attemptAsync(() => driver.sign(session, mechanism, key, data), { mechanism: mechanism.type })
+        ),
         mechanismAttributes(mechanism)
       ),
 
@@ -374,7 +388,11 @@ export const make = (driver: Driver): Pkcs11.Service => {
       onSession(
         "C_Verify",
         session,
-        attemptAsync(() => driver.verify(session, mechanism, key, data, signature), { mechanism: mechanism.type }),
+        nonEmpty(
+          "C_Verify",
+          data,
+          attemptAsync(() => driver.verify(session, mechanism, key, data, signature), { mechanism: mechanism.type })
+        ),
         mechanismAttributes(mechanism)
       ),
 
@@ -382,7 +400,11 @@ export const make = (driver: Driver): Pkcs11.Service => {
       onSession(
         "C_Decrypt",
         session,
-        attemptAsync(() => driver.decrypt(session, mechanism, key, data), { mechanism: mechanism.type }),
+        nonEmpty(
+          "C_Decrypt",
+          data,
+          attemptAsync(() => driver.decrypt(session, mechanism, key, data), { mechanism: mechanism.type })
+        ),
         mechanismAttributes(mechanism)
       )
   }

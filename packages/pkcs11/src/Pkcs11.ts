@@ -349,7 +349,10 @@ export declare namespace Pkcs11 {
       mechanism: Mechanism,
       template: Attribute.Attributes
     ) => Effect.Effect<ObjectHandle, Pkcs11Failure>
-    /** `C_SignInit` and `C_Sign` as one operation. */
+    /**
+     * `C_SignInit` and `C_Sign` as one operation. Empty data is refused (`CKR_ARGUMENTS_BAD`) before any
+     * operation starts: pkcs11js would pass it as NULL, which leaves SoftHSM2's operation active.
+     */
     readonly sign: (
       session: SessionHandle,
       mechanism: Mechanism,
@@ -358,7 +361,7 @@ export declare namespace Pkcs11 {
     ) => Effect.Effect<Uint8Array, Pkcs11Failure>
     /**
      * `C_VerifyInit` and `C_Verify` as one operation: `false` for a signature the token rejects
-     * (`CKR_SIGNATURE_INVALID`, `CKR_SIGNATURE_LEN_RANGE`).
+     * (`CKR_SIGNATURE_INVALID`, `CKR_SIGNATURE_LEN_RANGE`); empty data is refused, as for `sign`.
      */
     readonly verify: (
       session: SessionHandle,
@@ -367,7 +370,7 @@ export declare namespace Pkcs11 {
       data: Uint8Array,
       signature: Uint8Array
     ) => Effect.Effect<boolean, Pkcs11Failure>
-    /** `C_DecryptInit` and `C_Decrypt` as one operation. */
+    /** `C_DecryptInit` and `C_Decrypt` as one operation; empty data is refused, as for `sign`. */
     readonly decrypt: (
       session: SessionHandle,
       mechanism: Mechanism,

@@ -73,6 +73,37 @@ describe("Pkcs11 service", () => {
       assert.deepStrictEqual(seen, ["s3cret", "s3cret"])
     }))
 
+  it.effect("empty input to sign, verify or decrypt is refused before any operation starts", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const service = Service.make(fakeDriver({
+        sign: async () => {
+          calls++
+          return new Uint8Array(1)
+        },
+        verify: async () => {
+          calls++
+          return true
+        },
+        decrypt: async () => {
+          calls++
+          return new Uint8Array(1)
+        }
+      }))
+      const empty = new Uint8Array(0)
+      for (
+        const call of [
+          Effect.asVoid(service.sign(session, { type: 0 }, key, empty)),
+          Effect.asVoid(service.verify(session, { type: 0 }, key, empty, new Uint8Array(1))),
+          Effect.asVoid(service.decrypt(session, { type: 0 }, key, empty))
+        ]
+      ) {
+        const error = yield* Effect.flip(call)
+        assert.strictEqual(error._tag === "Pkcs11Error" ? error.name : error._tag, "CKR_ARGUMENTS_BAD")
+      }
+      assert.strictEqual(calls, 0)
+    }))
+
   it.effect("calls on one session never overlap; calls on different sessions do", () =>
     Effect.gen(function*() {
       let active = new Map<number, number>()

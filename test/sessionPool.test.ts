@@ -139,6 +139,52 @@ for (const backend of backends("hsmkey-pool")) {
           assert.strictEqual(calls.open, 0)
         }))
 
+      it.effect("the login ends with the last pool that has a PIN; a later PIN is checked by the token", () =>
+        Effect.gen(function*() {
+          const calls = yield* Calls
+          yield* Effect.scoped(Effect.gen(function*() {
+            const pinless = yield* SessionPool.make(yield* poolOptions({ userPin: undefined }))
+            const stateOf = pinless.withSession((session) =>
+              Effect.map(session.pkcs11.sessionInfo(session.handle), (info) => info.state)
+            )
+            yield* Effect.scoped(SessionPool.make(yield* poolOptions()))
+            assert.strictEqual(yield* stateOf, "ro-public")
+            calls.reset()
+            const error = yield* Effect.flip(
+              Effect.scoped(SessionPool.make(yield* poolOptions({ userPin: Redacted.make("not-the-pin-7170") })))
+            )
+            assert.strictEqual(error._tag, "PinIncorrect")
+            assert.strictEqual(calls.logins, 1)
+            yield* Effect.scoped(Effect.gen(function*() {
+              yield* SessionPool.make(yield* poolOptions())
+              assert.strictEqual(yield* stateOf, "ro-user")
+            }))
+          }))
+        }))
+
+      it.effect("a login made by other code is shared but left to it: the pool does not log out", () =>
+        Effect.gen(function*() {
+          const pkcs11 = yield* Pkcs11.Pkcs11
+          const token = yield* TestToken
+          const slots = yield* pkcs11.slots()
+          const infos = yield* Effect.forEach(slots, (slot) => pkcs11.tokenInfo(slot))
+          const { slotId: slot } = infos.find((info) => info.serialNumber === token.serialNumber)!
+          yield* Effect.acquireUseRelease(
+            pkcs11.openSession(slot),
+            (own) =>
+              Effect.gen(function*() {
+                assert.strictEqual(yield* pkcs11.login(own, token.userPin), "logged-in")
+                yield* Effect.scoped(Effect.gen(function*() {
+                  const pool = yield* SessionPool.make(yield* poolOptions())
+                  yield* pool.withSession(() => Effect.void)
+                }))
+                assert.strictEqual((yield* pkcs11.sessionInfo(own)).state, "ro-user")
+                yield* pkcs11.logout(own)
+              }),
+            (own) => Effect.orDie(pkcs11.closeSession(own))
+          )
+        }))
+
       it.effect("a second pool with another PIN is refused: the token would not check it", () =>
         Effect.scoped(Effect.gen(function*() {
           yield* SessionPool.make(yield* poolOptions())

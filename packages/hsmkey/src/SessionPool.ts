@@ -3,8 +3,10 @@
  *
  * Login belongs to the token, not to a session (a logout on any session logs out all of them), so the
  * pool logs in once per token and process, on a session of its own kept for its lifetime, and shares
- * that login with every other pool of the process on the token. Leases never log out; the last pool to
- * close does. Sessions are checked when lent: a closed one is replaced, a logged-out token is logged in
+ * that login with every other pool of the process on the token. Leases never log out; the last pool with
+ * a PIN to close does. A token that other code of the process logged in already answers
+ * `CKR_USER_ALREADY_LOGGED_IN` without checking the PIN: the pool uses that login, logs a warning, and
+ * leaves the logout to whoever logged in. Sessions are checked when lent: a closed one is replaced, a logged-out token is logged in
  * again (once, for all leases), and a removed token fails its callers with `TokenNotPresent` until it
  * is found again by serial number, in whatever slot it reappears.
  *
@@ -42,7 +44,10 @@ import * as TokenLookup from "./internal/tokenLookup.js"
 export interface SessionPoolOptions {
   readonly tokenLabel?: string | undefined
   readonly tokenSerial?: string | undefined
-  /** The user PIN. Without one the pool lends public sessions only. */
+  /**
+   * The user PIN. Without one the pool never logs in: its sessions are public, unless a pool with a
+   * PIN keeps the token logged in.
+   */
   readonly userPin?: Redacted.Redacted<string> | undefined
   /**
    * Sessions the pool may hold open at once, read-only and read/write together (default 8). Capped by
@@ -134,7 +139,8 @@ const isDead = (error: HsmError): boolean => error._tag === "SessionFailed" && e
 
 /**
  * Builds a pool in the current scope: finds the token, logs in (or shares this process's login), and
- * closes every session and logs out (if it was the last pool on the token) when the scope closes.
+ * closes every session and logs out (if it was the last pool with a PIN on the token) when the scope
+ * closes.
  *
  * @since 0.1.0
  * @category constructors
@@ -151,7 +157,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
 
   const info = yield* TokenLookup.find(pkcs11, selector)
   const entry = yield* LoginRegistry.acquire(pkcs11, info, options.userPin)
-  yield* LoginRegistry.ensureLoggedIn(entry)
+  yield* LoginRegistry.ensureLoggedIn(entry, options.userPin)
   const token = entry.token
   const label = token.label
 
@@ -197,7 +203,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       yield* evictIdle(rw)
       yield* bound.takeScopedWithin(acquireTimeout, poolTimeout)
       const slot = yield* LoginRegistry.currentSlot(entry)
-      yield* LoginRegistry.ensureLoggedIn(entry)
+      yield* LoginRegistry.ensureLoggedIn(entry, options.userPin)
       const handle = yield* Effect.acquireRelease(
         pkcs11.openSession(slot, { rw }),
         (handle) =>
@@ -247,9 +253,9 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
         return yield* Effect.fail(error)
       }
       const state = sessionInfo.right.state
-      if (entry.pin !== undefined && (state === "ro-public" || state === "rw-public")) {
+      if (options.userPin !== undefined && (state === "ro-public" || state === "rw-public")) {
         yield* Effect.logInfo(`Token "${label}" lost its login; logging in again`)
-        yield* LoginRegistry.relogin(entry, observed)
+        yield* LoginRegistry.relogin(entry, options.userPin, observed)
       }
       return undefined
     })

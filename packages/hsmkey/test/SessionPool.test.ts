@@ -176,15 +176,35 @@ describe("SessionPool on the emulator", () => {
       const [slot] = yield* pkcs11.slots()
       const info = yield* pkcs11.tokenInfo(slot)
       const entry = yield* LoginRegistry.acquire(pkcs11, info, userPin)
-      yield* LoginRegistry.ensureLoggedIn(entry)
+      yield* LoginRegistry.ensureLoggedIn(entry, userPin)
       const epoch = entry.epoch
       yield* control.forceLogout("emu")
       const before = (yield* control.stats("emu")).loginCalls
-      yield* Effect.all(Array.from({ length: 10 }, () => LoginRegistry.relogin(entry, epoch)), {
+      yield* Effect.all(Array.from({ length: 10 }, () => LoginRegistry.relogin(entry, userPin, epoch)), {
         concurrency: "unbounded"
       })
       assert.strictEqual((yield* control.stats("emu")).loginCalls, before + 1)
       assert.isAbove(entry.epoch, epoch)
+      assert.strictEqual((yield* control.stats("emu")).loggedIn, "user")
+    }).pipe(Effect.provide(emulator())))
+
+  it.scoped("pools that joined with a PIN the token then rejects fail without another C_Login", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const pkcs11 = yield* Pkcs11.Pkcs11
+      const [slot] = yield* pkcs11.slots()
+      const info = yield* pkcs11.tokenInfo(slot)
+      const wrong = Redacted.make("not-the-pin-6160")
+      const first = yield* LoginRegistry.acquire(pkcs11, info, wrong)
+      const second = yield* LoginRegistry.acquire(pkcs11, info, wrong)
+      const before = (yield* control.stats("emu")).loginCalls
+      assert.strictEqual((yield* Effect.flip(LoginRegistry.ensureLoggedIn(first, wrong)))._tag, "PinIncorrect")
+      assert.strictEqual((yield* Effect.flip(LoginRegistry.ensureLoggedIn(second, wrong)))._tag, "PinIncorrect")
+      assert.strictEqual((yield* Effect.flip(LoginRegistry.relogin(second, wrong, second.epoch)))._tag, "PinIncorrect")
+      assert.strictEqual((yield* control.stats("emu")).loginCalls, before + 1)
+      // The rejected PIN no longer holds the token: the right one may join and log in.
+      const right = yield* LoginRegistry.acquire(pkcs11, info, userPin)
+      yield* LoginRegistry.ensureLoggedIn(right, userPin)
       assert.strictEqual((yield* control.stats("emu")).loggedIn, "user")
     }).pipe(Effect.provide(emulator())))
 

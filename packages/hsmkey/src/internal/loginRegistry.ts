@@ -15,19 +15,27 @@ import * as TokenLookup from "./tokenLookup.js"
  *
  * PKCS#11 login belongs to the application and the token, not to a session: a logout on any session
  * logs out all of them, and closing the last session logs out. So one login session per token stays
- * open for as long as any pool on the token lives, leases never log out, and the last pool to close
- * logs out.
+ * open for as long as any pool with a PIN lives on the token, leases never log out, and the last pool
+ * with a PIN to close logs out.
  */
 export interface Entry {
   readonly key: string
   readonly token: TokenRef
   readonly pkcs11: Pkcs11.Service
-  pin: Redacted.Redacted<string> | undefined
+  /** The keyed digest of the PIN the pools on the token share, while any of them has one. */
   pinDigest: string | undefined
+  /** Pools on the token. */
   references: number
+  /** Pools on the token that came with a PIN: the login lasts as long as one of them. */
+  pinHolders: number
   /** The token's slot now; forgotten when the token is lost, since a re-inserted token moves. */
   slot: SlotId | undefined
   loginSession: SessionHandle | undefined
+  /**
+   * Whether this process's `C_Login` logged the token in. When the token answered that it was logged
+   * in already, someone else in the process holds the login, and it is theirs to end.
+   */
+  ownLogin: boolean
   /**
    * Changes at every login and loss, to a value unique in the process: object handles found in an
    * earlier epoch may be stale, even across pools that come and go.
@@ -104,17 +112,24 @@ const closeQuietly = (entry: Entry, session: SessionHandle) =>
   )
 
 /**
- * Logs in on a new login session. Must run under `entry.lock`.
+ * Logs in on a new login session. Must run under `entry.lock`; uninterruptible, so that a session that
+ * logged in is never left open and unknown.
  */
 const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>) =>
-  Effect.gen(function*() {
+  Effect.uninterruptible(Effect.gen(function*() {
     const pkcs11 = entry.pkcs11
     const slot = yield* currentSlot(entry)
     yield* checkPinFlags(yield* pkcs11.tokenInfo(slot))
     const session = yield* pkcs11.openSession(slot)
-    yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => closeQuietly(entry, session)))
+    const result = yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => closeQuietly(entry, session)))
     entry.loginSession = session
-  })
+    entry.ownLogin = result === "logged-in"
+    if (!entry.ownLogin) {
+      yield* Effect.logWarning(
+        `Token "${entry.token.label}" was logged in already by other code in this process: its PIN was not checked, and hsmkey will not log it out`
+      )
+    }
+  }))
 
 /**
  * Logs in on a session; a rejected PIN is remembered and never tried again by this process.
@@ -127,51 +142,75 @@ const loginOn = (entry: Entry, session: SessionHandle, pin: Redacted.Redacted<st
     }),
     Effect.tapError((error) =>
       Effect.sync(() => {
-        if (error._tag === "PinIncorrect") {
-          rejectedOf(entry.key).add(digest(pin))
-          entry.pin = undefined
-          entry.pinDigest = undefined
-        }
+        if (error._tag !== "PinIncorrect") return
+        const rejected = digest(pin)
+        rejectedOf(entry.key).add(rejected)
+        // Pools still holding the rejected PIN fail on their own; a pool with another PIN may now join.
+        if (entry.pinDigest === rejected) entry.pinDigest = undefined
       })
     ),
     Effect.withSpan("SessionPool.login", { attributes: { "hsm.token": entry.token.label }, captureStackTrace: false })
   )
 
 /**
+ * Fails when this PIN may not log in: the process saw the token reject it, or the token is shared under
+ * another PIN.
+ */
+const checkPin = (entry: Entry, pin: Redacted.Redacted<string>): Effect.Effect<void, PinIncorrect | PinMismatch> => {
+  const pinDigest = digest(pin)
+  if (rejectedOf(entry.key).has(pinDigest)) {
+    return Effect.fail(new PinIncorrect({ method: "C_Login", token: entry.token.label }))
+  }
+  if (entry.pinDigest !== undefined && entry.pinDigest !== pinDigest) {
+    return Effect.fail(new PinMismatch({ token: entry.token.label }))
+  }
+  return Effect.void
+}
+
+/**
  * Makes sure the token is logged in for a pool with this PIN: the first pool logs in, later pools with
  * the same PIN share that login, and a pool without a PIN needs none.
  */
-export const ensureLoggedIn = (entry: Entry): Effect.Effect<void, HsmError> =>
-  entry.lock.withPermit(Effect.suspend(() => {
-    const pin = entry.pin
-    if (pin === undefined) return Effect.void
-    if (entry.loginSession === undefined) return loginFresh(entry, pin)
-    return Effect.void
-  }))
+export const ensureLoggedIn = (
+  entry: Entry,
+  pin: Redacted.Redacted<string> | undefined
+): Effect.Effect<void, HsmError> =>
+  pin === undefined ? Effect.void : entry.lock.withPermit(Effect.suspend(() =>
+    Effect.zipRight(
+      checkPin(entry, pin),
+      entry.loginSession === undefined ? loginFresh(entry, pin) : Effect.void
+    )
+  ))
 
 /**
  * Logs in again after a lease found its session logged out, once for all the leases that saw the same
- * epoch: the first re-logs in, the others find the epoch moved on.
+ * epoch: the first re-logs in, the others find the epoch moved on. A pool without a PIN never does.
  */
-export const relogin = (entry: Entry, observedEpoch: number): Effect.Effect<void, HsmError> =>
-  entry.lock.withPermit(Effect.suspend(() => {
-    const pin = entry.pin
-    if (pin === undefined || entry.epoch !== observedEpoch) return Effect.void
+export const relogin = (
+  entry: Entry,
+  pin: Redacted.Redacted<string> | undefined,
+  observedEpoch: number
+): Effect.Effect<void, HsmError> =>
+  pin === undefined ? Effect.void : entry.lock.withPermit(Effect.suspend(() => {
+    if (entry.epoch !== observedEpoch) return Effect.void
     const loginSession = entry.loginSession
-    if (loginSession === undefined) return loginFresh(entry, pin)
+    if (loginSession === undefined) return Effect.zipRight(checkPin(entry, pin), loginFresh(entry, pin))
     return entry.pkcs11.sessionInfo(loginSession).pipe(
       Effect.flatMap((info) =>
         isPublic(info.state)
-          ? Effect.zipRight(
-            Effect.flatMap(entry.pkcs11.tokenInfo(info.slotId), checkPinFlags),
-            loginOn(entry, loginSession, pin)
+          ? checkPin(entry, pin).pipe(
+            Effect.zipRight(Effect.flatMap(entry.pkcs11.tokenInfo(info.slotId), checkPinFlags)),
+            Effect.zipRight(loginOn(entry, loginSession, pin)),
+            Effect.tap((result) => {
+              entry.ownLogin = result === "logged-in"
+            })
           )
           : Effect.void
       ),
       Effect.catchTag("SessionFailed", (error) => {
         if (error.reason !== "closed") return Effect.fail(error)
         entry.loginSession = undefined
-        return loginFresh(entry, pin)
+        return Effect.zipRight(checkPin(entry, pin), loginFresh(entry, pin))
       })
     )
   }))
@@ -189,26 +228,38 @@ export const markLost = (entry: Entry): Effect.Effect<void> =>
     return session === undefined ? Effect.void : closeQuietly(entry, session)
   }))
 
-const release = (entry: Entry): Effect.Effect<void> =>
-  registry.lock.withPermit(Effect.suspend(() => {
-    entry.references--
-    if (entry.references > 0) return Effect.void
-    registry.entries.delete(entry.key)
+// Ends the login this process made; a login someone else made is theirs to end.
+const endLogin = (entry: Entry): Effect.Effect<void> =>
+  entry.lock.withPermit(Effect.suspend(() => {
     const session = entry.loginSession
     entry.loginSession = undefined
     if (session === undefined) return Effect.void
-    return entry.pkcs11.logout(session).pipe(
-      Effect.catchAll((error) =>
-        Effect.logWarning(`Logging out of token "${entry.token.label}" failed: ${error.message}`)
-      ),
-      Effect.zipRight(closeQuietly(entry, session))
-    )
+    const logout = entry.ownLogin
+      ? entry.pkcs11.logout(session).pipe(
+        Effect.catchAll((error) =>
+          Effect.logWarning(`Logging out of token "${entry.token.label}" failed: ${error.message}`)
+        )
+      )
+      : Effect.void
+    entry.ownLogin = false
+    return Effect.zipRight(logout, closeQuietly(entry, session))
+  }))
+
+const release = (entry: Entry, withPin: boolean): Effect.Effect<void> =>
+  registry.lock.withPermit(Effect.suspend(() => {
+    entry.references--
+    if (entry.references === 0) registry.entries.delete(entry.key)
+    if (!withPin) return Effect.void
+    entry.pinHolders--
+    if (entry.pinHolders > 0) return Effect.void
+    entry.pinDigest = undefined
+    return endLogin(entry)
   }))
 
 /**
  * Takes a reference to the token's login state for a pool, for the scope's lifetime. A PIN this process
- * saw rejected fails at once, without a `C_Login`; a PIN other than the one logged in with fails with
- * `PinMismatch`, since the token would not check it.
+ * saw rejected fails at once, without a `C_Login`; a PIN other than the one the token is shared under
+ * fails with `PinMismatch`, since the token would not check it.
  */
 export const acquire = (
   pkcs11: Pkcs11.Service,
@@ -218,35 +269,40 @@ export const acquire = (
   Effect.acquireRelease(
     registry.lock.withPermit(Effect.suspend((): Effect.Effect<Entry, PinIncorrect | PinMismatch> => {
       const key = `${pkcs11.moduleId}\u0000${token.serialNumber}`
-      const pinDigest = pin === undefined ? undefined : digest(pin)
-      if (pinDigest !== undefined && rejectedOf(key).has(pinDigest)) {
-        return Effect.fail(new PinIncorrect({ method: "C_Login", token: token.label }))
-      }
       let entry = registry.entries.get(key)
       if (entry === undefined) {
         entry = {
           key,
           token: { label: token.label, serialNumber: token.serialNumber, moduleId: pkcs11.moduleId },
           pkcs11,
-          pin: undefined,
           pinDigest: undefined,
           references: 0,
+          pinHolders: 0,
           slot: token.slotId,
           loginSession: undefined,
+          ownLogin: false,
           epoch: nextEpoch(),
           lock: FifoSemaphore.unsafeMake(1)
         }
         registry.entries.set(key, entry)
       }
-      if (pinDigest !== undefined) {
-        if (entry.pinDigest !== undefined && entry.pinDigest !== pinDigest) {
-          return Effect.fail(new PinMismatch({ token: token.label }))
-        }
-        entry.pin = pin
-        entry.pinDigest = pinDigest
-      }
-      entry.references++
-      return Effect.succeed(entry)
+      const joined = entry
+      const admitted = pin === undefined ? Effect.void : checkPin(joined, pin)
+      return admitted.pipe(
+        Effect.map(() => {
+          if (pin !== undefined) {
+            joined.pinDigest = digest(pin)
+            joined.pinHolders++
+          }
+          joined.references++
+          return joined
+        }),
+        Effect.tapError(() =>
+          Effect.sync(() => {
+            if (joined.references === 0) registry.entries.delete(key)
+          })
+        )
+      )
     })),
-    release
+    (entry) => release(entry, pin !== undefined)
   )

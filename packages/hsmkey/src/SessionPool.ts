@@ -54,7 +54,12 @@ export interface SessionPoolOptions {
    * the token's own limit, less the pool's login session.
    */
   readonly maxSessions?: number | undefined
-  /** How long a caller waits for a session before `PoolTimeout` (default 30 seconds). */
+  /**
+   * How long a caller waits before `PoolTimeout` (default 30 seconds). It bounds each wait on its own:
+   * first for a turn among the pool's callers, then, when a new session must be opened, for a free
+   * place under `maxSessions`; so the longest wait is about twice this. Opening a session and logging
+   * in are not waits and are not cut short.
+   */
   readonly acquireTimeout?: Duration.DurationInput | undefined
   /** How long an unused session stays open (default 5 minutes). */
   readonly idleTimeToLive?: Duration.DurationInput | undefined
@@ -304,13 +309,18 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       // The lease lives in a scope of its own, closed at once if the lease cannot be had (a timeout, an
       // interruption, an error) and otherwise with the caller's scope.
       const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-      const item = yield* Effect.zipRight(kind.gate.takeScopedWithin(acquireTimeout, poolTimeout), borrow(kind)).pipe(
-        Scope.extend(leaseScope),
-        Effect.onError((cause) => Scope.close(leaseScope, Exit.failCause(cause)))
+      // Uninterruptible from the borrow to the finalizer that ends the lease, so the count stays true.
+      const item = yield* Effect.uninterruptibleMask((restore) =>
+        restore(Effect.zipRight(kind.gate.takeScopedWithin(acquireTimeout, poolTimeout), borrow(kind))).pipe(
+          Scope.extend(leaseScope),
+          Effect.onError((cause) => Scope.close(leaseScope, Exit.failCause(cause))),
+          Effect.tap((item) => {
+            item.leased = true
+            leased++
+            return Scope.addFinalizerExit(leaseScope, onLeaseEnd(kind, item))
+          })
+        )
       )
-      item.leased = true
-      leased++
-      yield* Scope.addFinalizerExit(leaseScope, onLeaseEnd(kind, item))
       yield* metrics.recordWait((yield* Clock.currentTimeMillis) - start)
       yield* metrics.setInUse(leased)
       return {

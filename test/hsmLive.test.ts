@@ -5,7 +5,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { NodePkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
-import { Cause, ConfigProvider, Effect, Exit, Layer, Logger, LogLevel, Redacted } from "effect"
+import { Cause, ConfigProvider, Duration, Effect, Exit, Layer, Logger, LogLevel, Redacted } from "effect"
 import { HsmLive, SessionPool } from "hsmkey"
 import { softHsmAvailable } from "./support/softhsm.js"
 
@@ -143,6 +143,29 @@ describe("HsmLive configuration", () => {
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "many" }), "HSM_POOL_SIZE")
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "0" }), "HSM_POOL_SIZE")
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_ACQUIRE_TIMEOUT: "soon" }), "HSM_ACQUIRE_TIMEOUT")
+      assert.include(yield* failure({ HSM_TOKEN: "", HSM_TOKEN_SERIAL: "" }), "HSM_TOKEN")
+    }))
+
+  it.effect("an empty variable counts as unset, the PIN included", () =>
+    Effect.gen(function*() {
+      const config = yield* HsmLive.config.pipe(
+        Effect.withConfigProvider(fromMap({
+          HSM_MODULE: "",
+          HSM_TOKEN: "",
+          HSM_TOKEN_SERIAL: "0a1b",
+          HSM_PIN: "",
+          HSM_POOL_SIZE: "",
+          HSM_ACQUIRE_TIMEOUT: ""
+        }))
+      )
+      assert.deepStrictEqual(config, {
+        modulePath: undefined,
+        tokenLabel: undefined,
+        tokenSerial: "0a1b",
+        userPin: undefined,
+        maxSessions: undefined,
+        acquireTimeout: undefined
+      })
     }))
 
   it.effect("reads every variable, and the PIN stays redacted when the configuration is printed", () =>
@@ -160,6 +183,7 @@ describe("HsmLive configuration", () => {
       assert.strictEqual(config.tokenLabel, "prod")
       assert.isUndefined(config.tokenSerial)
       assert.strictEqual(config.maxSessions, 3)
+      assert.deepStrictEqual(config.acquireTimeout, Duration.seconds(2))
       assert.strictEqual(Redacted.value(config.userPin!), PIN)
       for (const text of [JSON.stringify(config), String(config.userPin), `${JSON.stringify({ config })}`]) {
         assert.notInclude(text, PIN)

@@ -21,12 +21,12 @@ import type { Pkcs11 } from "@hsmkey/pkcs11/Pkcs11"
 import * as SoftHsm from "@hsmkey/softhsm/SoftHsm"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import type { HsmError } from "./HsmError.js"
 import * as SessionPool from "./SessionPool.js"
 
@@ -41,11 +41,21 @@ export interface HsmLiveConfig extends SessionPool.SessionPoolOptions {
   readonly modulePath: string | undefined
 }
 
-const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
+// An empty variable counts as unset: env files and shells write `HSM_PIN=` to mean "none".
+const optionalText = (name: string) => Config.map(Config.option(Config.nonEmptyString(name)), Option.getOrUndefined)
+
+const optionalParsed = <A>(name: string, expected: string, parse: (text: string) => Option.Option<A>) =>
+  Config.mapOrFail(
+    optionalText(name),
+    (text): Either.Either<A | undefined, ConfigError.ConfigError> =>
+      text === undefined
+        ? Either.right(undefined)
+        : Either.fromOption(parse(text), () => ConfigError.InvalidData([name], `Expected ${expected}, not "${text}"`))
+  )
 
 const token = Config.all({
-  label: optional(Config.string("HSM_TOKEN")),
-  serial: optional(Config.string("HSM_TOKEN_SERIAL"))
+  label: optionalText("HSM_TOKEN"),
+  serial: optionalText("HSM_TOKEN_SERIAL")
 }).pipe(
   Config.mapOrFail(({ label, serial }) => {
     if (label !== undefined && serial !== undefined) {
@@ -62,10 +72,10 @@ const token = Config.all({
   })
 )
 
-const poolSize = optional(
-  Config.integer("HSM_POOL_SIZE").pipe(
-    Config.validate({ message: "Expected a positive integer", validation: (n) => n >= 1 })
-  )
+const poolSize = optionalParsed(
+  "HSM_POOL_SIZE",
+  "a positive integer",
+  (text) => /^[1-9][0-9]*$/.test(text) ? Option.some(Number(text)) : Option.none()
 )
 
 /**
@@ -75,11 +85,11 @@ const poolSize = optional(
  * @category config
  */
 export const config: Config.Config<HsmLiveConfig> = Config.all({
-  modulePath: optional(Config.nonEmptyString("HSM_MODULE")),
+  modulePath: optionalText("HSM_MODULE"),
   token,
-  userPin: optional(Config.redacted("HSM_PIN")) as Config.Config<Redacted.Redacted<string> | undefined>,
+  userPin: Config.map(optionalText("HSM_PIN"), (pin) => pin === undefined ? undefined : Redacted.make(pin)),
   maxSessions: poolSize,
-  acquireTimeout: optional(Config.duration("HSM_ACQUIRE_TIMEOUT")) as Config.Config<Duration.Duration | undefined>
+  acquireTimeout: optionalParsed("HSM_ACQUIRE_TIMEOUT", "a duration such as \"10 seconds\"", Duration.decodeUnknown)
 }).pipe(
   Config.map(({ token, ...rest }) => ({ ...rest, ...token }))
 )

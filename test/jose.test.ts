@@ -106,6 +106,27 @@ for (const backend of backends("hsmkey-jose")) {
           assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(compact, ec)).payload), "one")
         }))
 
+      it.effect("a kid in the unprotected header keeps the protected one out; crit extensions are signed as given", () =>
+        Effect.gen(function*() {
+          const ec = yield* generate("P-256")
+          const flattened = yield* Jws.signFlattened("x", ec, { unprotectedHeader: { kid: "chosen" } })
+          const verified = yield* Effect.promise(() => jose.flattenedVerify(flattened, ec.publicKey))
+          assert.deepStrictEqual(verified.protectedHeader, { alg: "ES256" })
+          assert.deepStrictEqual(verified.unprotectedHeader, { kid: "chosen" })
+
+          const critical = yield* Jws.sign("x", ec, {
+            protectedHeader: { crit: ["urn:example:x"], "urn:example:x": 1 }
+          })
+          const refused = yield* Effect.promise(() =>
+            jose.compactVerify(critical, ec.publicKey).then(() => "", (e) => e.code)
+          )
+          assert.strictEqual(refused, "ERR_JOSE_NOT_SUPPORTED")
+          const accepted = yield* Effect.promise(() =>
+            jose.compactVerify(critical, ec.publicKey, { crit: { "urn:example:x": true } })
+          )
+          assert.deepStrictEqual(accepted.protectedHeader.crit, ["urn:example:x"])
+        }))
+
       it.effect("every key type loads back by label, by id and by both, as the same JWK with jose's thumbprint", () =>
         Effect.gen(function*() {
           for (const type of ["RSA-2048", "RSA-3072", "RSA-4096", "P-256", "P-384", "P-521", "Ed25519"] as const) {
@@ -246,6 +267,18 @@ for (const backend of backends("hsmkey-jose")) {
             ],
             ["InvalidHeader", Jws.sign("x", ec, { unprotectedHeader: { note: "compact has none" } })],
             ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { big: 1n } })],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { b64: false, crit: ["b64"] } })],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { crit: ["exp"] } })],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { crit: ["kid"] } })],
+            ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { crit: [] } })],
+            [
+              "InvalidHeader",
+              Jws.signFlattened("x", ec, { protectedHeader: { ext: 1 }, unprotectedHeader: { crit: ["ext"] } })
+            ],
+            [
+              "InvalidHeader",
+              Jws.signEncoded(jose.base64url.encode(JSON.stringify({ alg: "ES256", b64: false })), "x", ec)
+            ],
             ["KeyNotFound", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: publicOnly }))],
             ["KeyNotFound", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: unique("absent") }))],
             ["InvalidClaims", Jwt.sign({ when: new Date() }, ec)],

@@ -53,7 +53,10 @@ export interface SignatureOptions {
   readonly protectedHeader?: Header | undefined
   /** Not in compact serializations. */
   readonly unprotectedHeader?: Header | undefined
-  /** Put the key's `kid` in the protected header (default `true`); a `kid` in `protectedHeader` wins. */
+  /**
+   * Put the key's `kid` in the protected header (default `true`); a `kid` in `protectedHeader` wins,
+   * and a `kid` in `unprotectedHeader` keeps it out.
+   */
   readonly kid?: boolean | undefined
 }
 
@@ -112,6 +115,30 @@ const encodeJson = (name: string, value: Header): Effect.Effect<string, InvalidH
       new InvalidHeader({ detail: `${name} is not JSON: ${error instanceof Error ? error.message : String(error)}` })
   })
 
+// RFC 7515 §4.1: a `crit` entry must name an extension, not one of these.
+const registeredHeaders = new Set(["alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit"])
+
+/**
+ * Refuses what hsmkey would sign wrongly: `b64` (RFC 7797 unencoded payloads are not made here) and a
+ * `crit` that is not a list of extension names present in the protected header (RFC 7515 §4.1.11).
+ */
+const checkProtected = (header: Header): Effect.Effect<void, InvalidHeader> => {
+  if ("b64" in header) {
+    return Effect.fail(new InvalidHeader({ detail: "b64 (RFC 7797 unencoded payload) is not supported" }))
+  }
+  if (!("crit" in header)) return Effect.void
+  const crit = header.crit
+  if (!Array.isArray(crit) || crit.length === 0 || !crit.every((name) => typeof name === "string")) {
+    return Effect.fail(new InvalidHeader({ detail: "crit must be a non-empty array of header names" }))
+  }
+  const wrong = crit.filter((name) => registeredHeaders.has(name) || !(name in header))
+  return wrong.length === 0 ? Effect.void : Effect.fail(
+    new InvalidHeader({
+      detail: `crit names ${wrong.join(", ")}: each must be an extension present in the protected header`
+    })
+  )
+}
+
 /**
  * One signature over an encoded payload, in a session of the key's token.
  */
@@ -136,7 +163,13 @@ const signature = (
         detail: `${shared.join(", ")} in both the protected and the unprotected header (RFC 7515 §7.2.1)`
       })
     }
-    const header: Header = { alg, ...(options.kid === false ? {} : { kid: key.kid }), ...given }
+    if ("crit" in unprotected || "b64" in unprotected) {
+      return yield* new InvalidHeader({ detail: "crit and b64 belong in the protected header (RFC 7515 §4.1.11)" })
+    }
+    yield* checkProtected(given)
+    // A kid the caller put in the unprotected header is the one they chose.
+    const withKid = options.kid !== false && !("kid" in unprotected)
+    const header: Header = { alg, ...(withKid ? { kid: key.kid } : {}), ...given }
     const encodedHeader = yield* encodeJson("protectedHeader", header)
     const raw = yield* TokenSigner.withKeySession(
       key,
@@ -225,6 +258,7 @@ export const signEncoded = (
     if (jose.base64url.encode(Buffer.from(encodedHeader, "base64url")) !== encodedHeader) {
       return yield* new InvalidHeader({ detail: "the encoded protected header is not canonical base64url" })
     }
+    yield* checkProtected(header)
     const alg = yield* HsmJwk.checkAlgorithm(key, header.alg)
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
     const raw = yield* TokenSigner.withKeySession(

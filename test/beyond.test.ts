@@ -302,6 +302,9 @@ for (const backend of backends("hsmkey-beyond")) {
           const jwe = yield* Jwe.encrypt("x", enc, { alg: "RSA-OAEP", enc: "A128GCM" })
           assert.strictEqual((yield* typedFailure(Jwe.decrypt(jwe, sig)))._tag, "AlgorithmMismatch")
           assert.strictEqual((yield* typedFailure(Jws.sign("x", enc)))._tag, "AlgorithmMismatch")
+          const signedBySig = yield* Jws.sign("x", sig)
+          const refused = yield* typedFailure(Jws.verify(signedBySig, enc))
+          assert.strictEqual(refused._tag === "VerificationFailed" ? refused.code : refused._tag, "ERR_JWK_INVALID")
           assert.strictEqual(
             (yield* typedFailure(rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-enc"), use: "enc" }))))
               ._tag,
@@ -348,6 +351,42 @@ for (const backend of backends("hsmkey-beyond")) {
               Buffer.from(signed[2], "base64url")
             )
           )
+        }))
+
+      it.effect("Ed448 verifies with an HsmJwk, a KeyObject, a JWK and a mixed JWK set; Jwt.verify says it cannot", () =>
+        Effect.gen(function*() {
+          const ed448 = yield* rw((s) => HsmJwk.generate(s, { type: "Ed448", label: unique("ed448-v") }))
+          const ec = yield* rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-v") }))
+          const set = Jwks.fromKeys([ec, ed448])
+          const jws = yield* Jws.sign("by Ed448", ed448)
+          const text = (verified: Jws.Verified) => new TextDecoder().decode(verified.payload)
+          for (const key of [ed448, ed448.publicKey, ed448.publicJwk, set]) {
+            assert.strictEqual(text(yield* Jws.verify(jws, key)), "by Ed448")
+          }
+          // The set picks by kid: the EC key's JWS still verifies through jose, the Ed448 one only by its kid.
+          assert.strictEqual(text(yield* Jws.verify(yield* Jws.sign("by EC", ec), set)), "by EC")
+          const otherKid = yield* Jws.sign("by Ed448", ed448, { protectedHeader: { kid: ec.kid } })
+          assert.strictEqual((yield* typedFailure(Jws.verify(otherKid, set)))._tag, "VerificationFailed")
+          // The caller's algorithms hold for Ed448 as for the rest.
+          const notAllowed = yield* typedFailure(Jws.verify(jws, ed448.publicJwk, { algorithms: ["ES256"] }))
+          assert.strictEqual(notAllowed._tag, "VerificationFailed")
+          // RFC 7515 §7.2.1 as jose holds it: the headers share no name, and crit is protected.
+          const flattened = yield* Jws.signFlattened("by Ed448", ed448)
+          for (const header of [{ alg: "EdDSA" }, { kid: "x", crit: ["kid"] }]) {
+            const error = yield* typedFailure(Jws.verify({ ...flattened, header }, ed448))
+            assert.strictEqual(error._tag === "VerificationFailed" ? error.code : error._tag, "ERR_JWS_INVALID")
+          }
+          assert.strictEqual(text(yield* Jws.verify({ ...flattened, header: { note: "x" } }, ed448)), "by Ed448")
+          const tampered = `${jws.slice(0, -4)}AAAA`
+          assert.strictEqual((yield* typedFailure(Jws.verify(tampered, ed448)))._tag, "VerificationFailed")
+
+          const jwt = yield* Jwt.sign({ sub: "ed448" }, ed448)
+          for (const key of [ed448, set]) {
+            const error = yield* typedFailure(Jwt.verify(jwt, key))
+            assert.strictEqual(error._tag === "VerificationFailed" ? error.code : error._tag, "ERR_JOSE_NOT_SUPPORTED")
+          }
+          const ecJwt = yield* Jwt.sign({ sub: "ec" }, ec)
+          assert.strictEqual((yield* Jwt.verify(ecJwt, set)).payload.sub, "ec")
         }))
     })
   })

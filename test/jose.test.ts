@@ -86,12 +86,16 @@ for (const backend of backends("hsmkey-jose")) {
             { key: ec, unprotectedHeader: { role: "second" } }
           ])
           assert.strictEqual(general.signatures.length, 2)
-          for (const key of [rsa, ec]) {
+          // An HsmJwk verifies its own alg only: the RSA key's is RS256, this signature PS256.
+          const rsaPs256 = yield* HsmJwk.withAlgorithm(rsa, "PS256")
+          for (const key of [rsaPs256, ec]) {
             const verified = yield* Effect.promise(() => jose.generalVerify(general, key.publicKey))
             assert.strictEqual(new TextDecoder().decode(verified.payload), "two signers")
             const ours = yield* Jws.verify(general, key)
             assert.strictEqual(ours.protectedHeader.kid, key.kid)
           }
+          assert.strictEqual((yield* typedFailure(Jws.verify(general, rsa)))._tag, "VerificationFailed")
+          yield* Jws.verify(general, rsa, { algorithms: ["PS256"] })
           const built = yield* Jws.make("built").pipe(
             Jws.addSignature(rsa),
             Jws.addSignature(ec),

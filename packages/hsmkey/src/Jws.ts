@@ -16,12 +16,13 @@ import { dual } from "effect/Function"
 import * as Pipeable from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
-import * as Crypto from "node:crypto"
+import type * as Crypto from "node:crypto"
 import { type HsmError, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
 import * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
 import * as JwsParse from "./internal/jwsParse.js"
 import * as TokenSigner from "./internal/signer.js"
+import * as Verification from "./internal/verification.js"
 import { SessionPool as SessionPoolTag } from "./SessionPool.js"
 import type { SessionPool } from "./SessionPool.js"
 
@@ -438,12 +439,7 @@ export const serialize: {
  * @since 0.1.0
  * @category models
  */
-export type VerificationKey =
-  | HsmJwk.HsmJwk
-  | Crypto.KeyObject
-  | jose.CryptoKey
-  | jose.JWK
-  | jose.JSONWebKeySet
+export type VerificationKey = Verification.VerificationKey
 
 /**
  * What a verified JWS says.
@@ -456,38 +452,6 @@ export interface Verified {
   readonly protectedHeader: jose.JWSHeaderParameters
   readonly unprotectedHeader?: jose.JWSHeaderParameters | undefined
 }
-
-/**
- * A key as jose takes it.
- *
- * @since 0.1.0
- * @category verification
- */
-export const joseKey = (key: VerificationKey): Crypto.KeyObject | jose.CryptoKey | jose.JWK | jose.JWTVerifyGetKey => {
-  if (HsmJwk.isHsmJwk(key)) return key.publicKey
-  if (Predicate.hasProperty(key, "keys") && Array.isArray(key.keys)) {
-    return jose.createLocalJWKSet(key as jose.JSONWebKeySet)
-  }
-  return key as Crypto.KeyObject | jose.CryptoKey | jose.JWK
-}
-
-/**
- * Runs a jose verification, its failures typed.
- *
- * @since 0.1.0
- * @category verification
- */
-export const joseVerification = <A>(run: () => Promise<A>): Effect.Effect<A, VerificationFailed> =>
-  Effect.tryPromise({
-    try: run,
-    catch: (error) =>
-      error instanceof jose.errors.JOSEError
-        ? new VerificationFailed({ code: error.code, detail: error.message })
-        : new VerificationFailed({
-          code: "ERR_INVALID_INPUT",
-          detail: error instanceof Error ? error.message : String(error)
-        })
-  })
 
 const verifiedOf = (
   payload: string,
@@ -509,33 +473,47 @@ const signatureFailed = new VerificationFailed({
  */
 const verifyOutsideJose = <R>(
   jws: string | FlattenedJws | GeneralJws,
-  check: (alg: string, input: Uint8Array, signature: Uint8Array) => Effect.Effect<boolean, HsmError, R>
+  check: (
+    header: JwsParse.ParsedSignature["joined"],
+    input: Uint8Array,
+    signature: Uint8Array
+  ) => Effect.Effect<boolean, HsmError, R>
 ): Effect.Effect<Verified, HsmError, R> =>
   Effect.gen(function*() {
     const parsed = yield* JwsParse.parse(jws)
     for (const signature of parsed.signatures) {
-      const alg = signature.header.alg
-      if (typeof alg !== "string") continue
       const input = encoder.encode(`${signature.protectedHeader}.${parsed.payload}`)
-      if (yield* check(alg, input, signature.signature)) return verifiedOf(parsed.payload, signature)
+      if (yield* check(signature.joined, input, signature.signature)) return verifiedOf(parsed.payload, signature)
     }
     return yield* signatureFailed
   })
 
-const isEd448 = (key: VerificationKey): Crypto.KeyObject | undefined => {
-  const keyObject = HsmJwk.isHsmJwk(key) ? key.publicKey : key
-  return Predicate.hasProperty(keyObject, "asymmetricKeyType") && keyObject.asymmetricKeyType === "ed448"
-    ? keyObject as Crypto.KeyObject
-    : undefined
-}
+const verifyWithJose = (
+  jws: string | FlattenedJws | GeneralJws,
+  key: Crypto.KeyObject | jose.CryptoKey | jose.JWK | jose.JWTVerifyGetKey,
+  options: jose.VerifyOptions
+): Effect.Effect<Verified, VerificationFailed> =>
+  Verification.viaJose(async (): Promise<Verified> => {
+    const input = key as any
+    if (typeof jws === "string") {
+      const { payload, protectedHeader } = await jose.compactVerify(jws, input, options)
+      return { payload, protectedHeader }
+    }
+    const { payload, protectedHeader, unprotectedHeader } = "signatures" in jws
+      ? await jose.generalVerify(jws as jose.GeneralJWSInput, input, options)
+      : await jose.flattenedVerify(jws as jose.FlattenedJWSInput, input, options)
+    return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
+  })
 
 /**
  * Verifies a compact, flattened or general JWS. A general JWS verifies when one of its signatures does
  * with the key.
  *
  * With a public key, a JWK or a JWK set the verification is jose's (node:crypto's for Ed448, which
- * jose does not support); it needs no token. With an `HsmSecretKey` the MAC is checked inside the token
- * (`C_Verify`), in a session of its token.
+ * jose does not support; a JWK set's Ed448 keys are chosen by `kid` as jose chooses); it needs no
+ * token. An `HsmJwk` accepts its own `alg` only, unless `options.algorithms` lists others, and one for
+ * encryption is refused (`ERR_JWK_INVALID`). With an `HsmSecretKey` the MAC is checked inside the
+ * token (`C_Verify`), in a session of its token.
  *
  * @since 0.1.0
  * @category verification
@@ -557,7 +535,7 @@ export const verify: {
   options?: jose.VerifyOptions & { readonly session?: HsmSession | undefined }
 ): Effect.Effect<Verified, HsmError, SessionPool> => {
   if (HsmJwk.isHsmSecretKey(key)) {
-    return verifyOutsideJose(jws, (alg, input, signature) =>
+    return verifyOutsideJose(jws, ({ alg }, input, signature) =>
       alg !== key.alg
         ? Effect.succeed(false)
         : TokenSigner.withKeySession(
@@ -567,23 +545,24 @@ export const verify: {
         ))
       .pipe(Effect.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
   }
-  const ed448 = isEd448(key)
-  if (ed448 !== undefined) {
-    return verifyOutsideJose(
-      jws,
-      (alg, input, signature) => Effect.sync(() => alg === "EdDSA" && Crypto.verify(null, input, ed448, signature))
-    )
-      .pipe(Effect.withSpan("Jws.verify", { captureStackTrace: false }))
-  }
-  const input = joseKey(key) as any
-  return joseVerification(async (): Promise<Verified> => {
-    if (typeof jws === "string") {
-      const { payload, protectedHeader } = await jose.compactVerify(jws, input, options)
-      return { payload, protectedHeader }
+  return Effect.gen(function*() {
+    const resolved = yield* Verification.resolve(key, options?.algorithms)
+    const joseOptions: jose.VerifyOptions = {
+      ...options,
+      ...(resolved.algorithms === undefined ? {} : { algorithms: [...resolved.algorithms] })
     }
-    const { payload, protectedHeader, unprotectedHeader } = "signatures" in jws
-      ? await jose.generalVerify(jws as jose.GeneralJWSInput, input, options)
-      : await jose.flattenedVerify(jws as jose.FlattenedJWSInput, input, options)
-    return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
+    const byNode = verifyOutsideJose(
+      jws,
+      (header, input, signature) => Effect.sync(() => Verification.ed448Verifies(resolved, header, input, signature))
+    )
+    if (resolved.jose === undefined) return yield* byNode
+    const byJose = verifyWithJose(jws, resolved.jose, joseOptions)
+    if (resolved.ed448.length === 0) return yield* byJose
+    // A JWK set with Ed448 keys and others: a signature either kind verifies will do.
+    return yield* Effect.catchAll(
+      byNode,
+      (nodeError) =>
+        Effect.mapError(byJose, (joseError) => joseError.code === "ERR_JWKS_NO_MATCHING_KEY" ? nodeError : joseError)
+    )
   }).pipe(Effect.withSpan("Jws.verify", { captureStackTrace: false }))
 }) as any

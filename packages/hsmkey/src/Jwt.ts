@@ -15,9 +15,10 @@ import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as jose from "jose"
-import { type HsmError, InvalidClaims, type VerificationFailed } from "./HsmError.js"
+import { type HsmError, InvalidClaims, VerificationFailed } from "./HsmError.js"
 import type * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
+import * as Verification from "./internal/verification.js"
 import * as Jws from "./Jws.js"
 import type { SessionPool } from "./SessionPool.js"
 
@@ -142,8 +143,21 @@ export interface Verified {
   readonly protectedHeader: jose.JWTHeaderParameters
 }
 
+const algOf = (jwt: string): unknown => {
+  try {
+    return jose.decodeProtectedHeader(jwt).alg
+  } catch {
+    return undefined
+  }
+}
+
 /**
- * Verifies a JWT with jose: its signature, and its time claims against Effect's `Clock`.
+ * Verifies a JWT with jose: its signature, and its claims (`exp` and `nbf` against Effect's `Clock`,
+ * and whatever `options` ask for). With an `HsmJwk` only its own `alg` is accepted, unless
+ * `options.algorithms` lists others.
+ *
+ * An Ed448 key fails with `VerificationFailed` (`ERR_JOSE_NOT_SUPPORTED`): jose, which checks the
+ * claims, has no Ed448. Verify such a token with `Jws.verify`, then check its claims.
  *
  * @since 0.1.0
  * @category verification
@@ -153,10 +167,26 @@ export const verify = (
   key: Jws.VerificationKey,
   options: Omit<jose.JWTVerifyOptions, "currentDate"> = {}
 ): Effect.Effect<Verified, VerificationFailed> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => {
-    const input = Jws.joseKey(key) as any
-    return Jws.joseVerification(async () => {
-      const { payload, protectedHeader } = await jose.jwtVerify(jwt, input, { ...options, currentDate: new Date(now) })
-      return { payload, protectedHeader }
+  Effect.gen(function*() {
+    const resolved = yield* Verification.resolve(key, options.algorithms)
+    const ed448 = new VerificationFailed({
+      code: "ERR_JOSE_NOT_SUPPORTED",
+      detail: "Jwt.verify cannot check a JWT signed with Ed448: verify it with Jws.verify and check its claims"
     })
+    if (resolved.jose === undefined) return yield* ed448
+    const joseKey = resolved.jose as any
+    const now = yield* Clock.currentTimeMillis
+    const joseOptions: jose.JWTVerifyOptions = {
+      ...options,
+      ...(resolved.algorithms === undefined ? {} : { algorithms: [...resolved.algorithms] }),
+      currentDate: new Date(now)
+    }
+    return yield* Verification.viaJose(async () => {
+      const { payload, protectedHeader } = await jose.jwtVerify(jwt, joseKey, joseOptions)
+      return { payload, protectedHeader }
+    }).pipe(
+      Effect.mapError((error) =>
+        error.code === "ERR_JWKS_NO_MATCHING_KEY" && resolved.ed448.length > 0 && algOf(jwt) === "EdDSA" ? ed448 : error
+      )
+    )
   }).pipe(Effect.withSpan("Jwt.verify", { captureStackTrace: false }))

@@ -3,9 +3,13 @@ import * as Predicate from "effect/Predicate"
 import { VerificationFailed } from "../HsmError.js"
 
 export interface ParsedSignature {
+  /** The protected header as sent, base64url. */
   readonly protectedHeader: string
+  /** The protected header, decoded. */
   readonly header: { readonly [name: string]: unknown }
   readonly unprotectedHeader: { readonly [name: string]: unknown } | undefined
+  /** Both headers together (they share no name). */
+  readonly joined: { readonly alg: string; readonly [name: string]: unknown }
   readonly signature: Uint8Array
 }
 
@@ -44,17 +48,30 @@ const parseSignature = (entry: unknown): ParsedSignature => {
   if (unprotectedHeader !== undefined && !Predicate.isRecord(unprotectedHeader)) {
     throw invalid("an unprotected header is not a JSON object")
   }
+  const header = decodeHeader(entry.protected)
+  if (unprotectedHeader !== undefined) {
+    // RFC 7515 §7.2.1: the headers are disjoint, and crit belongs in the protected one.
+    const shared = Object.keys(unprotectedHeader).filter((name) => Object.hasOwn(header, name))
+    if (shared.length > 0) throw invalid(`${shared.join(", ")} in both the protected and the unprotected header`)
+    if (unprotectedHeader.crit !== undefined || unprotectedHeader.b64 !== undefined) {
+      throw invalid("\"crit\" and \"b64\" belong in the protected header")
+    }
+  }
+  const joined = { ...unprotectedHeader, ...header }
+  const alg = joined.alg
+  if (typeof alg !== "string") throw invalid("a signature's header has no \"alg\"")
   return {
     protectedHeader: entry.protected as string,
-    header: decodeHeader(entry.protected),
+    header,
     unprotectedHeader,
+    joined: { ...joined, alg },
     signature: decodeSignature(entry.signature)
   }
 }
 
 /**
- * The parts of a compact, flattened or general JWS, for verifiers jose does not have (a secret in a
- * token, Ed448).
+ * The parts of a compact, flattened or general JWS, checked as jose checks them, for verifiers jose does
+ * not have (a secret in a token, Ed448).
  */
 export const parse = (jws: unknown): Effect.Effect<ParsedJws, VerificationFailed> =>
   Effect.try({

@@ -1,0 +1,124 @@
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as jose from "jose"
+import * as Crypto from "node:crypto"
+import { VerificationFailed } from "../HsmError.js"
+import * as HsmJwk from "../HsmJwk.js"
+
+/** What `Jws.verify` and `Jwt.verify` take as a key. */
+export type VerificationKey =
+  | HsmJwk.HsmJwk
+  | Crypto.KeyObject
+  | jose.CryptoKey
+  | jose.JWK
+  | jose.JSONWebKeySet
+
+/** An Ed448 public key: jose has no Ed448, so node:crypto verifies with it. */
+export interface Ed448Key {
+  readonly key: Crypto.KeyObject
+  /** Set for a key of a JWK set: a signature whose header names a `kid` is checked by that key only. */
+  readonly kid: string | undefined
+  readonly fromSet: boolean
+}
+
+/**
+ * A verification key split by who verifies with it, and the algorithms a signature may use.
+ */
+export interface Resolved {
+  readonly ed448: ReadonlyArray<Ed448Key>
+  /** `undefined` when every key is Ed448. */
+  readonly jose: Crypto.KeyObject | jose.CryptoKey | jose.JWK | jose.JWTVerifyGetKey | undefined
+  /** The caller's list, else an `HsmJwk`'s own `alg`: RFC 8725 §3.1, one algorithm per key. */
+  readonly algorithms: ReadonlyArray<string> | undefined
+}
+
+const isJwks = (key: unknown): key is jose.JSONWebKeySet =>
+  Predicate.hasProperty(key, "keys") && Array.isArray(key.keys)
+
+const isEd448Jwk = (jwk: unknown): jwk is jose.JWK =>
+  Predicate.isRecord(jwk) && jwk.kty === "OKP" && jwk.crv === "Ed448"
+
+// A JWK set's key takes part only if its `use`, `key_ops` and `alg` allow verifying EdDSA signatures.
+const verifiesSignatures = (jwk: jose.JWK) =>
+  (jwk.use === undefined || jwk.use === "sig") &&
+  (jwk.key_ops === undefined || jwk.key_ops.includes("verify")) &&
+  (jwk.alg === undefined || jwk.alg === "EdDSA")
+
+const importEd448 = (jwk: jose.JWK): Effect.Effect<Crypto.KeyObject, VerificationFailed> =>
+  Effect.try({
+    try: () => Crypto.createPublicKey({ key: jwk as Crypto.JsonWebKey, format: "jwk" }),
+    catch: () => new VerificationFailed({ code: "ERR_JWK_INVALID", detail: "an Ed448 JWK is not a public key" })
+  })
+
+/**
+ * Splits a verification key: Ed448 keys for node:crypto, the rest for jose. An `HsmJwk` for encryption
+ * is refused, and one for signatures allows its own algorithm only, unless the caller lists others.
+ */
+export const resolve = (
+  key: VerificationKey,
+  algorithms: ReadonlyArray<string> | undefined
+): Effect.Effect<Resolved, VerificationFailed> =>
+  Effect.gen(function*() {
+    if (HsmJwk.isHsmJwk(key)) {
+      if (key.use === "enc") {
+        return yield* new VerificationFailed({
+          code: "ERR_JWK_INVALID",
+          detail: `key ${key.kid} is an encryption key ("use": "enc"), not a signature key`
+        })
+      }
+      const pinned = algorithms ?? [key.alg]
+      return key.keyType === "Ed448"
+        ? { ed448: [{ key: key.publicKey, kid: undefined, fromSet: false }], jose: undefined, algorithms: pinned }
+        : { ed448: [], jose: key.publicKey, algorithms: pinned }
+    }
+    if (isJwks(key)) {
+      const ed448 = yield* Effect.forEach(
+        key.keys.filter((jwk) => isEd448Jwk(jwk) && verifiesSignatures(jwk)),
+        (jwk) => Effect.map(importEd448(jwk), (imported): Ed448Key => ({ key: imported, kid: jwk.kid, fromSet: true }))
+      )
+      const others = key.keys.filter((jwk) => !isEd448Jwk(jwk))
+      const set = others.length > 0 || ed448.length === 0 ? jose.createLocalJWKSet({ keys: others }) : undefined
+      return { ed448, jose: set, algorithms }
+    }
+    if (isEd448Jwk(key)) {
+      return { ed448: [{ key: yield* importEd448(key), kid: undefined, fromSet: false }], jose: undefined, algorithms }
+    }
+    if (Predicate.hasProperty(key, "asymmetricKeyType") && key.asymmetricKeyType === "ed448") {
+      return { ed448: [{ key: key as Crypto.KeyObject, kid: undefined, fromSet: false }], jose: undefined, algorithms }
+    }
+    return { ed448: [], jose: key as Crypto.KeyObject | jose.CryptoKey | jose.JWK, algorithms }
+  })
+
+/**
+ * Whether an Ed448 key of `resolved` verifies a signature with this header, choosing keys of a JWK set
+ * by `kid` as jose does.
+ */
+export const ed448Verifies = (
+  resolved: Resolved,
+  header: { readonly alg: string; readonly kid?: unknown },
+  input: Uint8Array,
+  signature: Uint8Array
+): boolean => {
+  if (header.alg !== "EdDSA" || (resolved.algorithms !== undefined && !resolved.algorithms.includes("EdDSA"))) {
+    return false
+  }
+  return resolved.ed448.some((candidate) =>
+    (!candidate.fromSet || typeof header.kid !== "string" || candidate.kid === header.kid) &&
+    Crypto.verify(null, input, candidate.key, signature)
+  )
+}
+
+/**
+ * Runs a jose verification, its failures typed.
+ */
+export const viaJose = <A>(run: () => Promise<A>): Effect.Effect<A, VerificationFailed> =>
+  Effect.tryPromise({
+    try: run,
+    catch: (error) =>
+      error instanceof jose.errors.JOSEError
+        ? new VerificationFailed({ code: error.code, detail: error.message })
+        : new VerificationFailed({
+          code: "ERR_INVALID_INPUT",
+          detail: error instanceof Error ? error.message : String(error)
+        })
+  })

@@ -517,7 +517,7 @@ export class Emulator implements Driver {
       if (soPin.length < 4 || soPin.length > 255) ckr(CKR.PIN_LEN_RANGE)
       if (token.initialized) {
         if (token.soRetriesLeft === 0) ckr(CKR.PIN_LOCKED)
-        if (token.soPin !== soPin) {
+        if (token.soPin === undefined || !timingSafeEqual(token.soPin, soPin)) {
           token.soRetriesLeft--
           ckr(CKR.PIN_INCORRECT)
         }

@@ -102,6 +102,11 @@ for (const backend of backends("hsmkey-jose")) {
             Jws.serialize({ format: "general" })
           )
           yield* Jws.verify(built, Jwks.fromKeys([rsa, ec]))
+          // Each step is a builder again: data-first calls nest, and the result pipes.
+          const nested = Jws.addSignature(Jws.addSignature(Jws.make("nested"), ec), ec, { protectedHeader: { n: 2 } })
+          const nestedJws = yield* nested.pipe(Jws.serialize({ format: "general" }))
+          assert.strictEqual(nestedJws.signatures.length, 2)
+          yield* Jws.verify(nestedJws, ec)
           const tooMany = yield* typedFailure(
             Jws.make("x").pipe(Jws.addSignature(rsa), Jws.addSignature(ec), Jws.serialize({ format: "compact" }))
           )

@@ -342,7 +342,7 @@ export const signMany = (
 const BuilderTypeId: unique symbol = Symbol.for("hsmkey/Jws/Builder")
 
 /**
- * A JWS being put together, as in the Python original: a payload, then signatures, then a serialization.
+ * A JWS being put together: a payload, then signatures, then a serialization.
  *
  * @since 0.1.0
  * @category models
@@ -393,10 +393,7 @@ export const addSignature: {
     self: Builder,
     key: HsmJwk.SigningKey,
     options: SignatureOptions & { readonly session?: HsmSession | undefined } = {}
-  ) => ({
-    ...self,
-    signers: [...self.signers, { ...options, key }]
-  })
+  ) => makeBuilder(self.payload, [...self.signers, { ...options, key }])
 )
 
 /**

@@ -22,7 +22,6 @@ import {
   AlgorithmMismatch,
   InvalidKeyMaterial,
   InvalidKeyReference,
-  KeyAmbiguous,
   KeyNotFound,
   UnsupportedAlgorithm,
   UnsupportedKey
@@ -30,7 +29,7 @@ import {
 import type { HsmSession, TokenRef } from "./HsmSession.js"
 import * as Algorithms from "./internal/algorithms.js"
 import * as KeyReference from "./internal/keyReference.js"
-import { ensureAbsent, requireRw } from "./internal/tokenObjects.js"
+import * as TokenObjects from "./internal/tokenObjects.js"
 
 /**
  * A JWS algorithm hsmkey signs with.
@@ -280,24 +279,17 @@ const fromHandle = (
 export const fromHsm = Effect.fn("HsmJwk.fromHsm")(function*(session: HsmSession, options: LoadOptions) {
   const reference = yield* KeyReference.parse(options)
   const query = KeyReference.describe(reference)
-  const template: Attributes = {
-    ...(reference.label === undefined ? {} : { label: reference.label }),
-    ...(reference.id === undefined ? {} : { id: reference.id })
-  }
-  const pkcs11 = session.pkcs11
-  const found = yield* pkcs11.findObjects(session.handle, { ...template, class: CKO.PRIVATE_KEY })
-  if (found.length === 0) {
-    const publicOnly = yield* pkcs11.findObjects(session.handle, { ...template, class: CKO.PUBLIC_KEY })
-    return yield* new KeyNotFound({
-      query,
-      token: session.token.label,
-      reason: publicOnly.length > 0 ? "public-only" : "absent"
-    })
-  }
-  if (found.length > 1) {
-    return yield* new KeyAmbiguous({ query, token: session.token.label, count: found.length })
-  }
-  return yield* fromHandle(session, found[0], query, options)
+  const template = TokenObjects.templateOf(reference)
+  const privateKey = yield* TokenObjects.findOne(
+    session,
+    { ...template, class: CKO.PRIVATE_KEY },
+    query,
+    Effect.map(
+      session.pkcs11.findObjects(session.handle, { ...template, class: CKO.PUBLIC_KEY }),
+      (publicKeys) => publicKeys.length > 0 ? "public-only" : "absent"
+    )
+  )
+  return yield* fromHandle(session, privateKey, query, options)
 })
 
 /**
@@ -431,14 +423,14 @@ export const generate = Effect.fn("HsmJwk.generate")(function*(
   session: HsmSession,
   options: CreateOptions & { readonly type: GenerateType }
 ) {
-  yield* requireRw(session, "HsmJwk.generate")
+  yield* TokenObjects.requireRw(session, "HsmJwk.generate")
   const spec = generation[options.type]
   if (spec === undefined) return yield* new UnsupportedKey({ detail: `cannot generate "${options.type}"` })
   const use = options.use ?? "sig"
   yield* requireRsaForEnc(use, options.type)
   const label = yield* KeyReference.parseLabel(options.label)
   const id = options.id === undefined ? undefined : yield* KeyReference.parseId(options.id)
-  yield* ensureAbsent(session, label, id)
+  yield* TokenObjects.ensureAbsent(session, label, id)
   const pkcs11 = session.pkcs11
   // Without an id, generate under a temporary one and set the one derived from the public key after.
   const initialId = id ?? new Uint8Array(Crypto.randomBytes(16))
@@ -558,14 +550,14 @@ export const importPrivate = Effect.fn("HsmJwk.importPrivate")(function*(
   session: HsmSession,
   options: CreateOptions & { readonly key: PrivateKeyInput }
 ) {
-  yield* requireRw(session, "HsmJwk.importPrivate")
+  yield* TokenObjects.requireRw(session, "HsmJwk.importPrivate")
   const label = yield* KeyReference.parseLabel(options.label)
   const keyObject = yield* toKeyObject(options.key)
   const use = options.use ?? "sig"
   yield* requireRsaForEnc(use, keyObject.asymmetricKeyType === "rsa" ? "RSA" : String(keyObject.asymmetricKeyType))
   const templates = yield* importTemplates(keyObject)
   const id = options.id === undefined ? defaultId(templates.publicJwk) : yield* KeyReference.parseId(options.id)
-  yield* ensureAbsent(session, label, id)
+  yield* TokenObjects.ensureAbsent(session, label, id)
   const pkcs11 = session.pkcs11
   const privateKey = yield* pkcs11.createObject(session.handle, {
     ...privateProtections(use),
@@ -629,6 +621,10 @@ export const checkKeyManagement = (
   return Effect.succeed(alg as KeyManagementAlgorithm)
 }
 
+// An algorithm for what the key is for: a signature algorithm, or a key management one.
+const checkForUse = (key: HsmJwk, alg: string) =>
+  key.use === "enc" ? checkKeyManagement(key, alg) : checkAlgorithm(key, alg)
+
 /**
  * The same key with another algorithm, checked to fit it; its JWK publishes the new one.
  *
@@ -640,7 +636,7 @@ export const withAlgorithm = (
   alg: string
 ): Effect.Effect<HsmJwk, UnsupportedAlgorithm | AlgorithmMismatch> =>
   Effect.map(
-    key.use === "enc" ? checkKeyManagement(key, alg) : checkAlgorithm(key, alg),
+    checkForUse(key, alg),
     (checked) =>
       makeKey({
         kid: key.kid,
@@ -782,13 +778,13 @@ const secretFromHandle = (
  */
 export const generateSecret = Effect.fn("HsmJwk.generateSecret")(
   function*(session: HsmSession, options: SecretOptions) {
-    yield* requireRw(session, "HsmJwk.generateSecret")
+    yield* TokenObjects.requireRw(session, "HsmJwk.generateSecret")
     const alg = yield* checkHmac(options.alg)
     const label = yield* KeyReference.parseLabel(options.label)
     const id = options.id === undefined
       ? new Uint8Array(Crypto.randomBytes(16))
       : yield* KeyReference.parseId(options.id)
-    yield* ensureAbsent(session, label, id)
+    yield* TokenObjects.ensureAbsent(session, label, id)
     const handle = yield* session.pkcs11.generateKey(session.handle, { type: CKM.GENERIC_SECRET_KEY_GEN }, {
       ...secretProtections,
       keyType: CKK.GENERIC_SECRET,
@@ -811,7 +807,7 @@ export const importSecret = Effect.fn("HsmJwk.importSecret")(function*(
   session: HsmSession,
   options: SecretOptions & { readonly key: Uint8Array | jose.JWK }
 ) {
-  yield* requireRw(session, "HsmJwk.importSecret")
+  yield* TokenObjects.requireRw(session, "HsmJwk.importSecret")
   const alg = yield* checkHmac(options.alg)
   const label = yield* KeyReference.parseLabel(options.label)
   const input = options.key
@@ -826,7 +822,7 @@ export const importSecret = Effect.fn("HsmJwk.importSecret")(function*(
     })
   }
   const id = options.id === undefined ? new Uint8Array(Crypto.randomBytes(16)) : yield* KeyReference.parseId(options.id)
-  yield* ensureAbsent(session, label, id)
+  yield* TokenObjects.ensureAbsent(session, label, id)
   const handle = yield* session.pkcs11.createObject(session.handle, {
     ...secretProtections,
     keyType: CKK.GENERIC_SECRET,
@@ -855,14 +851,12 @@ export const secretFromHsm = Effect.fn("HsmJwk.secretFromHsm")(function*(
   const alg = yield* checkHmac(options.alg)
   const reference = yield* KeyReference.parse(options)
   const query = KeyReference.describe(reference)
-  const found = yield* session.pkcs11.findObjects(session.handle, {
-    class: CKO.SECRET_KEY,
-    ...(reference.label === undefined ? {} : { label: reference.label }),
-    ...(reference.id === undefined ? {} : { id: reference.id })
-  })
-  if (found.length === 0) return yield* new KeyNotFound({ query, token: session.token.label, reason: "absent" })
-  if (found.length > 1) return yield* new KeyAmbiguous({ query, token: session.token.label, count: found.length })
-  return yield* secretFromHandle(session, found[0], alg, query, options.kid ?? "id")
+  const handle = yield* TokenObjects.findOne(
+    session,
+    { ...TokenObjects.templateOf(reference), class: CKO.SECRET_KEY },
+    query
+  )
+  return yield* secretFromHandle(session, handle, alg, query, options.kid ?? "id")
 })
 
 /**
@@ -884,6 +878,6 @@ export const toCryptoKey = (
   alg: Algorithm | KeyManagementAlgorithm = key.alg
 ): Effect.Effect<jose.CryptoKey | Uint8Array, AlgorithmMismatch | UnsupportedAlgorithm> =>
   Effect.flatMap(
-    key.use === "enc" ? checkKeyManagement(key, alg) : checkAlgorithm(key, alg),
+    checkForUse(key, alg),
     (checked) => Effect.promise(() => jose.importJWK({ ...key.publicJwk, alg: checked }, checked))
   )

@@ -4,19 +4,13 @@ import * as Curve from "@hsmkey/pkcs11/Curve"
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import {
-  type HsmError,
-  InvalidOptions,
-  InvalidSignature,
-  KeyAmbiguous,
-  KeyNotFound,
-  MechanismUnsupported
-} from "../HsmError.js"
+import { type HsmError, InvalidOptions, InvalidSignature, MechanismUnsupported } from "../HsmError.js"
 import type { SigningKey } from "../HsmJwk.js"
 import type { HsmSession } from "../HsmSession.js"
 import { SessionPool } from "../SessionPool.js"
 import * as Algorithms from "./algorithms.js"
 import * as KeyReference from "./keyReference.js"
+import * as TokenObjects from "./tokenObjects.js"
 import * as TokenState from "./tokenState.js"
 
 /**
@@ -42,16 +36,11 @@ const cacheKey = (key: SigningKey): string =>
   `${key.keyType}\u0000${KeyReference.hex(key.id)}\u0000${key.id.length > 0 ? "" : key.label ?? ""}`
 
 const findKey = (session: HsmSession, key: SigningKey): Effect.Effect<ObjectHandle, HsmError> =>
-  Effect.gen(function*() {
-    const handles = yield* session.pkcs11.findObjects(session.handle, findTemplate(key))
-    const query = KeyReference.describe({ label: key.id.length > 0 ? undefined : key.label, id: key.id })
-    if (handles.length === 0) return yield* new KeyNotFound({ query, token: session.token.label, reason: "absent" })
-    if (handles.length > 1) {
-      return yield* new KeyAmbiguous({ query, token: session.token.label, count: handles.length })
-    }
-    TokenState.cacheHandle(session, cacheKey(key), handles[0])
-    return handles[0]
-  })
+  TokenObjects.findOne(
+    session,
+    findTemplate(key),
+    KeyReference.describe({ label: key.id.length > 0 ? undefined : key.label, id: key.id })
+  ).pipe(Effect.tap((handle) => TokenState.cacheHandle(session, cacheKey(key), handle)))
 
 const sameToken = (session: HsmSession, key: SigningKey) =>
   session.token.serialNumber === key.token.serialNumber && session.token.moduleId === key.token.moduleId

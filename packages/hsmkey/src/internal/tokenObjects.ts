@@ -1,7 +1,32 @@
+import type { Attributes } from "@hsmkey/pkcs11/Attribute"
+import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import * as Effect from "effect/Effect"
-import { InvalidOptions, KeyExists } from "../HsmError.js"
+import { type HsmError, InvalidOptions, KeyAmbiguous, KeyExists, KeyNotFound } from "../HsmError.js"
 import type { HsmSession } from "../HsmSession.js"
 import * as KeyReference from "./keyReference.js"
+
+/** The template of what a reference names: its label, its CKA_ID, or both. */
+export const templateOf = (reference: KeyReference.KeyReference): Attributes => ({
+  ...(reference.label === undefined ? {} : { label: reference.label }),
+  ...(reference.id === undefined ? {} : { id: reference.id })
+})
+
+/**
+ * The one object a template finds: `KeyAmbiguous` when several match, `KeyNotFound` when none does,
+ * with the reason `absent` tells (asked only then).
+ */
+export const findOne = (
+  session: HsmSession,
+  template: Attributes,
+  query: string,
+  absent: Effect.Effect<KeyNotFound["reason"], HsmError> = Effect.succeed("absent")
+): Effect.Effect<ObjectHandle, HsmError> =>
+  Effect.gen(function*() {
+    const found = yield* session.pkcs11.findObjects(session.handle, template)
+    if (found.length === 1) return found[0]
+    if (found.length > 1) return yield* new KeyAmbiguous({ query, token: session.token.label, count: found.length })
+    return yield* new KeyNotFound({ query, token: session.token.label, reason: yield* absent })
+  })
 
 export const requireRw = (session: HsmSession, operation: string): Effect.Effect<void, InvalidOptions> =>
   session.rw

@@ -186,8 +186,9 @@ const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>
   a !== undefined && b !== undefined && Buffer.from(a).equals(Buffer.from(b))
 
 /**
- * The public JWK of a private key: from the public object with its CKA_ID (not its label: tokens
- * label public and private halves differently), or from the private object's own public attributes.
+ * The public JWK of a private key, with the private object's own attributes (read once): the JWK
+ * comes from the public object with its CKA_ID (not its label: tokens label public and private halves
+ * differently), or from the private object's own public attributes.
  */
 const publicJwkOf = (session: HsmSession, privateKey: ObjectHandle, query: string) =>
   Effect.gen(function*() {
@@ -195,7 +196,9 @@ const publicJwkOf = (session: HsmSession, privateKey: ObjectHandle, query: strin
     const own = yield* pkcs11.getAttributes(session.handle, privateKey, [
       ...PublicKey.attributeNames,
       "label",
-      "id"
+      "id",
+      "sign",
+      "decrypt"
     ])
     const id = own.id ?? new Uint8Array(0)
     if (id.length > 0) {
@@ -237,7 +240,6 @@ const fromHandle = (
 ) =>
   Effect.gen(function*() {
     const { id, jwk, own } = yield* publicJwkOf(session, privateKey, query)
-    const usage = yield* session.pkcs11.getAttributes(session.handle, privateKey, ["sign", "decrypt"])
     const keyType = keyTypeOf(own)
     if (keyType === undefined) {
       return yield* new UnsupportedKey({
@@ -249,7 +251,7 @@ const fromHandle = (
     const bits = keyType === "RSA"
       ? Buffer.from(jwk.kty === "RSA" ? jwk.n : "", "base64url").length * 8
       : curveBits[keyType]
-    const use: Use = options.use ?? (usage.sign !== true && usage.decrypt === true ? "enc" : "sig")
+    const use: Use = options.use ?? (own.sign !== true && own.decrypt === true ? "enc" : "sig")
     if (use === "enc" && keyType !== "RSA") {
       return yield* new UnsupportedKey({ detail: `only RSA keys decrypt JWEs; the key with ${query} is ${keyType}` })
     }

@@ -28,6 +28,7 @@ import {
 } from "./HsmError.js"
 import * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
+import * as Encoding from "./internal/encoding.js"
 import * as TokenSigner from "./internal/signer.js"
 import * as TokenState from "./internal/tokenState.js"
 import type { SessionPool } from "./SessionPool.js"
@@ -144,11 +145,10 @@ const undecryptable: ReadonlySet<string> = new Set([
 
 const failed = new DecryptionFailed()
 
-const BASE64URL = /^[A-Za-z0-9_-]*$/u
-
 const bytes = (text: unknown): Uint8Array => {
-  if (typeof text !== "string" || !BASE64URL.test(text)) throw failed
-  return new Uint8Array(Buffer.from(text, "base64url"))
+  const decoded = Encoding.decodeBase64url(text)
+  if (decoded === undefined) throw failed
+  return decoded
 }
 
 const header = (text: unknown): Header => {
@@ -197,8 +197,10 @@ const parse = (jwe: string | FlattenedJwe | GeneralJwe): Effect.Effect<Parsed, D
       }
       if (!Predicate.isRecord(jwe)) throw failed
       const protectedText = jwe.protected ?? ""
-      const shared = { ...header(jwe.protected), ...objectOrEmpty(jwe.unprotected) }
-      if (Object.keys(header(jwe.protected)).some((name) => name in objectOrEmpty(jwe.unprotected))) throw failed
+      const protectedHeader = header(jwe.protected)
+      const unprotectedHeader = objectOrEmpty(jwe.unprotected)
+      if (Object.keys(protectedHeader).some((name) => name in unprotectedHeader)) throw failed
+      const shared = { ...protectedHeader, ...unprotectedHeader }
       const entries: ReadonlyArray<unknown> = "recipients" in jwe && Array.isArray(jwe.recipients)
         ? jwe.recipients
         : [{ header: (jwe as FlattenedJwe).header, encrypted_key: (jwe as FlattenedJwe).encrypted_key }]

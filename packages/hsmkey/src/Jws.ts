@@ -20,6 +20,7 @@ import type * as Crypto from "node:crypto"
 import { type HsmError, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
 import * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
+import * as Encoding from "./internal/encoding.js"
 import * as JwsParse from "./internal/jwsParse.js"
 import * as TokenSigner from "./internal/signer.js"
 import * as Verification from "./internal/verification.js"
@@ -99,13 +100,10 @@ export interface GeneralJws {
 const encoder = new TextEncoder()
 const bytesOf = (payload: Payload): Uint8Array => typeof payload === "string" ? encoder.encode(payload) : payload
 
-const isJsonObject = (u: unknown): u is Header =>
-  Predicate.isRecord(u) && (Object.getPrototypeOf(u) === Object.prototype || Object.getPrototypeOf(u) === null)
-
 const headerOf = (name: string, header: unknown): Effect.Effect<Header, InvalidHeader> =>
   header === undefined
     ? Effect.succeed({})
-    : isJsonObject(header)
+    : Encoding.isPlainObject(header)
     ? Effect.succeed(header)
     : Effect.fail(new InvalidHeader({ detail: `${name} must be a JSON object` }))
 
@@ -253,7 +251,7 @@ export const signEncoded = (
       try: () => JSON.parse(Buffer.from(encodedHeader, "base64url").toString("utf8")) as unknown,
       catch: () => new InvalidHeader({ detail: "the encoded protected header is not base64url JSON" })
     })
-    if (!isJsonObject(header) || typeof header.alg !== "string") {
+    if (!Encoding.isPlainObject(header) || typeof header.alg !== "string") {
       return yield* new InvalidHeader({ detail: "the encoded protected header is not a JSON object with an alg" })
     }
     if (jose.base64url.encode(Buffer.from(encodedHeader, "base64url")) !== encodedHeader) {

@@ -12,12 +12,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
-import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as jose from "jose"
 import { type HsmError, InvalidClaims, VerificationFailed } from "./HsmError.js"
 import type * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
+import * as Encoding from "./internal/encoding.js"
 import * as Verification from "./internal/verification.js"
 import * as Jws from "./Jws.js"
 import type { SessionPool } from "./SessionPool.js"
@@ -38,10 +38,7 @@ type JsonEncoded =
   | ReadonlyArray<JsonEncoded>
   | { readonly [key: string]: unknown }
 
-const isPlainObject = (u: unknown): u is { readonly [key: string]: unknown } =>
-  Predicate.isRecord(u) && (Object.getPrototypeOf(u) === Object.prototype || Object.getPrototypeOf(u) === null)
-
-const PlainObject = Schema.declare(isPlainObject, {
+const PlainObject = Schema.declare(Encoding.isPlainObject, {
   identifier: "PlainObject",
   description: "a plain JSON object (not a Date, Map or class instance)"
 })

@@ -1,6 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import { VerificationFailed } from "../HsmError.js"
+import * as Encoding from "./encoding.js"
 
 export interface ParsedSignature {
   /** The protected header as sent, base64url. */
@@ -20,13 +21,12 @@ export interface ParsedJws {
 
 const invalid = (detail: string) => new VerificationFailed({ code: "ERR_JWS_INVALID", detail })
 
-const BASE64URL = /^[A-Za-z0-9_-]*$/u
-
 const decodeHeader = (encoded: unknown): { readonly [name: string]: unknown } => {
-  if (typeof encoded !== "string" || !BASE64URL.test(encoded)) throw invalid("the protected header is not base64url")
+  const bytes = Encoding.decodeBase64url(encoded)
+  if (bytes === undefined) throw invalid("the protected header is not base64url")
   let header: unknown
   try {
-    header = JSON.parse(Buffer.from(encoded, "base64url").toString("utf8"))
+    header = JSON.parse(Buffer.from(bytes).toString("utf8"))
   } catch {
     throw invalid("the protected header is not JSON")
   }
@@ -38,8 +38,9 @@ const decodeHeader = (encoded: unknown): { readonly [name: string]: unknown } =>
 }
 
 const decodeSignature = (encoded: unknown): Uint8Array => {
-  if (typeof encoded !== "string" || !BASE64URL.test(encoded)) throw invalid("the signature is not base64url")
-  return new Uint8Array(Buffer.from(encoded, "base64url"))
+  const bytes = Encoding.decodeBase64url(encoded)
+  if (bytes === undefined) throw invalid("the signature is not base64url")
+  return bytes
 }
 
 const parseSignature = (entry: unknown): ParsedSignature => {
@@ -80,10 +81,10 @@ export const parse = (jws: unknown): Effect.Effect<ParsedJws, VerificationFailed
         const parts = jws.split(".")
         if (parts.length !== 3) throw invalid("a compact JWS has three parts")
         const [protectedHeader, payload, signature] = parts
-        if (!BASE64URL.test(payload)) throw invalid("the payload is not base64url")
+        if (!Encoding.isBase64url(payload)) throw invalid("the payload is not base64url")
         return { payload, signatures: [parseSignature({ protected: protectedHeader, signature })] }
       }
-      if (!Predicate.isRecord(jws) || typeof jws.payload !== "string" || !BASE64URL.test(jws.payload)) {
+      if (!Predicate.isRecord(jws) || !Encoding.isBase64url(jws.payload)) {
         throw invalid("a JWS has a base64url payload")
       }
       const entries = Array.isArray(jws.signatures) ? jws.signatures : [jws]

@@ -662,7 +662,7 @@ const SecretTypeId: unique symbol = Symbol.for("hsmkey/HsmSecretKey")
  * @since 0.1.0
  * @category models
  */
-export type HmacAlgorithm = "HS256" | "HS384" | "HS512"
+export type HmacAlgorithm = Algorithms.HmacAlgorithm
 
 /**
  * A secret (HMAC) key on a token. It has no public half: it never appears in a JWKS, and it serializes
@@ -715,10 +715,8 @@ const makeSecret = (fields: Omit<HsmSecretKey, typeof SecretTypeId>): HsmSecretK
  */
 export const isHsmSecretKey = (u: unknown): u is HsmSecretKey => Predicate.hasProperty(u, SecretTypeId)
 
-const hmacAlgorithms: ReadonlyArray<string> = ["HS256", "HS384", "HS512"]
-
 const checkHmac = (alg: string): Effect.Effect<HmacAlgorithm, UnsupportedAlgorithm> =>
-  hmacAlgorithms.includes(alg) ? Effect.succeed(alg as HmacAlgorithm) : Effect.fail(new UnsupportedAlgorithm({ alg }))
+  Algorithms.isHmac(alg) ? Effect.succeed(alg) : Effect.fail(new UnsupportedAlgorithm({ alg }))
 
 // Secret keys are for MACs only: sensitive, never extractable, sign and verify.
 const secretProtections: Attributes = {

@@ -144,9 +144,11 @@ export const specs: Record<Algorithm, Spec> = {
 export const MIN_RSA_BITS = 2048
 
 /** HS* secrets are at least as long as the hash (RFC 7518 §3.2). */
-export const hmacBits: Record<"HS256" | "HS384" | "HS512", number> = { HS256: 256, HS384: 384, HS512: 512 }
+export const hmacBits = { HS256: 256, HS384: 384, HS512: 512 } as const
 
-export const isHmac = (alg: Algorithm): alg is "HS256" | "HS384" | "HS512" => alg in hmacBits
+export type HmacAlgorithm = keyof typeof hmacBits
+
+export const isHmac = (alg: string): alg is HmacAlgorithm => Object.hasOwn(hmacBits, alg)
 
 export const fits = (alg: Algorithm, keyType: KeyType, bits: number): boolean =>
   specs[alg].keyTypes.includes(keyType) &&

@@ -138,9 +138,16 @@ const selectorOf = (options: SessionPoolOptions): Effect.Effect<TokenLookup.Sele
   return Effect.fail(new InvalidOptions({ detail: "name the token with tokenLabel or tokenSerial" }))
 }
 
-const isLost = (error: HsmError): boolean => error._tag === "TokenNotPresent"
+// These read any failure: a lease ends with whatever error its user's effect had.
+const isLost = (error: unknown): boolean => Predicate.isTagged(error, "TokenNotPresent")
 
-const isDead = (error: HsmError): boolean => error._tag === "SessionFailed" && error.reason === "closed"
+const isDead = (error: unknown): boolean =>
+  Predicate.isTagged(error, "SessionFailed") && Predicate.hasProperty(error, "reason") && error.reason === "closed"
+
+// A session that answered CKR_OPERATION_ACTIVE is stuck in an operation.
+const isStuck = (error: unknown): boolean =>
+  Predicate.isTagged(error, "Pkcs11Error") && Predicate.hasProperty(error, "name") &&
+  error.name === "CKR_OPERATION_ACTIVE"
 
 /**
  * Builds a pool in the current scope: finds the token, logs in (or shares this process's login), and
@@ -288,18 +295,9 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       leased--
       yield* metrics.setInUse(leased)
       const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
-      const tags = failures.map((failure) => Predicate.hasProperty(failure, "_tag") ? failure._tag : undefined)
-      if (tags.includes("TokenNotPresent")) return yield* tokenLost
-      // A closed session is gone; one that answered CKR_OPERATION_ACTIVE is stuck in an operation.
-      const died = failures.some((failure) =>
-        Predicate.hasProperty(failure, "_tag") && (
-          (failure._tag === "SessionFailed" && Predicate.hasProperty(failure, "reason") &&
-            failure.reason === "closed") ||
-          (failure._tag === "Pkcs11Error" && Predicate.hasProperty(failure, "name") &&
-            failure.name === "CKR_OPERATION_ACTIVE")
-        )
-      )
-      if (died || bound.waiting > 0) yield* kind.pool.invalidate(item)
+      if (failures.some(isLost)) return yield* tokenLost
+      const unusable = failures.some((failure) => isDead(failure) || isStuck(failure))
+      if (unusable || bound.waiting > 0) yield* kind.pool.invalidate(item)
     })
 
   const session = (options?: { readonly rw?: boolean | undefined }): Effect.Effect<HsmSession, HsmError, Scope.Scope> =>

@@ -121,9 +121,8 @@ const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>) =>
     const slot = yield* currentSlot(entry)
     yield* checkPinFlags(yield* pkcs11.tokenInfo(slot))
     const session = yield* pkcs11.openSession(slot)
-    const result = yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => closeQuietly(entry, session)))
+    yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => closeQuietly(entry, session)))
     entry.loginSession = session
-    entry.ownLogin = result === "logged-in"
     if (!entry.ownLogin) {
       yield* Effect.logWarning(
         `Token "${entry.token.label}" was logged in already by other code in this process: its PIN was not checked, and hsmkey will not log it out`
@@ -132,11 +131,13 @@ const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>) =>
   }))
 
 /**
- * Logs in on a session; a rejected PIN is remembered and never tried again by this process.
+ * Logs in on a session, noting whether the login is this process's own; a rejected PIN is remembered
+ * and never tried again by this process.
  */
 const loginOn = (entry: Entry, session: SessionHandle, pin: Redacted.Redacted<string>) =>
   entry.pkcs11.login(session, pin).pipe(
-    Effect.tap(() => {
+    Effect.tap((result) => {
+      entry.ownLogin = result === "logged-in"
       entry.epoch = nextEpoch()
       return Metrics.countLogin(entry.token.label)
     }),
@@ -183,6 +184,28 @@ export const ensureLoggedIn = (
   ))
 
 /**
+ * Logs in on the login session if it lost its login, or on a new one if it is gone.
+ */
+const restoreLogin = (entry: Entry, pin: Redacted.Redacted<string>): Effect.Effect<void, HsmError> => {
+  const loginSession = entry.loginSession
+  if (loginSession === undefined) return loginFresh(entry, pin)
+  return entry.pkcs11.sessionInfo(loginSession).pipe(
+    Effect.flatMap((info) =>
+      isPublic(info.state)
+        ? Effect.flatMap(entry.pkcs11.tokenInfo(info.slotId), checkPinFlags).pipe(
+          Effect.zipRight(loginOn(entry, loginSession, pin))
+        )
+        : Effect.void
+    ),
+    Effect.catchTag("SessionFailed", (error) => {
+      if (error.reason !== "closed") return Effect.fail(error)
+      entry.loginSession = undefined
+      return loginFresh(entry, pin)
+    })
+  )
+}
+
+/**
  * Logs in again after a lease found its session logged out, once for all the leases that saw the same
  * epoch: the first re-logs in, the others find the epoch moved on. A pool without a PIN never does.
  */
@@ -191,29 +214,11 @@ export const relogin = (
   pin: Redacted.Redacted<string> | undefined,
   observedEpoch: number
 ): Effect.Effect<void, HsmError> =>
-  pin === undefined ? Effect.void : entry.lock.withPermit(Effect.suspend(() => {
-    if (entry.epoch !== observedEpoch) return Effect.void
-    const loginSession = entry.loginSession
-    if (loginSession === undefined) return Effect.zipRight(checkPin(entry, pin), loginFresh(entry, pin))
-    return entry.pkcs11.sessionInfo(loginSession).pipe(
-      Effect.flatMap((info) =>
-        isPublic(info.state)
-          ? checkPin(entry, pin).pipe(
-            Effect.zipRight(Effect.flatMap(entry.pkcs11.tokenInfo(info.slotId), checkPinFlags)),
-            Effect.zipRight(loginOn(entry, loginSession, pin)),
-            Effect.tap((result) => {
-              entry.ownLogin = result === "logged-in"
-            })
-          )
-          : Effect.void
-      ),
-      Effect.catchTag("SessionFailed", (error) => {
-        if (error.reason !== "closed") return Effect.fail(error)
-        entry.loginSession = undefined
-        return Effect.zipRight(checkPin(entry, pin), loginFresh(entry, pin))
-      })
-    )
-  }))
+  pin === undefined ?
+    Effect.void :
+    entry.lock.withPermit(Effect.suspend(() =>
+      entry.epoch === observedEpoch ? Effect.zipRight(checkPin(entry, pin), restoreLogin(entry, pin)) : Effect.void
+    ))
 
 /**
  * Forgets the token's slot and login session after it was removed: the next use finds it again by

@@ -224,15 +224,14 @@ for (const backend of backends("hsmkey-pool")) {
 
       it.effect("a session closed behind the pool's back is replaced", () =>
         Effect.scoped(Effect.gen(function*() {
+          const calls = yield* Calls
           const pool = yield* SessionPool.make(yield* poolOptions({ maxSessions: 1 }))
-          const first = yield* pool.withSession((session) =>
-            Effect.as(session.pkcs11.closeSession(session.handle), session.handle)
-          )
-          const second = yield* pool.withSession((session) =>
-            Effect.map(session.pkcs11.sessionInfo(session.handle), (info) => ({ handle: session.handle, info }))
-          )
-          assert.notStrictEqual(second.handle, first)
-          assert.strictEqual(second.info.state, "ro-user")
+          yield* pool.withSession((session) => session.pkcs11.closeSession(session.handle))
+          const opened = calls.open
+          // Tokens such as openCryptoki may hand the new session the closed one's number: count opens instead.
+          const info = yield* pool.withSession((session) => session.pkcs11.sessionInfo(session.handle))
+          assert.strictEqual(calls.open, opened + 1)
+          assert.strictEqual(info.state, "ro-user")
         })))
 
       it.effect("lends read-only sessions unless read/write is asked for", () =>

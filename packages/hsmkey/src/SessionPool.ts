@@ -15,6 +15,7 @@
 import * as FifoSemaphore from "@hsmkey/pkcs11/FifoSemaphore"
 import * as NodePkcs11 from "@hsmkey/pkcs11/NodePkcs11"
 import { Pkcs11, type SessionHandle, type SlotId } from "@hsmkey/pkcs11/Pkcs11"
+import type { SessionFailed } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -117,6 +118,12 @@ interface Pooled {
   readonly slot: SlotId
   readonly rw: boolean
   leased: boolean
+  /**
+   * The token said the session is gone (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`). It is not
+   * closed again: tokens such as openCryptoki hand its number to the next session opened, maybe another
+   * pool's.
+   */
+  dead: boolean
 }
 
 interface Kind {
@@ -141,7 +148,7 @@ const selectorOf = (options: SessionPoolOptions): Effect.Effect<TokenLookup.Sele
 // These read any failure: a lease ends with whatever error its user's effect had.
 const isLost = (error: unknown): boolean => Predicate.isTagged(error, "TokenNotPresent")
 
-const isDead = (error: unknown): boolean =>
+const isDead = (error: unknown): error is SessionFailed =>
   Predicate.isTagged(error, "SessionFailed") && Predicate.hasProperty(error, "reason") && error.reason === "closed"
 
 // A session that answered CKR_OPERATION_ACTIVE is stuck in an operation.
@@ -216,16 +223,21 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       yield* bound.takeScopedWithin(acquireTimeout, poolTimeout)
       const slot = yield* LoginRegistry.currentSlot(entry)
       yield* LoginRegistry.ensureLoggedIn(entry, options.userPin)
-      const handle = yield* Effect.acquireRelease(
-        pkcs11.openSession(slot, { rw }),
-        (handle) =>
-          pkcs11.closeSession(handle).pipe(
+      const item = yield* Effect.acquireRelease(
+        Effect.map(pkcs11.openSession(slot, { rw }), (handle): Pooled => ({
+          handle,
+          slot,
+          rw,
+          leased: false,
+          dead: false
+        })),
+        (item) =>
+          item.dead ? Effect.void : pkcs11.closeSession(item.handle).pipe(
             Effect.catchAll((error) =>
               Effect.logDebug(`Closing a pooled session of token "${label}" failed: ${error.message}`)
             )
           )
       )
-      const item: Pooled = { handle, slot, rw, leased: false }
       items.add(item)
       yield* Effect.addFinalizer(() => Effect.sync(() => items.delete(item)))
       return item
@@ -281,6 +293,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
         const item = yield* Scope.extend(kind.pool.get, attemptScope)
         const dead = yield* validate(item).pipe(Effect.tapError(() => Scope.close(attemptScope, Exit.void)))
         if (dead === undefined) return item
+        item.dead = true
         yield* kind.pool.invalidate(item)
         yield* Scope.close(attemptScope, Exit.void)
         if (attempt > maxSessions) return yield* dead
@@ -296,7 +309,9 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       yield* metrics.setInUse(leased)
       const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
       if (failures.some(isLost)) return yield* tokenLost
-      const unusable = failures.some((failure) => isDead(failure) || isStuck(failure))
+      // Only a failure on this session says it is gone: the lease may have used other sessions too.
+      if (failures.some((failure) => isDead(failure) && failure.session === item.handle)) item.dead = true
+      const unusable = item.dead || failures.some(isStuck)
       if (unusable || bound.waiting > 0) yield* kind.pool.invalidate(item)
     })
 

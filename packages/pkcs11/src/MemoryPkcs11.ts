@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Crypto from "node:crypto"
+import { CKR } from "./Constants.js"
 import { Emulator, type Method as EmulatorMethod } from "./internal/memory/emulator.js"
 import * as Service from "./internal/service.js"
 import { Pkcs11, type SlotId } from "./Pkcs11.js"
@@ -50,6 +51,21 @@ export interface TokenOptions {
    * and Ed448, HMAC-SHA-2 and their key generation).
    */
   readonly mechanisms?: ReadonlyArray<number> | undefined
+  /** The shortest PIN the token accepts (`ulMinPinLen`, default 4). */
+  readonly minPinLength?: number | undefined
+  /** The longest PIN the token accepts (`ulMaxPinLen`, default 255; openCryptoki's is 8). */
+  readonly maxPinLength?: number | undefined
+  /**
+   * What `CKA_VALUE_LEN` reads for a secret made with `C_CreateObject`: its length (default), or 0, as
+   * openCryptoki 3.8 answers.
+   */
+  readonly createdSecretValueLen?: "actual" | "zero" | undefined
+  /**
+   * The return value of `C_Decrypt` for an RSA-OAEP block that does not decrypt with the key (another
+   * key's, or tampered with): `CKR_ENCRYPTED_DATA_INVALID` by default; SoftHSM2 answers
+   * `CKR_GENERAL_ERROR`, openCryptoki `CKR_FUNCTION_FAILED`.
+   */
+  readonly undecryptable?: number | undefined
 }
 
 /**
@@ -177,7 +193,11 @@ export const make = (
         maxRwSessions: token.maxRwSessions,
         pinRetries: token.pinRetries ?? 3,
         userPinToBeChanged: token.userPinToBeChanged ?? false,
-        mechanisms: token.mechanisms
+        mechanisms: token.mechanisms,
+        minPinLength: token.minPinLength ?? 4,
+        maxPinLength: token.maxPinLength ?? 255,
+        createdSecretValueLen: token.createdSecretValueLen ?? "actual",
+        undecryptable: token.undecryptable ?? CKR.ENCRYPTED_DATA_INVALID
       })),
       options.emptySlots ?? 0
     )

@@ -124,7 +124,9 @@ export class SessionFailed extends Schema.TaggedError<SessionFailed>("@hsmkey/pk
   "SessionFailed",
   {
     ...callFields,
-    reason: Schema.Literal("closed", "limit", "read-only", "not-logged-in", "conflict")
+    reason: Schema.Literal("closed", "limit", "read-only", "not-logged-in", "conflict"),
+    /** The session the call was made on, for calls on one. */
+    session: Schema.optional(Schema.Number)
   }
 ) {
   /** @since 0.1.0 */
@@ -247,6 +249,8 @@ export type Pkcs11Failure =
 export interface FailureContext {
   readonly token?: string | undefined
   readonly mechanism?: number | undefined
+  /** The session handle of a call made on one. */
+  readonly session?: number | undefined
 }
 
 /**
@@ -258,6 +262,7 @@ export interface FailureContext {
 export const fromReturnValue = (method: string, code: number, context: FailureContext = {}): Pkcs11Failure => {
   const call = { method, code, name: returnValueName(code) }
   const token = context.token
+  const session = context.session
   switch (code) {
     case CKR.PIN_INCORRECT:
       return new PinIncorrect({ method, token })
@@ -271,19 +276,19 @@ export const fromReturnValue = (method: string, code: number, context: FailureCo
       return new PinInvalid(call)
     case CKR.SESSION_HANDLE_INVALID:
     case CKR.SESSION_CLOSED:
-      return new SessionFailed({ ...call, reason: "closed" })
+      return new SessionFailed({ ...call, reason: "closed", session })
     case CKR.SESSION_COUNT:
-      return new SessionFailed({ ...call, reason: "limit" })
+      return new SessionFailed({ ...call, reason: "limit", session })
     case CKR.SESSION_READ_ONLY:
     case CKR.SESSION_READ_ONLY_EXISTS:
-      return new SessionFailed({ ...call, reason: "read-only" })
+      return new SessionFailed({ ...call, reason: "read-only", session })
     case CKR.USER_NOT_LOGGED_IN:
-      return new SessionFailed({ ...call, reason: "not-logged-in" })
+      return new SessionFailed({ ...call, reason: "not-logged-in", session })
     case CKR.SESSION_EXISTS:
     case CKR.SESSION_READ_WRITE_SO_EXISTS:
     case CKR.SESSION_PARALLEL_NOT_SUPPORTED:
     case CKR.USER_ANOTHER_ALREADY_LOGGED_IN:
-      return new SessionFailed({ ...call, reason: "conflict" })
+      return new SessionFailed({ ...call, reason: "conflict", session })
     case CKR.TOKEN_NOT_PRESENT:
     case CKR.TOKEN_NOT_RECOGNIZED:
     case CKR.DEVICE_REMOVED:

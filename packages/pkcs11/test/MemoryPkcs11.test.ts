@@ -241,7 +241,7 @@ describe("MemoryPkcs11", () => {
         assert.strictEqual(stale._tag, "ObjectHandleInvalid")
         yield* pkcs11.login(handle, userPin)
         const [again] = yield* pkcs11.findObjects(handle, { id: new Uint8Array([7]), class: CKO.PRIVATE_KEY })
-        assert.notStrictEqual(again, pair.privateKey)
+        assert.isDefined(again)
         yield* pkcs11.sign(handle, { type: CKM.ECDSA }, again, new Uint8Array(32))
       }).pipe(Effect.provide(emulator())))
 

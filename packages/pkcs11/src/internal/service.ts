@@ -265,7 +265,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
         attempt(() => {
           driver.closeSession(session)
           forget(session)
-        })
+        }, { session })
       ),
 
     closeAllSessions: (slot) =>
@@ -291,7 +291,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
             rw: (raw.flags & CKF.RW_SESSION) !== 0,
             deviceError: raw.deviceError
           }
-        })
+        }, { session })
       ),
 
     login: (session, pin, userType = "user") =>
@@ -306,16 +306,16 @@ export const make = (driver: Driver): Pkcs11.Service => {
             if (isCryptokiError(error) && error.code === CKR.USER_ALREADY_LOGGED_IN) {
               return Effect.succeed("already-logged-in")
             }
-            return failure(error, { token: tokenLabelOf(session) })
+            return failure(error, { session, token: tokenLabelOf(session) })
           }
         }),
         { "pkcs11.user": userType }
       ),
 
-    logout: (session) => onSession("C_Logout", session, attempt(() => driver.logout(session))),
+    logout: (session) => onSession("C_Logout", session, attempt(() => driver.logout(session), { session })),
 
     initPin: (session, pin) =>
-      onSession("C_InitPIN", session, attempt(() => driver.initPin(session, Redacted.value(pin)))),
+      onSession("C_InitPIN", session, attempt(() => driver.initPin(session, Redacted.value(pin)), { session })),
 
     setPin: (session, oldPin, newPin) =>
       onSession(
@@ -323,29 +323,42 @@ export const make = (driver: Driver): Pkcs11.Service => {
         session,
         Effect.suspend(() =>
           attempt(() => driver.setPin(session, Redacted.value(oldPin), Redacted.value(newPin)), {
+            session,
             token: tokenLabelOf(session)
           })
         )
       ),
 
     findObjects: (session, template) =>
-      onSession("C_FindObjects", session, attempt(() => driver.findObjects(session, template).map(objectHandle))),
+      onSession(
+        "C_FindObjects",
+        session,
+        attempt(() => driver.findObjects(session, template).map(objectHandle), { session })
+      ),
 
     getAttributes: <N extends Attribute.Name>(session: SessionHandle, object: ObjectHandle, names: ReadonlyArray<N>) =>
       onSession(
         "C_GetAttributeValue",
         session,
-        attempt(() => driver.getAttributes(session, object, names) as Attribute.Read<N>)
+        attempt(() => driver.getAttributes(session, object, names) as Attribute.Read<N>, { session })
       ),
 
     setAttributes: (session, object, template) =>
-      onSession("C_SetAttributeValue", session, attempt(() => driver.setAttributes(session, object, template))),
+      onSession(
+        "C_SetAttributeValue",
+        session,
+        attempt(() => driver.setAttributes(session, object, template), { session })
+      ),
 
     createObject: (session, template) =>
-      onSession("C_CreateObject", session, attempt(() => objectHandle(driver.createObject(session, template)))),
+      onSession(
+        "C_CreateObject",
+        session,
+        attempt(() => objectHandle(driver.createObject(session, template)), { session })
+      ),
 
     destroyObject: (session, object) =>
-      onSession("C_DestroyObject", session, attempt(() => driver.destroyObject(session, object))),
+      onSession("C_DestroyObject", session, attempt(() => driver.destroyObject(session, object), { session })),
 
     generateKeyPair: (session, mechanism, templates) =>
       onSession(
@@ -357,7 +370,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
               publicKey: objectHandle(pair.publicKey),
               privateKey: objectHandle(pair.privateKey)
             })),
-          { mechanism: mechanism.type }
+          { session, mechanism: mechanism.type }
         ),
         mechanismAttributes(mechanism)
       ),
@@ -367,6 +380,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
         "C_GenerateKey",
         session,
         attemptAsync(() => driver.generateKey(session, mechanism, template).then(objectHandle), {
+          session,
           mechanism: mechanism.type
         }),
         mechanismAttributes(mechanism)
@@ -379,7 +393,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
         nonEmpty(
           "C_Sign",
           data,
-          attemptAsync(() => driver.sign(session, mechanism, key, data), { mechanism: mechanism.type })
+          attemptAsync(() => driver.sign(session, mechanism, key, data), { session, mechanism: mechanism.type })
         ),
         mechanismAttributes(mechanism)
       ),
@@ -391,7 +405,10 @@ export const make = (driver: Driver): Pkcs11.Service => {
         nonEmpty(
           "C_Verify",
           data,
-          attemptAsync(() => driver.verify(session, mechanism, key, data, signature), { mechanism: mechanism.type })
+          attemptAsync(() => driver.verify(session, mechanism, key, data, signature), {
+            session,
+            mechanism: mechanism.type
+          })
         ),
         mechanismAttributes(mechanism)
       ),
@@ -403,7 +420,7 @@ export const make = (driver: Driver): Pkcs11.Service => {
         nonEmpty(
           "C_Decrypt",
           data,
-          attemptAsync(() => driver.decrypt(session, mechanism, key, data), { mechanism: mechanism.type })
+          attemptAsync(() => driver.decrypt(session, mechanism, key, data), { session, mechanism: mechanism.type })
         ),
         mechanismAttributes(mechanism)
       )

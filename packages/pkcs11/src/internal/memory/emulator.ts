@@ -48,6 +48,10 @@ export interface TokenConfig {
   readonly pinRetries: number
   readonly userPinToBeChanged: boolean
   readonly mechanisms: ReadonlyArray<number> | undefined
+  readonly minPinLength: number
+  readonly maxPinLength: number
+  readonly createdSecretValueLen: "actual" | "zero"
+  readonly undecryptable: number
 }
 
 export interface TokenStats {
@@ -81,6 +85,10 @@ interface Token {
   readonly maxSessions: number | undefined
   readonly maxRwSessions: number | undefined
   readonly mechanisms: ReadonlyArray<number>
+  readonly minPinLength: number
+  readonly maxPinLength: number
+  readonly createdSecretValueLen: "actual" | "zero"
+  readonly undecryptable: number
   loggedIn: "user" | "so" | undefined
   slotId: number | undefined
   readonly objects: Map<number, StoredObject>
@@ -150,14 +158,14 @@ export class Emulator implements Driver {
   private readonly tokens: Array<Token> = []
   private readonly sessions = new Map<number, Session>()
   private readonly faults: Array<Fault> = []
+  /** Object handles in use, on every token: freed numbers are handed out again, lowest first. */
+  private readonly objectHandles = new Set<number>()
   private nextSlot = 1
-  private nextSession = 1
-  private nextHandle = 1
   private nextUid = 1
 
   constructor(tokens: ReadonlyArray<TokenConfig>, emptySlots: number) {
     for (const config of tokens) {
-      const token = this.newToken(config.pinRetries, config.maxSessions, config.maxRwSessions, config.mechanisms)
+      const token = this.newToken(config)
       token.initialized = true
       token.label = config.label
       token.serialNumber = config.serialNumber
@@ -166,15 +174,11 @@ export class Emulator implements Driver {
       token.userPinToBeChanged = config.userPinToBeChanged
       this.insert(token)
     }
-    for (let i = 0; i < emptySlots; i++) this.insert(this.newToken(3, undefined, undefined, undefined))
+    for (let i = 0; i < emptySlots; i++) this.insert(this.newToken({ pinRetries: 3 }))
   }
 
-  private newToken(
-    pinRetries: number,
-    maxSessions: number | undefined,
-    maxRwSessions: number | undefined,
-    mechanisms: ReadonlyArray<number> | undefined
-  ): Token {
+  private newToken(config: Partial<TokenConfig> & { readonly pinRetries: number }): Token {
+    const pinRetries = config.pinRetries
     const token: Token = {
       initialized: false,
       label: "",
@@ -185,9 +189,13 @@ export class Emulator implements Driver {
       pinRetries,
       userRetriesLeft: pinRetries,
       soRetriesLeft: pinRetries,
-      maxSessions,
-      maxRwSessions,
-      mechanisms: (mechanisms ?? SUPPORTED_MECHANISMS).filter((m) => Keys.mechanismInfos.has(m)),
+      maxSessions: config.maxSessions,
+      maxRwSessions: config.maxRwSessions,
+      mechanisms: (config.mechanisms ?? SUPPORTED_MECHANISMS).filter((m) => Keys.mechanismInfos.has(m)),
+      minPinLength: config.minPinLength ?? 4,
+      maxPinLength: config.maxPinLength ?? 255,
+      createdSecretValueLen: config.createdSecretValueLen ?? "actual",
+      undecryptable: config.undecryptable ?? CKR.ENCRYPTED_DATA_INVALID,
       loggedIn: undefined,
       slotId: undefined,
       objects: new Map(),
@@ -359,10 +367,13 @@ export class Emulator implements Driver {
     return object.attributes.private !== true || this.isUser(session.token)
   }
 
+  // Tokens such as openCryptoki hand a freed handle number to the next object: so does the emulator,
+  // lowest free number first, so that code trusting a stale handle fails here as it would there.
   private handleOf(token: Token, uid: number): number {
     let handle = token.handleByUid.get(uid)
     if (handle === undefined) {
-      handle = this.nextHandle++
+      handle = lowestFree(this.objectHandles)
+      this.objectHandles.add(handle)
       token.handleByUid.set(uid, handle)
       token.uidByHandle.set(handle, uid)
     }
@@ -381,6 +392,7 @@ export class Emulator implements Driver {
       if (which(token.objects.get(uid))) {
         token.handleByUid.delete(uid)
         token.uidByHandle.delete(handle)
+        this.objectHandles.delete(handle)
       }
     }
   }
@@ -431,6 +443,10 @@ export class Emulator implements Driver {
     const owner = attributes.token === true ? undefined : session.handle
     session.token.objects.set(uid, { uid, attributes, material, owner })
     return this.handleOf(session.token, uid)
+  }
+
+  private checkPinLength(token: Token, pin: string): void {
+    if (pin.length < token.minPinLength || pin.length > token.maxPinLength) ckr(CKR.PIN_LEN_RANGE)
   }
 
   private requireMechanism(token: Token, type: number): void {
@@ -495,8 +511,8 @@ export class Emulator implements Driver {
         sessionCount: sessions.length,
         maxRwSessionCount: token.maxRwSessions ?? 0,
         rwSessionCount: sessions.filter((s) => s.rw).length,
-        minPinLen: 4,
-        maxPinLen: 255
+        minPinLen: token.minPinLength,
+        maxPinLen: token.maxPinLength
       }
     })
 
@@ -514,7 +530,7 @@ export class Emulator implements Driver {
     this.guard("C_InitToken", this.tokenOfSlot(id), () => {
       const token = this.presentToken(id)
       if (this.liveSessions(token).length > 0) ckr(CKR.SESSION_EXISTS)
-      if (soPin.length < 4 || soPin.length > 255) ckr(CKR.PIN_LEN_RANGE)
+      this.checkPinLength(token, soPin)
       if (token.initialized) {
         if (token.soRetriesLeft === 0) ckr(CKR.PIN_LOCKED)
         if (token.soPin === undefined || !timingSafeEqual(token.soPin, soPin)) {
@@ -531,8 +547,7 @@ export class Emulator implements Driver {
       token.userPinToBeChanged = false
       token.serialNumber ||= Crypto.randomBytes(8).toString("hex")
       token.objects.clear()
-      token.handleByUid.clear()
-      token.uidByHandle.clear()
+      this.forgetHandles(token, () => true)
     })
 
   openSession = (id: number, flags: number): number =>
@@ -547,7 +562,8 @@ export class Emulator implements Driver {
         ckr(CKR.SESSION_COUNT)
       }
       if (!rw && token.loggedIn === "so") ckr(CKR.SESSION_READ_WRITE_SO_EXISTS)
-      const handle = this.nextSession++
+      // Session handles are reused too, lowest free number first, as openCryptoki does.
+      const handle = lowestFree(this.sessions)
       this.sessions.set(handle, { handle, token, rw, removed: false })
       token.peakSessions = Math.max(token.peakSessions, sessions.length + 1)
       return handle
@@ -615,7 +631,7 @@ export class Emulator implements Driver {
     this.onSession("C_InitPIN", handle, (session) => {
       if (session.token.loggedIn !== "so") ckr(CKR.USER_NOT_LOGGED_IN)
       if (!session.rw) ckr(CKR.SESSION_READ_ONLY)
-      if (pin.length < 4 || pin.length > 255) ckr(CKR.PIN_LEN_RANGE)
+      this.checkPinLength(session.token, pin)
       session.token.userPin = pin
       session.token.userRetriesLeft = session.token.pinRetries
       session.token.userPinToBeChanged = false
@@ -634,7 +650,7 @@ export class Emulator implements Driver {
         else token.userRetriesLeft--
         ckr(CKR.PIN_INCORRECT)
       }
-      if (newPin.length < 4 || newPin.length > 255) ckr(CKR.PIN_LEN_RANGE)
+      this.checkPinLength(token, newPin)
       if (who === "so") token.soPin = newPin
       else {
         token.userPin = newPin
@@ -687,9 +703,16 @@ export class Emulator implements Driver {
     this.onSession("C_CreateObject", handle, (session) => {
       if (template.class === undefined) ckr(CKR.TEMPLATE_INCOMPLETE)
       this.rejectReadOnly(template)
+      // CKA_VALUE_LEN of a secret follows from CKA_VALUE: SoftHSM2 and openCryptoki refuse it in the template.
+      if (template.class === CKO.SECRET_KEY && template.valueLen !== undefined) ckr(CKR.ATTRIBUTE_READ_ONLY)
       this.requireWritable(session, template)
       const material = Keys.importKey(template)
-      return this.store(session, this.objectAttributes(template, material, false), material)
+      const attributes = this.objectAttributes(template, material, false)
+      // openCryptoki reads CKA_VALUE_LEN back as 0 for a secret made by C_CreateObject.
+      const created = material?.kind === "secret" && session.token.createdSecretValueLen === "zero"
+        ? { ...attributes, valueLen: 0 }
+        : attributes
+      return this.store(session, created, material)
     })
 
   destroyObject = (handle: number, objectHandle: number): void =>
@@ -769,7 +792,12 @@ export class Emulator implements Driver {
     this.onSessionAsync("C_DecryptInit", handle, async (session) => {
       const key = this.keyFor(session, keyHandle, mechanism, "decrypt")
       if (key.attributes.class !== CKO.PRIVATE_KEY || key.material === undefined) ckr(CKR.KEY_TYPE_INCONSISTENT)
-      return this.guardAsync("C_Decrypt", session.token, async () => Keys.decrypt(mechanism, key.material!, data))
+      const oaep = Keys.checkDecryption(mechanism, key.material!)
+      return this.guardAsync(
+        "C_Decrypt",
+        session.token,
+        async () => Keys.decrypt(oaep, key.material!, data, session.token.undecryptable)
+      )
     })
 
   /**
@@ -829,6 +857,12 @@ export class Emulator implements Driver {
         return key
     }
   }
+}
+
+const lowestFree = (used: { has: (n: number) => boolean }): number => {
+  let n = 1
+  while (used.has(n)) n++
+  return n
 }
 
 const timingSafeEqual = (a: string, b: string): boolean => {

@@ -467,9 +467,10 @@ export const verify = async (
 }
 
 /**
- * `C_Decrypt` with `CKM_RSA_PKCS_OAEP`: the hash and MGF must agree, as node:crypto implements them.
+ * The checks of `C_DecryptInit`: `CKM_RSA_PKCS_OAEP` on an RSA key, with a hash and MGF that agree, as
+ * node:crypto implements them. Returns the OAEP parameters.
  */
-export const decrypt = (mechanism: Mechanism, material: KeyMaterial, data: Uint8Array): Uint8Array => {
+export const checkDecryption = (mechanism: Mechanism, material: KeyMaterial): OaepParameters => {
   if (mechanism.type !== CKM.RSA_PKCS_OAEP) return fail(CKR.MECHANISM_INVALID)
   if (material.kind !== "rsa") return fail(CKR.KEY_TYPE_INCONSISTENT)
   const parameter = mechanism.parameter
@@ -478,17 +479,36 @@ export const decrypt = (mechanism: Mechanism, material: KeyMaterial, data: Uint8
   }
   const hash = hashes[parameter.hashAlg]
   if (hash === undefined || hash.mgf !== parameter.mgf) return fail(CKR.MECHANISM_PARAM_INVALID)
+  return { hash: hash.name, label: parameter.label }
+}
+
+export interface OaepParameters {
+  readonly hash: string
+  readonly label: Uint8Array | undefined
+}
+
+/**
+ * `C_Decrypt` with checked OAEP parameters. A block that does not decode fails with `undecryptable`: tokens
+ * differ in what they answer (CKR_ENCRYPTED_DATA_INVALID by the spec, CKR_GENERAL_ERROR from SoftHSM2,
+ * CKR_FUNCTION_FAILED from openCryptoki), and none says more.
+ */
+export const decrypt = (
+  oaep: OaepParameters,
+  material: KeyMaterial,
+  data: Uint8Array,
+  undecryptable: number
+): Uint8Array => {
+  if (material.kind !== "rsa") return fail(CKR.KEY_TYPE_INCONSISTENT)
   if (data.length !== material.bits / 8) return fail(CKR.ENCRYPTED_DATA_LEN_RANGE)
   try {
     return new Uint8Array(Crypto.privateDecrypt({
       key: material.key,
       padding: Crypto.constants.RSA_PKCS1_OAEP_PADDING,
-      oaepHash: hash.name,
-      ...(parameter.label === undefined ? {} : { oaepLabel: parameter.label })
+      oaepHash: oaep.hash,
+      ...(oaep.label === undefined ? {} : { oaepLabel: oaep.label })
     }, data))
   } catch {
-    // OAEP decoding failed: the token reports it as invalid ciphertext and says nothing more.
-    return fail(CKR.ENCRYPTED_DATA_INVALID)
+    return fail(undecryptable)
   }
 }
 

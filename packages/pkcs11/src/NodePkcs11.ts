@@ -10,6 +10,7 @@
  */
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -28,11 +29,18 @@ import { ModuleLoadFailed } from "./Pkcs11Error.js"
 export interface NodePkcs11Options {
   /** The path of the PKCS#11 shared library, such as `/usr/lib/softhsm/libsofthsm2.so`. */
   readonly modulePath: string
+  /**
+   * How long closing the last holder of the library waits for native calls still in flight (signatures,
+   * key generation) before leaving the library to be finalized when they settle (default 10 seconds).
+   * It is never finalized under a running call: that crashes the process.
+   */
+  readonly closeTimeout?: Duration.DurationInput | undefined
 }
 
 /**
  * Loads (or shares) the library and builds the service; the reference is dropped when the scope
- * closes.
+ * closes. Session pools built on the service hold the library too, so closing this scope first finalizes
+ * nothing under them: the library goes with the last of its holders, once no native call is in flight.
  *
  * @since 0.1.0
  * @category constructors
@@ -46,20 +54,21 @@ export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, 
       }
       const module = Registry.acquire(realPath)
       return "library" in module
-        ? Effect.succeed(module)
+        ? Effect.succeed({ module, driver: NodeDriver.make(module) })
         : Effect.fail(new ModuleLoadFailed({ path: options.modulePath, ...module }))
     }),
-    (module) =>
-      Effect.suspend(() => {
-        const { error } = Registry.release(module)
-        return error === undefined
-          ? Effect.void
-          : Effect.logWarning(`C_Finalize of ${module.realPath} failed`).pipe(
-            Effect.annotateLogs("error", String(error))
-          )
-      })
+    ({ driver, module }) =>
+      Service.release(driver, options.closeTimeout ?? Service.DEFAULT_CLOSE_TIMEOUT).pipe(
+        Effect.zipRight(Effect.suspend(() =>
+          module.finalizeError === undefined
+            ? Effect.void
+            : Effect.logWarning(`C_Finalize of ${module.realPath} failed`).pipe(
+              Effect.annotateLogs("error", String(module.finalizeError))
+            )
+        ))
+      )
   ).pipe(
-    Effect.map((module) => Service.make(NodeDriver.make(module))),
+    Effect.map(({ driver }) => Service.make(driver, { closeTimeout: options.closeTimeout })),
     Effect.withSpan("NodePkcs11.make", { attributes: { "pkcs11.modulePath": options.modulePath } })
   )
 
@@ -76,6 +85,8 @@ export interface ModuleStatus {
   readonly loaded: boolean
   readonly adopted: boolean
   readonly references: number
+  /** Native calls into the library running on the threadpool now. */
+  readonly inFlight: number
   readonly initializeCalls: number
   readonly finalizeCalls: number
 }
@@ -97,6 +108,7 @@ export const moduleStatus = (modulePath: string): Effect.Effect<ModuleStatus, Mo
       loaded: stats.refs > 0,
       adopted: stats.adopted,
       references: stats.refs,
+      inFlight: stats.inflight,
       initializeCalls: stats.initializeCalls,
       finalizeCalls: stats.finalizeCalls
     })

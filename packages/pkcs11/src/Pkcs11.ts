@@ -12,6 +12,7 @@ import type * as Brand from "effect/Brand"
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import type * as Attribute from "./Attribute.js"
 import type { Pkcs11Failure } from "./Pkcs11Error.js"
 
@@ -280,6 +281,21 @@ export declare namespace Pkcs11 {
      * emulator. Two services with the same id share login state and handles.
      */
     readonly moduleId: string
+    /**
+     * A number that changes whenever an object handle may have been handed out or freed through this
+     * library in this process (objects found, created, generated or destroyed). Tokens such as
+     * openCryptoki give a destroyed object's handle number to the next object: a handle proven to be a
+     * key's is trusted only while this number stays the same. Calls other code makes into the library
+     * directly, bypassing this service, are not seen.
+     */
+    readonly objectGeneration: () => number
+    /**
+     * Keeps the library loaded for the scope's lifetime, even after the layer that loaded it is closed: a
+     * `SessionPool` retains its library so that its sessions outlive any native call made through them.
+     * A library is finalized only once nothing retains it and no native call is in flight; a call made
+     * after that fails with `CKR_CRYPTOKI_NOT_INITIALIZED`.
+     */
+    readonly retain: Effect.Effect<void, Pkcs11Failure, Scope.Scope>
     readonly info: Effect.Effect<LibraryInfo, Pkcs11Failure>
     readonly slots: (
       options?: { readonly tokenPresent?: boolean | undefined }

@@ -15,6 +15,9 @@ const unused = (): never => {
 
 const fakeDriver = (overrides: Partial<Driver>): Driver => ({
   moduleId: "fake",
+  objectGeneration: () => 0,
+  retain: () => true,
+  release: () => undefined,
   getInfo: unused,
   getSlotList: unused,
   getSlotInfo: unused,

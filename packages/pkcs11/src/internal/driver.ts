@@ -52,6 +52,15 @@ export interface RawSessionInfo {
  */
 export interface Driver {
   readonly moduleId: string
+  /** See `Pkcs11.Service.objectGeneration`. */
+  readonly objectGeneration: () => number
+  /** Holds the library loaded until `release`; `false` when it is unloaded already. */
+  readonly retain: () => boolean
+  /**
+   * Drops a hold. When it was the last, the library stops serving calls and the promise returned
+   * resolves once it is finalized and unloaded (after the native calls still in flight settle).
+   */
+  readonly release: () => Promise<void> | undefined
   readonly getInfo: () => LibraryInfo
   readonly getSlotList: (tokenPresent: boolean) => ReadonlyArray<number>
   readonly getSlotInfo: (slot: number) => RawSlotInfo

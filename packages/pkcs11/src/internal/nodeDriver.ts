@@ -3,7 +3,7 @@ import * as Attribute from "../Attribute.js"
 import { CKR, CKZ } from "../Constants.js"
 import type { Mechanism } from "../Pkcs11.js"
 import { CryptokiError, type Driver } from "./driver.js"
-import type { Module } from "./registry.js"
+import * as Registry from "./registry.js"
 
 // Large enough for an RSA-8192 signature and every EC and EdDSA signature.
 const SIGNATURE_BUFFER = 1024
@@ -105,11 +105,15 @@ const codeOf = (error: unknown): number | undefined => {
   return undefined
 }
 
+const notLoaded = (method: string) => new CryptokiError(method, CKR.CRYPTOKI_NOT_INITIALIZED)
+
 /**
  * Runs a pkcs11js call, turning its `Pkcs11Error` into a `CryptokiError` named after `method`. A plain
- * `TypeError` (a bad argument) is rethrown: that is our bug.
+ * `TypeError` (a bad argument) is rethrown: that is our bug. A library nothing holds any more answers
+ * `CKR_CRYPTOKI_NOT_INITIALIZED` without being called.
  */
-const call = <A>(method: string, f: () => A): A => {
+const callSync = <A>(module: Registry.Module, method: string, f: () => A): A => {
+  if (module.state !== "open") throw notLoaded(method)
   try {
     return f()
   } catch (error) {
@@ -131,8 +135,15 @@ const callAsync = async <A>(method: string, f: () => Promise<A>): Promise<A> => 
  * The driver over a pkcs11js library. Crypto runs through the `*Async` variants on the libuv threadpool;
  * their input and output buffers stay referenced by the pending promise until the call settles.
  */
-export const make = (module: Module): Driver => {
+export const make = (module: Registry.Module): Driver => {
   const p11 = module.library
+  const call = <A>(method: string, f: () => A): A => callSync(module, method, f)
+  // A threadpool call holds the library loaded until it settles: C_Finalize under it would crash.
+  const threadpool = <A>(method: string, f: () => Promise<A>): Promise<A> =>
+    module.state === "open" ? Registry.inflight(module, f) : Promise.reject(notLoaded(method))
+  const objectsChange = () => {
+    module.objectGeneration++
+  }
 
   const getAttributeValues = (session: number, object: number, names: ReadonlyArray<Attribute.Name>) => {
     const result = call(
@@ -159,6 +170,15 @@ export const make = (module: Module): Driver => {
 
   return {
     moduleId: module.realPath,
+
+    objectGeneration: () => module.objectGeneration,
+
+    retain: () => Registry.retain(module),
+
+    release: () => {
+      Registry.release(module)
+      return module.state === "open" ? undefined : module.closed
+    },
 
     getInfo: () => {
       const info = call("C_GetInfo", () => p11.C_GetInfo())
@@ -223,6 +243,7 @@ export const make = (module: Module): Driver => {
 
     findObjects: (session, template) => {
       const handle = toHandle(session)
+      objectsChange()
       call("C_FindObjectsInit", () => p11.C_FindObjectsInit(handle, toTemplate(template)))
       try {
         const found: Array<number> = []
@@ -264,82 +285,95 @@ export const make = (module: Module): Driver => {
         () => p11.C_SetAttributeValue(toHandle(session), toHandle(object), toTemplate(template))
       ),
 
-    createObject: (session, template) =>
-      call("C_CreateObject", () => fromHandle(p11.C_CreateObject(toHandle(session), toTemplate(template)))),
+    createObject: (session, template) => {
+      objectsChange()
+      return call("C_CreateObject", () => fromHandle(p11.C_CreateObject(toHandle(session), toTemplate(template))))
+    },
 
-    destroyObject: (session, object) =>
-      call("C_DestroyObject", () => p11.C_DestroyObject(toHandle(session), toHandle(object))),
+    destroyObject: (session, object) => {
+      objectsChange()
+      call("C_DestroyObject", () => p11.C_DestroyObject(toHandle(session), toHandle(object)))
+    },
 
     generateKeyPair: (session, mechanism, publicTemplate, privateTemplate) =>
-      callAsync("C_GenerateKeyPair", async () => {
-        const pair = await p11.C_GenerateKeyPairAsync(
-          toHandle(session),
-          toMechanism(mechanism),
-          toTemplate(publicTemplate),
-          toTemplate(privateTemplate)
-        )
-        return { publicKey: fromHandle(pair.publicKey), privateKey: fromHandle(pair.privateKey) }
+      threadpool("C_GenerateKeyPair", () => {
+        objectsChange()
+        return callAsync("C_GenerateKeyPair", async () => {
+          const pair = await p11.C_GenerateKeyPairAsync(
+            toHandle(session),
+            toMechanism(mechanism),
+            toTemplate(publicTemplate),
+            toTemplate(privateTemplate)
+          )
+          return { publicKey: fromHandle(pair.publicKey), privateKey: fromHandle(pair.privateKey) }
+        })
       }),
 
     generateKey: (session, mechanism, template) =>
-      callAsync(
-        "C_GenerateKey",
-        async () =>
-          fromHandle(await p11.C_GenerateKeyAsync(toHandle(session), toMechanism(mechanism), toTemplate(template)))
-      ),
-
-    sign: async (session, mechanism, key, data) => {
-      const handle = toHandle(session)
-      call("C_SignInit", () => p11.C_SignInit(handle, toMechanism(mechanism), toHandle(key)))
-      const input = Buffer.from(data)
-      try {
-        return new Uint8Array(
-          await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(SIGNATURE_BUFFER)))
+      threadpool("C_GenerateKey", () => {
+        objectsChange()
+        return callAsync(
+          "C_GenerateKey",
+          async () =>
+            fromHandle(await p11.C_GenerateKeyAsync(toHandle(session), toMechanism(mechanism), toTemplate(template)))
         )
-      } catch (error) {
-        // CKR_BUFFER_TOO_SMALL leaves the operation active (the next C_SignInit would fail with
-        // CKR_OPERATION_ACTIVE); PKCS#11 completes it by calling C_Sign again with room enough.
-        if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
-        return new Uint8Array(
-          await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
-        )
-      }
-    },
+      }),
 
-    verify: async (session, mechanism, key, data, signature) => {
-      const handle = toHandle(session)
-      call("C_VerifyInit", () => p11.C_VerifyInit(handle, toMechanism(mechanism), toHandle(key)))
-      try {
-        return await callAsync("C_Verify", () => p11.C_VerifyAsync(handle, Buffer.from(data), Buffer.from(signature)))
-      } catch (error) {
-        if (
-          error instanceof CryptokiError &&
-          (error.code === CKR.SIGNATURE_INVALID || error.code === CKR.SIGNATURE_LEN_RANGE)
-        ) return false
-        throw error
-      }
-    },
-
-    decrypt: async (session, mechanism, key, data) => {
-      const handle = toHandle(session)
-      call("C_DecryptInit", () => p11.C_DecryptInit(handle, toMechanism(mechanism), toHandle(key)))
-      const input = Buffer.from(data)
-      try {
-        // Room for any RSA plaintext up to 8192-bit keys, whatever the ciphertext's length: a short
-        // ciphertext must be refused for itself, not for our buffer.
-        return new Uint8Array(
-          await callAsync(
-            "C_Decrypt",
-            () => p11.C_DecryptAsync(handle, input, Buffer.alloc(Math.max(input.length, 1024)))
+    sign: (session, mechanism, key, data) =>
+      threadpool("C_Sign", async () => {
+        const handle = toHandle(session)
+        call("C_SignInit", () => p11.C_SignInit(handle, toMechanism(mechanism), toHandle(key)))
+        const input = Buffer.from(data)
+        try {
+          return new Uint8Array(
+            await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(SIGNATURE_BUFFER)))
           )
-        )
-      } catch (error) {
-        // As for C_Sign: CKR_BUFFER_TOO_SMALL leaves the operation active until a call with room enough.
-        if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
-        return new Uint8Array(
-          await callAsync("C_Decrypt", () => p11.C_DecryptAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
-        )
-      }
-    }
+        } catch (error) {
+          // CKR_BUFFER_TOO_SMALL leaves the operation active (the next C_SignInit would fail with
+          // CKR_OPERATION_ACTIVE); PKCS#11 completes it by calling C_Sign again with room enough.
+          if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
+          return new Uint8Array(
+            await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
+          )
+        }
+      }),
+
+    verify: (session, mechanism, key, data, signature) =>
+      threadpool("C_Verify", async () => {
+        const handle = toHandle(session)
+        call("C_VerifyInit", () => p11.C_VerifyInit(handle, toMechanism(mechanism), toHandle(key)))
+        try {
+          return await callAsync("C_Verify", () => p11.C_VerifyAsync(handle, Buffer.from(data), Buffer.from(signature)))
+        } catch (error) {
+          if (
+            error instanceof CryptokiError &&
+            (error.code === CKR.SIGNATURE_INVALID || error.code === CKR.SIGNATURE_LEN_RANGE)
+          ) return false
+          throw error
+        }
+      }),
+
+    decrypt: (session, mechanism, key, data) =>
+      threadpool("C_Decrypt", async () => {
+        const handle = toHandle(session)
+        call("C_DecryptInit", () => p11.C_DecryptInit(handle, toMechanism(mechanism), toHandle(key)))
+        const input = Buffer.from(data)
+        try {
+          // Room for any RSA plaintext up to 8192-bit keys, whatever the ciphertext's length: a short
+          // ciphertext must be refused for itself, not for our buffer.
+          return new Uint8Array(
+            await callAsync(
+              "C_Decrypt",
+              () => p11.C_DecryptAsync(handle, input, Buffer.alloc(Math.max(input.length, 1024)))
+            )
+          )
+        } catch (error) {
+          // As for C_Sign: CKR_BUFFER_TOO_SMALL leaves the operation active until a call with room enough.
+          if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
+          return new Uint8Array(
+            await callAsync("C_Decrypt", () => p11.C_DecryptAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
+          )
+        }
+      })
   }
 }

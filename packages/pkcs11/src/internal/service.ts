@@ -1,4 +1,6 @@
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Attribute from "../Attribute.js"
 import { CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION, CKF, CKR, CKS, CKU, mechanismName } from "../Constants.js"
@@ -94,10 +96,40 @@ const toMechanismInfo = (type: number, raw: { minKeySize: number; maxKeySize: nu
     generateKeyPair: (raw.flags & CKF.GENERATE_KEY_PAIR) !== 0
   }) satisfies MechanismInfo
 
+/** How long closing a library waits for the native calls still in flight, unless told otherwise. */
+export const DEFAULT_CLOSE_TIMEOUT: Duration.Duration = Duration.seconds(10)
+
+/**
+ * Drops a hold on the driver's library. When it was the last, waits (at most `timeout`) for the library
+ * to be finalized after the native calls in flight settle; past that, it is left to be finalized when
+ * they do, and a warning says so.
+ */
+export const release = (driver: Driver, timeout: Duration.DurationInput): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const closed = driver.release()
+    if (closed === undefined) return Effect.void
+    return Effect.promise(() => closed).pipe(
+      Effect.timeoutOption(timeout),
+      Effect.flatMap(Option.match({
+        onNone: () =>
+          Effect.logWarning(
+            `Native calls into ${driver.moduleId} were still running ${
+              Duration.format(timeout)
+            } after its last user closed: it will be finalized when they settle`
+          ),
+        onSome: () => Effect.void
+      }))
+    )
+  })
+
 /**
  * The `Pkcs11` service over a driver: what both backends share, so that they cannot differ in it.
  */
-export const make = (driver: Driver): Pkcs11.Service => {
+export const make = (
+  driver: Driver,
+  options: { readonly closeTimeout?: Duration.DurationInput | undefined } = {}
+): Pkcs11.Service => {
+  const closeTimeout = options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT
   // PKCS#11 sessions hold one active operation each; a second fiber on the same session waits its turn.
   const locks = new Map<number, FifoSemaphore.FifoSemaphore>()
   const sessionSlots = new Map<number, number>()
@@ -197,6 +229,21 @@ export const make = (driver: Driver): Pkcs11.Service => {
 
   return {
     moduleId: driver.moduleId,
+
+    objectGeneration: driver.objectGeneration,
+
+    retain: Effect.acquireRelease(
+      Effect.suspend(() =>
+        driver.retain() ? Effect.void : Effect.fail(
+          new Pkcs11Error({
+            method: "C_Initialize",
+            code: CKR.CRYPTOKI_NOT_INITIALIZED,
+            name: "CKR_CRYPTOKI_NOT_INITIALIZED"
+          })
+        )
+      ),
+      () => release(driver, closeTimeout)
+    ),
 
     info: attempt(() => driver.getInfo()).pipe(traced("C_GetInfo", spanAttributes({}))),
 

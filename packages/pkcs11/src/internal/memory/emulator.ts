@@ -162,6 +162,7 @@ export class Emulator implements Driver {
   private readonly objectHandles = new Set<number>()
   private nextSlot = 1
   private nextUid = 1
+  private generation = 0
 
   constructor(tokens: ReadonlyArray<TokenConfig>, emptySlots: number) {
     for (const config of tokens) {
@@ -372,6 +373,7 @@ export class Emulator implements Driver {
   private handleOf(token: Token, uid: number): number {
     let handle = token.handleByUid.get(uid)
     if (handle === undefined) {
+      this.generation++
       handle = lowestFree(this.objectHandles)
       this.objectHandles.add(handle)
       token.handleByUid.set(uid, handle)
@@ -393,6 +395,7 @@ export class Emulator implements Driver {
         token.handleByUid.delete(uid)
         token.uidByHandle.delete(handle)
         this.objectHandles.delete(handle)
+        this.generation++
       }
     }
   }
@@ -463,6 +466,13 @@ export class Emulator implements Driver {
 
   // ---------------------------------------------------------------------------------------------
   // Driver
+
+  objectGeneration = (): number => this.generation
+
+  // Nothing to load or finalize: an emulator lives as long as anything references it.
+  retain = (): boolean => true
+
+  release = (): undefined => undefined
 
   getInfo = (): LibraryInfo =>
     this.guard("C_GetInfo", undefined, () => ({

@@ -380,7 +380,7 @@ describe("HsmError", () => {
         [new HsmError.UnsupportedAlgorithm({ alg: "none" }), "UnsupportedAlgorithm:none"],
         [new HsmError.AlgorithmMismatch({ alg: "ES256", keyType: "RSA-2048" }), "AlgorithmMismatch:ES256/RSA-2048"],
         [
-          new HsmError.MechanismUnsupported({ alg: "ES256", token: "t", mechanisms: ["CKM_ECDSA"] }),
+          new HsmError.MechanismUnsupported({ operation: "sign", alg: "ES256", token: "t", mechanisms: ["CKM_ECDSA"] }),
           "MechanismUnsupported:CKM_ECDSA"
         ],
         [new HsmError.InvalidHeader({ detail: "d" }), "InvalidHeader:d"],

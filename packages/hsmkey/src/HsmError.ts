@@ -132,7 +132,8 @@ export class InvalidKeyReference
 
 /**
  * No private key matches, or only its public half is on the token (`reason: "public-only"`), or the
- * private key has no public half hsmkey can read (`"no-public-key"`).
+ * private key has no public half hsmkey can read (`"no-public-key"`), or the object the reference names
+ * now is another key than the one loaded (`"changed"`: replaced under the same CKA_ID or label).
  *
  * @since 0.1.0
  * @category errors
@@ -141,7 +142,7 @@ export class KeyNotFound extends Schema.TaggedError<KeyNotFound>("hsmkey/KeyNotF
   /** What was asked: `label "x"`, `id 0a0b`, or both. */
   query: Schema.String,
   token: Schema.String,
-  reason: Schema.Literal("absent", "public-only", "no-public-key")
+  reason: Schema.Literal("absent", "public-only", "no-public-key", "changed")
 }) {
   /** @since 0.1.0 */
   override get message(): string {
@@ -153,6 +154,9 @@ export class KeyNotFound extends Schema.TaggedError<KeyNotFound>("hsmkey/KeyNotF
       case "no-public-key":
         return `The private key with ${this.query} on token "${this.token}" has no readable public key ` +
           "(no public object with its CKA_ID, and no public attributes on it)"
+      case "changed":
+        return `The key with ${this.query} on token "${this.token}" is not the key this value was loaded as ` +
+          "(it was replaced); nothing was signed with it: load the key again"
     }
   }
 }
@@ -250,32 +254,48 @@ export class UnsupportedAlgorithm
 export class AlgorithmMismatch
   extends Schema.TaggedError<AlgorithmMismatch>("hsmkey/AlgorithmMismatch")("AlgorithmMismatch", {
     alg: Schema.String,
-    keyType: Schema.String
+    /** Such as `RSA-2048`, `P-256` or `256-bit secret`. */
+    keyType: Schema.String,
+    /** What the key is for, when that is why the algorithm does not fit it. */
+    use: Schema.optional(Schema.Literal("sig", "enc"))
   })
 {
   /** @since 0.1.0 */
   override get message(): string {
-    return `Algorithm ${this.alg} does not fit a ${this.keyType} key`
+    const purpose = this.use === "enc" ? " decryption" : this.use === "sig" ? " signing" : ""
+    return `Algorithm ${this.alg} does not fit the ${this.keyType}${purpose} key`
   }
 }
 
 /**
- * The token offers no mechanism for the algorithm (checked against its `C_GetMechanismList`).
+ * The token cannot do what was asked, as its mechanism list says (`C_GetMechanismList`, checked before any
+ * object is created or any operation starts): sign or decrypt with an algorithm, or generate or hold a
+ * key of a type. `mechanisms` names what would have served, none of which the token offers.
  *
  * @since 0.1.0
  * @category errors
  */
 export class MechanismUnsupported
   extends Schema.TaggedError<MechanismUnsupported>("hsmkey/MechanismUnsupported")("MechanismUnsupported", {
-    alg: Schema.String,
     token: Schema.String,
-    /** The mechanisms that would have served, none of which the token lists. */
+    operation: Schema.Literal("sign", "verify", "decrypt", "generate", "import"),
+    /** The algorithm, for `sign`, `verify` and `decrypt`. */
+    alg: Schema.optional(Schema.String),
+    /** The key type, such as `P-256` or `RSA-4096`, for `generate` and `import`. */
+    keyType: Schema.optional(Schema.String),
+    /** The mechanisms that would have served, none of which the token offers. */
     mechanisms: Schema.Array(Schema.String)
   })
 {
   /** @since 0.1.0 */
   override get message(): string {
-    return `Token "${this.token}" cannot sign ${this.alg}: it lists none of ${this.mechanisms.join(", ")}`
+    const what = this.operation === "generate"
+      ? `generate ${this.keyType} keys`
+      : this.operation === "import"
+      ? `use an imported ${this.keyType} key`
+      : `${this.operation} ${this.alg}`
+    return `Token "${this.token}" cannot ${what}: it offers none of ${this.mechanisms.join(", ")}; ` +
+      "see Capabilities.ofToken for what it can do"
   }
 }
 

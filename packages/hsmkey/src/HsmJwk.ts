@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import type { Attributes } from "@hsmkey/pkcs11/Attribute"
-import { CKK, CKM, CKO } from "@hsmkey/pkcs11/Constants"
+import { CKK, CKO, mechanismName } from "@hsmkey/pkcs11/Constants"
 import * as Curve from "@hsmkey/pkcs11/Curve"
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import * as PublicKey from "@hsmkey/pkcs11/PublicKey"
@@ -23,13 +23,19 @@ import {
   InvalidKeyMaterial,
   InvalidKeyReference,
   KeyNotFound,
+  MechanismUnsupported,
   UnsupportedAlgorithm,
   UnsupportedKey
 } from "./HsmError.js"
 import type { HsmSession, TokenRef } from "./HsmSession.js"
 import * as Algorithms from "./internal/algorithms.js"
+import * as Encoding from "./internal/encoding.js"
 import * as KeyReference from "./internal/keyReference.js"
+import * as KeyTypes from "./internal/keyTypes.js"
+import * as MechanismSupport from "./internal/mechanismSupport.js"
+import * as PrivateKeys from "./internal/privateKeys.js"
 import * as TokenObjects from "./internal/tokenObjects.js"
+import * as TokenState from "./internal/tokenState.js"
 
 /**
  * A JWS algorithm hsmkey signs with.
@@ -45,7 +51,7 @@ export type Algorithm = Algorithms.Algorithm
  * @since 0.1.0
  * @category models
  */
-export type KeyManagementAlgorithm = "RSA-OAEP" | "RSA-OAEP-256"
+export type KeyManagementAlgorithm = Algorithms.KeyManagementAlgorithm
 
 /**
  * The key types of key pairs hsmkey handles.
@@ -69,7 +75,7 @@ export type Use = "sig" | "enc"
  * @since 0.1.0
  * @category models
  */
-export type GenerateType = "RSA-2048" | "RSA-3072" | "RSA-4096" | "P-256" | "P-384" | "P-521" | "Ed25519" | "Ed448"
+export type GenerateType = KeyTypes.GenerateType
 
 /**
  * A public JWK as published: the key's members and `kid`, `alg` and `use`.
@@ -164,14 +170,6 @@ export interface LoadOptions {
 // RFC 7518 recommends OAEP with SHA-256; tokens limited to SHA-1 OAEP (SoftHSM2) need "RSA-OAEP".
 const DEFAULT_KEY_MANAGEMENT: KeyManagementAlgorithm = "RSA-OAEP-256"
 
-const curveBits: Record<Exclude<KeyType, "RSA">, number> = {
-  "P-256": 256,
-  "P-384": 384,
-  "P-521": 521,
-  "Ed25519": 255,
-  "Ed448": 448
-}
-
 const keyTypeOf = (
   attributes: { readonly keyType?: number | undefined; readonly ecParams?: Uint8Array | undefined }
 ) => {
@@ -250,7 +248,7 @@ const fromHandle = (
     const kid = yield* kidOf(jwk, id, label, options.kid ?? "thumbprint")
     const bits = keyType === "RSA"
       ? Buffer.from(jwk.kty === "RSA" ? jwk.n : "", "base64url").length * 8
-      : curveBits[keyType]
+      : Algorithms.curveBits[keyType]
     const use: Use = options.use ?? (own.sign !== true && own.decrypt === true ? "enc" : "sig")
     if (use === "enc" && keyType !== "RSA") {
       return yield* new UnsupportedKey({ detail: `only RSA keys decrypt JWEs; the key with ${query} is ${keyType}` })
@@ -357,44 +355,31 @@ const publicUsage = (use: Use): Attributes => ({
   derive: false
 })
 
+// Decided from the mechanism list before anything is created: a key the token can never use is refused.
+const requireUse = (
+  session: HsmSession,
+  mechanisms: MechanismSupport.TokenMechanisms,
+  operation: "generate" | "import",
+  described: string,
+  keyType: KeyType,
+  size: number,
+  use: Use
+): Effect.Effect<void, MechanismUnsupported> => {
+  const { usable, wanted } = MechanismSupport.usability(mechanisms, keyType, size, use)
+  return usable ? Effect.void : Effect.fail(
+    new MechanismUnsupported({
+      operation,
+      keyType: described,
+      token: session.token.label,
+      mechanisms: wanted.map(mechanismName)
+    })
+  )
+}
+
 const requireRsaForEnc = (use: Use, keyType: string) =>
   use === "enc" && !keyType.startsWith("RSA")
     ? Effect.fail(new UnsupportedKey({ detail: `only RSA keys decrypt JWEs, not ${keyType}` }))
     : Effect.void
-
-const generation: Record<
-  GenerateType,
-  { readonly mechanism: number; readonly publicKey: Attributes; readonly keyType: number }
-> = {
-  "RSA-2048": {
-    mechanism: CKM.RSA_PKCS_KEY_PAIR_GEN,
-    keyType: CKK.RSA,
-    publicKey: { modulusBits: 2048, publicExponent: new Uint8Array([1, 0, 1]) }
-  },
-  "RSA-3072": {
-    mechanism: CKM.RSA_PKCS_KEY_PAIR_GEN,
-    keyType: CKK.RSA,
-    publicKey: { modulusBits: 3072, publicExponent: new Uint8Array([1, 0, 1]) }
-  },
-  "RSA-4096": {
-    mechanism: CKM.RSA_PKCS_KEY_PAIR_GEN,
-    keyType: CKK.RSA,
-    publicKey: { modulusBits: 4096, publicExponent: new Uint8Array([1, 0, 1]) }
-  },
-  "P-256": { mechanism: CKM.EC_KEY_PAIR_GEN, keyType: CKK.EC, publicKey: { ecParams: Curve.ecParams("P-256") } },
-  "P-384": { mechanism: CKM.EC_KEY_PAIR_GEN, keyType: CKK.EC, publicKey: { ecParams: Curve.ecParams("P-384") } },
-  "P-521": { mechanism: CKM.EC_KEY_PAIR_GEN, keyType: CKK.EC, publicKey: { ecParams: Curve.ecParams("P-521") } },
-  "Ed25519": {
-    mechanism: CKM.EC_EDWARDS_KEY_PAIR_GEN,
-    keyType: CKK.EC_EDWARDS,
-    publicKey: { ecParams: Curve.ecParams("Ed25519") }
-  },
-  "Ed448": {
-    mechanism: CKM.EC_EDWARDS_KEY_PAIR_GEN,
-    keyType: CKK.EC_EDWARDS,
-    publicKey: { ecParams: Curve.ecParams("Ed448") }
-  }
-}
 
 /**
  * Options of generating or importing a key.
@@ -426,37 +411,50 @@ export const generate = Effect.fn("HsmJwk.generate")(function*(
   options: CreateOptions & { readonly type: GenerateType }
 ) {
   yield* TokenObjects.requireRw(session, "HsmJwk.generate")
-  const spec = generation[options.type]
-  if (spec === undefined) return yield* new UnsupportedKey({ detail: `cannot generate "${options.type}"` })
+  if (!KeyTypes.isGenerateType(options.type)) {
+    return yield* new UnsupportedKey({ detail: `cannot generate "${options.type}"` })
+  }
+  const spec = KeyTypes.specs[options.type]
   const use = options.use ?? "sig"
   yield* requireRsaForEnc(use, options.type)
   const label = yield* KeyReference.parseLabel(options.label)
   const id = options.id === undefined ? undefined : yield* KeyReference.parseId(options.id)
+  const mechanisms = yield* TokenState.mechanisms(session)
+  if (!MechanismSupport.generates(mechanisms, spec)) {
+    return yield* new MechanismUnsupported({
+      operation: "generate",
+      keyType: options.type,
+      token: session.token.label,
+      mechanisms: [mechanismName(spec.generation)]
+    })
+  }
+  yield* requireUse(session, mechanisms, "generate", options.type, spec.keyType, spec.size, use)
   yield* TokenObjects.ensureAbsent(session, label, id)
   const pkcs11 = session.pkcs11
   // Without an id, generate under a temporary one and set the one derived from the public key after.
   const initialId = id ?? new Uint8Array(Crypto.randomBytes(16))
-  const pair = yield* pkcs11.generateKeyPair(session.handle, { type: spec.mechanism }, {
-    publicKey: { ...publicUsage(use), ...spec.publicKey, keyType: spec.keyType, label, id: initialId },
-    privateKey: { ...privateProtections(use), keyType: spec.keyType, label, id: initialId }
-  })
-  const destroy = Effect.ignore(
-    Effect.zipRight(
-      pkcs11.destroyObject(session.handle, pair.privateKey),
-      pkcs11.destroyObject(session.handle, pair.publicKey)
-    )
+  return yield* TokenObjects.creating(
+    session,
+    pkcs11.generateKeyPair(session.handle, { type: spec.generation }, {
+      publicKey: { ...publicUsage(use), ...spec.publicKey, keyType: spec.ckk, label, id: initialId },
+      privateKey: { ...privateProtections(use), keyType: spec.ckk, label, id: initialId }
+    }),
+    (pair) => [pair.privateKey, pair.publicKey],
+    (pair) =>
+      Effect.gen(function*() {
+        if (id === undefined) {
+          const attributes = yield* pkcs11.getAttributes(session.handle, pair.publicKey, PublicKey.attributeNames)
+          const jwk = PublicKey.toJwk(attributes)
+          if (jwk === undefined) {
+            return yield* new UnsupportedKey({ detail: "the token returned an unreadable public key" })
+          }
+          const derived = defaultId(jwk)
+          yield* pkcs11.setAttributes(session.handle, pair.publicKey, { id: derived })
+          yield* pkcs11.setAttributes(session.handle, pair.privateKey, { id: derived })
+        }
+        return yield* fromHandle(session, pair.privateKey, `label "${label}"`, { ...options, use })
+      })
   )
-  return yield* Effect.gen(function*() {
-    if (id === undefined) {
-      const attributes = yield* pkcs11.getAttributes(session.handle, pair.publicKey, PublicKey.attributeNames)
-      const jwk = PublicKey.toJwk(attributes)
-      if (jwk === undefined) return yield* new UnsupportedKey({ detail: "the token returned an unreadable public key" })
-      const derived = defaultId(jwk)
-      yield* pkcs11.setAttributes(session.handle, pair.publicKey, { id: derived })
-      yield* pkcs11.setAttributes(session.handle, pair.privateKey, { id: derived })
-    }
-    return yield* fromHandle(session, pair.privateKey, `label "${label}"`, { ...options, use })
-  }).pipe(Effect.tapError(() => destroy))
 })
 
 /**
@@ -466,80 +464,6 @@ export const generate = Effect.fn("HsmJwk.generate")(function*(
  * @category models
  */
 export type PrivateKeyInput = jose.JWK | string | Uint8Array | Crypto.KeyObject
-
-const toKeyObject = (input: PrivateKeyInput): Effect.Effect<Crypto.KeyObject, InvalidKeyMaterial> =>
-  Effect.try({
-    try: () => {
-      if (input instanceof Crypto.KeyObject) {
-        if (input.type !== "private") throw new Error(`a ${input.type} KeyObject is not a private key`)
-        return input
-      }
-      if (typeof input === "string") return Crypto.createPrivateKey({ key: input, format: "pem" })
-      if (input instanceof Uint8Array) {
-        return Crypto.createPrivateKey({ key: Buffer.from(input), format: "der", type: "pkcs8" })
-      }
-      if (input.d === undefined) throw new Error("the JWK has no private part (\"d\")")
-      return Crypto.createPrivateKey({ key: input as Crypto.JsonWebKey, format: "jwk" })
-    },
-    catch: (error) => new InvalidKeyMaterial({ detail: error instanceof Error ? error.message : String(error) })
-  })
-
-const curveOfNode: Record<string, Curve.Curve> = { prime256v1: "P-256", secp384r1: "P-384", secp521r1: "P-521" }
-
-const bytes = (text: string | undefined) => new Uint8Array(Buffer.from(text ?? "", "base64url"))
-
-/**
- * The templates of an imported key pair, from its private JWK.
- */
-const importTemplates = (key: Crypto.KeyObject) =>
-  Effect.gen(function*() {
-    const jwk = key.export({ format: "jwk" })
-    switch (key.asymmetricKeyType) {
-      case "rsa": {
-        const common = { keyType: CKK.RSA, modulus: bytes(jwk.n), publicExponent: bytes(jwk.e) }
-        return {
-          publicJwk: { kty: "RSA", e: jwk.e!, n: jwk.n! } as PublicKey.PublicJwk,
-          publicKey: common,
-          privateKey: {
-            ...common,
-            privateExponent: bytes(jwk.d),
-            prime1: bytes(jwk.p),
-            prime2: bytes(jwk.q),
-            exponent1: bytes(jwk.dp),
-            exponent2: bytes(jwk.dq),
-            coefficient: bytes(jwk.qi)
-          }
-        }
-      }
-      case "ec": {
-        const curve = curveOfNode[key.asymmetricKeyDetails?.namedCurve ?? ""]
-        if (curve === undefined) {
-          return yield* new UnsupportedKey({ detail: `curve ${key.asymmetricKeyDetails?.namedCurve} is not supported` })
-        }
-        const point = Uint8Array.from([4, ...bytes(jwk.x), ...bytes(jwk.y)])
-        return {
-          publicJwk: { kty: "EC", crv: curve, x: jwk.x!, y: jwk.y! } as PublicKey.PublicJwk,
-          publicKey: { keyType: CKK.EC, ecParams: Curve.ecParams(curve), ecPoint: Curve.encodeEcPoint(point) },
-          privateKey: { keyType: CKK.EC, ecParams: Curve.ecParams(curve), value: bytes(jwk.d) }
-        }
-      }
-      case "ed25519":
-      case "ed448": {
-        const curve = key.asymmetricKeyType === "ed25519" ? "Ed25519" : "Ed448"
-        return {
-          publicJwk: { kty: "OKP", crv: curve, x: jwk.x! } as PublicKey.PublicJwk,
-          publicKey: {
-            keyType: CKK.EC_EDWARDS,
-            ecParams: Curve.ecParams(curve),
-            ecPoint: Curve.encodeEcPoint(bytes(jwk.x))
-          },
-          privateKey: { keyType: CKK.EC_EDWARDS, ecParams: Curve.ecParams(curve), value: bytes(jwk.d) }
-        }
-      }
-      default:
-        return yield* new UnsupportedKey({ detail: `${key.asymmetricKeyType} keys are not supported` })
-    }
-  })
 
 /**
  * Imports a private key into the token, in a read/write session, with the same protections as a
@@ -554,23 +478,27 @@ export const importPrivate = Effect.fn("HsmJwk.importPrivate")(function*(
 ) {
   yield* TokenObjects.requireRw(session, "HsmJwk.importPrivate")
   const label = yield* KeyReference.parseLabel(options.label)
-  const keyObject = yield* toKeyObject(options.key)
+  const key = yield* PrivateKeys.parse(options.key)
   const use = options.use ?? "sig"
-  yield* requireRsaForEnc(use, keyObject.asymmetricKeyType === "rsa" ? "RSA" : String(keyObject.asymmetricKeyType))
-  const templates = yield* importTemplates(keyObject)
-  const id = options.id === undefined ? defaultId(templates.publicJwk) : yield* KeyReference.parseId(options.id)
+  yield* requireRsaForEnc(use, key.keyType)
+  const described = key.keyType === "RSA" ? `RSA-${key.bits}` : key.keyType
+  const size = key.keyType === "RSA" ? key.bits : KeyTypes.specs[key.keyType].size
+  yield* requireUse(session, yield* TokenState.mechanisms(session), "import", described, key.keyType, size, use)
+  const id = options.id === undefined ? defaultId(key.publicJwk) : yield* KeyReference.parseId(options.id)
   yield* TokenObjects.ensureAbsent(session, label, id)
   const pkcs11 = session.pkcs11
-  const privateKey = yield* pkcs11.createObject(session.handle, {
-    ...privateProtections(use),
-    ...templates.privateKey,
-    label,
-    id
-  })
-  yield* pkcs11.createObject(session.handle, { ...publicUsage(use), ...templates.publicKey, label, id }).pipe(
-    Effect.tapError(() => Effect.ignore(pkcs11.destroyObject(session.handle, privateKey)))
+  return yield* TokenObjects.creating(
+    session,
+    pkcs11.createObject(session.handle, { ...privateProtections(use), ...key.privateKey, label, id }),
+    (privateKey) => [privateKey],
+    (privateKey) =>
+      TokenObjects.creating(
+        session,
+        pkcs11.createObject(session.handle, { ...publicUsage(use), ...key.publicKey, label, id }),
+        (publicKey) => [publicKey],
+        () => fromHandle(session, privateKey, `label "${label}"`, { ...options, use })
+      )
   )
-  return yield* fromHandle(session, privateKey, `label "${label}"`, { ...options, use })
 })
 
 /**
@@ -590,7 +518,7 @@ export const checkAlgorithm = (
     ? `${key.bits}-bit secret`
     : key.keyType
   if (isHsmJwk(key) && key.use === "enc") {
-    return Effect.fail(new AlgorithmMismatch({ alg, keyType: `${described} decryption key` }))
+    return Effect.fail(new AlgorithmMismatch({ alg, keyType: described, use: "enc" }))
   }
   if (!Algorithms.isAlgorithm(alg)) return Effect.fail(new UnsupportedAlgorithm({ alg }))
   if (!Algorithms.fits(alg, key.keyType, key.bits)) {
@@ -617,7 +545,7 @@ export const checkKeyManagement = (
   if (key.keyType !== "RSA" || key.use !== "enc" || key.bits < Algorithms.MIN_RSA_BITS) {
     const described = key.keyType === "RSA" ? `RSA-${key.bits}` : key.keyType
     return Effect.fail(
-      new AlgorithmMismatch({ alg, keyType: `${described} ${key.use === "enc" ? "" : "signing "}key` })
+      new AlgorithmMismatch({ alg, keyType: described, use: key.use })
     )
   }
   return Effect.succeed(alg as KeyManagementAlgorithm)
@@ -666,7 +594,7 @@ export type HmacAlgorithm = Algorithms.HmacAlgorithm
 
 /**
  * A secret (HMAC) key on a token. It has no public half: it never appears in a JWKS, and it serializes
- * as its `kid`, `alg` and `kty` only.
+ * as its `kty`, `kid`, `alg` and `use` only, never its value.
  *
  * @since 0.1.0
  * @category models
@@ -748,12 +676,18 @@ export interface SecretOptions {
   readonly kid?: "id" | "label" | undefined
 }
 
+/**
+ * An `HsmSecretKey` from its handle. Its length is `CKA_VALUE_LEN`, except where the token reads it as 0
+ * or not at all (openCryptoki 3.8, for a secret made with C_CreateObject): then the length known from
+ * creating it, or, for a secret loaded from the token, the algorithm's minimum.
+ */
 const secretFromHandle = (
   session: HsmSession,
   handle: ObjectHandle,
   alg: HmacAlgorithm,
   query: string,
-  kidFrom: "id" | "label"
+  kidFrom: "id" | "label",
+  knownBytes?: number
 ) =>
   Effect.gen(function*() {
     const attributes = yield* session.pkcs11.getAttributes(session.handle, handle, ["label", "id", "valueLen"])
@@ -763,15 +697,35 @@ const secretFromHandle = (
     if (kid === undefined) {
       return yield* new InvalidKeyReference({ detail: `the secret with ${query} has no ${kidFrom} for a kid` })
     }
-    const bits = (attributes.valueLen ?? Algorithms.hmacBits[alg] / 8) * 8
+    const reported = attributes.valueLen === undefined || attributes.valueLen === 0 ? undefined : attributes.valueLen
+    const bits = (reported ?? knownBytes ?? Algorithms.hmacBits[alg] / 8) * 8
     const key = makeSecret({ kid, alg, keyType: "oct", bits, label, id, token: session.token })
     yield* checkAlgorithm(key)
     return key
   })
 
+const requireHmac = (session: HsmSession, alg: HmacAlgorithm, operation: "generate" | "import") =>
+  Effect.flatMap(TokenState.mechanisms(session), (mechanisms): Effect.Effect<void, MechanismUnsupported> => {
+    const missing = [
+      ...(operation === "generate" && !MechanismSupport.generatesSecrets(mechanisms)
+        ? [MechanismSupport.SECRET_GENERATION]
+        : []),
+      ...MechanismSupport.candidatesOf(alg).filter((type) => !mechanisms.list.has(type))
+    ]
+    return missing.length === 0 ? Effect.void : Effect.fail(
+      new MechanismUnsupported({
+        operation,
+        keyType: `${alg} secret`,
+        token: session.token.label,
+        mechanisms: missing.map(mechanismName)
+      })
+    )
+  })
+
 /**
  * Generates an HMAC secret in the token, in a read/write session, as long as the hash (32, 48 or 64
- * bytes): sensitive, never extractable, sign and verify only.
+ * bytes): sensitive, never extractable, sign and verify only. A failure or an interruption after the
+ * secret was made destroys it again.
  *
  * @since 0.1.0
  * @category secrets
@@ -784,21 +738,28 @@ export const generateSecret = Effect.fn("HsmJwk.generateSecret")(
     const id = options.id === undefined
       ? new Uint8Array(Crypto.randomBytes(16))
       : yield* KeyReference.parseId(options.id)
+    yield* requireHmac(session, alg, "generate")
     yield* TokenObjects.ensureAbsent(session, label, id)
-    const handle = yield* session.pkcs11.generateKey(session.handle, { type: CKM.GENERIC_SECRET_KEY_GEN }, {
-      ...secretProtections,
-      keyType: CKK.GENERIC_SECRET,
-      valueLen: Algorithms.hmacBits[alg] / 8,
-      label,
-      id
-    })
-    return yield* secretFromHandle(session, handle, alg, `label "${label}"`, options.kid ?? "id")
+    const bytes = Algorithms.hmacBits[alg] / 8
+    return yield* TokenObjects.creating(
+      session,
+      session.pkcs11.generateKey(session.handle, { type: MechanismSupport.SECRET_GENERATION }, {
+        ...secretProtections,
+        keyType: CKK.GENERIC_SECRET,
+        valueLen: bytes,
+        label,
+        id
+      }),
+      (handle) => [handle],
+      (handle) => secretFromHandle(session, handle, alg, `label "${label}"`, options.kid ?? "id", bytes)
+    )
   }
 )
 
 /**
  * Imports an HMAC secret (bytes, or an `oct` JWK) into the token, in a read/write session, with the same
- * protections as a generated one. It must be at least as long as the hash.
+ * protections as a generated one. It must be at least as long as the hash. A failure or an interruption
+ * after the secret was made destroys it again.
  *
  * @since 0.1.0
  * @category secrets
@@ -813,24 +774,29 @@ export const importSecret = Effect.fn("HsmJwk.importSecret")(function*(
   const input = options.key
   const value = input instanceof Uint8Array
     ? input
-    : input.kty === "oct" && typeof input.k === "string"
+    : Predicate.isRecord(input) && input.kty === "oct" && Encoding.isBase64url(input.k)
     ? new Uint8Array(Buffer.from(input.k, "base64url"))
-    : yield* new InvalidKeyMaterial({ detail: "a secret is bytes or an oct JWK with \"k\"" })
+    : yield* new InvalidKeyMaterial({ detail: "a secret is bytes or an oct JWK with a base64url \"k\"" })
   if (value.length * 8 < Algorithms.hmacBits[alg]) {
     return yield* new InvalidKeyMaterial({
       detail: `${alg} needs a secret of at least ${Algorithms.hmacBits[alg] / 8} bytes, not ${value.length}`
     })
   }
   const id = options.id === undefined ? new Uint8Array(Crypto.randomBytes(16)) : yield* KeyReference.parseId(options.id)
+  yield* requireHmac(session, alg, "import")
   yield* TokenObjects.ensureAbsent(session, label, id)
-  const handle = yield* session.pkcs11.createObject(session.handle, {
-    ...secretProtections,
-    keyType: CKK.GENERIC_SECRET,
-    value,
-    label,
-    id
-  })
-  return yield* secretFromHandle(session, handle, alg, `label "${label}"`, options.kid ?? "id")
+  return yield* TokenObjects.creating(
+    session,
+    session.pkcs11.createObject(session.handle, {
+      ...secretProtections,
+      keyType: CKK.GENERIC_SECRET,
+      value,
+      label,
+      id
+    }),
+    (handle) => [handle],
+    (handle) => secretFromHandle(session, handle, alg, `label "${label}"`, options.kid ?? "id", value.length)
+  )
 })
 
 /**

@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { CKG, CKM, CKR } from "@hsmkey/pkcs11/Constants"
+import { CKR } from "@hsmkey/pkcs11/Constants"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
@@ -28,6 +28,7 @@ import {
 } from "./HsmError.js"
 import * as HsmJwk from "./HsmJwk.js"
 import type { HsmSession } from "./HsmSession.js"
+import * as Algorithms from "./internal/algorithms.js"
 import * as Encoding from "./internal/encoding.js"
 import * as TokenSigner from "./internal/signer.js"
 import * as TokenState from "./internal/tokenState.js"
@@ -126,22 +127,6 @@ const contents: Record<ContentEncryption, Content> = {
   "A192CBC-HS384": { keyBytes: 48, ivBytes: 16, tagBytes: 24, cipher: "aes-192-cbc", mac: "sha384" },
   "A256CBC-HS512": { keyBytes: 64, ivBytes: 16, tagBytes: 32, cipher: "aes-256-cbc", mac: "sha512" }
 }
-
-const oaep: Record<HsmJwk.KeyManagementAlgorithm, { readonly hashAlg: number; readonly mgf: number }> = {
-  "RSA-OAEP": { hashAlg: CKM.SHA_1, mgf: CKG.MGF1_SHA1 },
-  "RSA-OAEP-256": { hashAlg: CKM.SHA256, mgf: CKG.MGF1_SHA256 }
-}
-
-// Token answers that mean "this ciphertext does not decrypt with this key": they become a random CEK,
-// so that they cannot be told apart from a bad tag (an OAEP decryption oracle). SoftHSM2 2.6.1 answers an
-// OAEP block encrypted to another key with CKR_GENERAL_ERROR, so from C_Decrypt that one means the same.
-const undecryptable: ReadonlySet<string> = new Set([
-  "CKR_ENCRYPTED_DATA_INVALID",
-  "CKR_ENCRYPTED_DATA_LEN_RANGE",
-  "CKR_DATA_INVALID",
-  "CKR_DATA_LEN_RANGE",
-  "CKR_GENERAL_ERROR"
-])
 
 const failed = new DecryptionFailed()
 
@@ -322,9 +307,32 @@ export const decrypt = (
       }))
   }).pipe(Effect.withSpan("Jwe.decrypt", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
+// Failures of C_Decrypt that do not depend on the ciphertext: the session, the token or its login is gone.
+const keepsItsCause = (error: HsmError): boolean =>
+  error._tag === "TokenNotPresent" ||
+  (error._tag === "SessionFailed" && (error.reason === "closed" || error.reason === "not-logged-in"))
+
+// C_DecryptInit refusing the OAEP parameters: the token cannot do this variant (SoftHSM2 2.6 answers
+// SHA-256 parameters with CKR_ARGUMENTS_BAD). It depends on the header's alg, never on the ciphertext.
+const refusesParameters = (error: HsmError): boolean =>
+  (error._tag === "Pkcs11Error" && error.code === CKR.ARGUMENTS_BAD) ||
+  (error._tag === "MechanismInvalid")
+
+const oaepUnsupported = (session: HsmSession, alg: HsmJwk.KeyManagementAlgorithm) =>
+  new MechanismUnsupported({
+    operation: "decrypt",
+    alg,
+    token: session.token.label,
+    mechanisms: [`CKM_RSA_PKCS_OAEP with ${alg === "RSA-OAEP" ? "SHA-1" : "SHA-256"} parameters`]
+  })
+
 /**
- * The CEK, decrypted inside the token. A ciphertext the key cannot decrypt, or a CEK of the wrong size,
- * yields a random CEK instead: the JWE then fails at its tag, as any other tampering does.
+ * The CEK, decrypted inside the token. Whatever the token answers about the ciphertext itself (another
+ * key's block, a tampered one, a CEK of the wrong size) yields a random CEK instead: the JWE then fails at
+ * its tag, as any other tampering does, so that no answer tells an attacker which part was wrong (an OAEP
+ * decryption oracle). Tokens differ in that answer: CKR_ENCRYPTED_DATA_INVALID by the spec,
+ * CKR_GENERAL_ERROR from SoftHSM2, CKR_FUNCTION_FAILED from openCryptoki. Only a lost session, a removed
+ * token or a lost login, which no ciphertext causes, keep their own error.
  */
 const unwrap = (
   session: HsmSession,
@@ -335,36 +343,24 @@ const unwrap = (
 ): Effect.Effect<Uint8Array, HsmError> =>
   Effect.gen(function*() {
     const mechanisms = yield* TokenState.mechanisms(session)
-    if (!mechanisms.has(CKM.RSA_PKCS_OAEP)) {
-      return yield* new MechanismUnsupported({ alg, token: session.token.label, mechanisms: ["CKM_RSA_PKCS_OAEP"] })
-    }
-    const mechanism = { type: CKM.RSA_PKCS_OAEP, parameter: { _tag: "RsaOaep", ...oaep[alg] } } as const
+    if (!mechanisms.oaep.has(alg)) return yield* oaepUnsupported(session, alg)
     const random = () => new Uint8Array(Crypto.randomBytes(size))
     // An RSA ciphertext is exactly as long as the modulus; anything else never reaches the token.
     if (encryptedKey.length !== Math.ceil(key.bits / 8)) return random()
-    const cek = yield* TokenSigner.withKeyHandle(session, key, (handle) =>
-      session.pkcs11.decrypt(session.handle, mechanism, handle, encryptedKey)).pipe(
-        Effect.catchIf(
-          (error) =>
-            error._tag === "Pkcs11Error" && undecryptable.has(error.name),
-          () =>
-            Effect.succeed(random())
-        ),
-        Effect.catchIf(
-          // SoftHSM2 2.6.1 answers OAEP with SHA-256 parameters with CKR_ARGUMENTS_BAD: it cannot do it.
-          (error) =>
-            (error._tag === "Pkcs11Error" && error.code === CKR.ARGUMENTS_BAD) ||
-            (error._tag === "MechanismInvalid" && error.code === CKR.MECHANISM_PARAM_INVALID),
-          () =>
-            Effect.fail(
-              new MechanismUnsupported({
-                alg,
-                token: session.token.label,
-                mechanisms: [`CKM_RSA_PKCS_OAEP with ${alg === "RSA-OAEP" ? "SHA-1" : "SHA-256"} parameters`]
-              })
-            )
-        )
+    const cek = yield* TokenSigner.withKeyHandle(
+      session,
+      key,
+      (handle) => session.pkcs11.decrypt(session.handle, Algorithms.oaep[alg], handle, encryptedKey)
+    ).pipe(
+      Effect.catchIf(
+        (error) => "method" in error && error.method === "C_Decrypt" && !keepsItsCause(error),
+        () => Effect.succeed(random())
+      ),
+      Effect.catchIf(
+        (error) => "method" in error && error.method === "C_DecryptInit" && refusesParameters(error),
+        () => Effect.fail(oaepUnsupported(session, alg))
       )
+    )
     return cek.length === size ? cek : random()
   })
 

@@ -135,16 +135,6 @@ interface Kind {
 
 const DEFAULT_MAX_SESSIONS = 8
 
-const selectorOf = (options: SessionPoolOptions): Effect.Effect<TokenLookup.Selector, InvalidOptions> => {
-  const { tokenLabel, tokenSerial } = options
-  if (tokenLabel !== undefined && tokenSerial !== undefined) {
-    return Effect.fail(new InvalidOptions({ detail: "give tokenLabel or tokenSerial, not both" }))
-  }
-  if (tokenLabel !== undefined) return Effect.succeed({ _tag: "label", label: tokenLabel })
-  if (tokenSerial !== undefined) return Effect.succeed({ _tag: "serial", serialNumber: tokenSerial })
-  return Effect.fail(new InvalidOptions({ detail: "name the token with tokenLabel or tokenSerial" }))
-}
-
 // These read any failure: a lease ends with whatever error its user's effect had.
 const isLost = (error: unknown): boolean => Predicate.isTagged(error, "TokenNotPresent")
 
@@ -166,7 +156,7 @@ const isStuck = (error: unknown): boolean =>
  */
 export const make = Effect.fn("SessionPool.make")(function*(options: SessionPoolOptions) {
   const pkcs11 = yield* Pkcs11
-  const selector = yield* selectorOf(options)
+  const selector = yield* TokenLookup.selectorOf(options)
   const requested = options.maxSessions ?? DEFAULT_MAX_SESSIONS
   if (!Number.isInteger(requested) || requested < 1) {
     return yield* new InvalidOptions({ detail: `maxSessions must be a positive integer, not ${requested}` })
@@ -174,6 +164,8 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
   const acquireTimeout = Duration.decode(options.acquireTimeout ?? "30 seconds")
   const idleTimeToLive = Duration.decode(options.idleTimeToLive ?? "5 minutes")
 
+  // The library outlives the pool's sessions and every call made through them, whatever closes first.
+  yield* pkcs11.retain
   const info = yield* TokenLookup.find(pkcs11, selector)
   const entry = yield* LoginRegistry.acquire(pkcs11, info, options.userPin)
   yield* LoginRegistry.ensureLoggedIn(entry, options.userPin)

@@ -155,6 +155,15 @@ export const fits = (alg: Algorithm, keyType: KeyType, bits: number): boolean =>
   (keyType !== "RSA" || bits >= MIN_RSA_BITS) &&
   (!isHmac(alg) || bits >= hmacBits[alg])
 
+/** The size of a curve in bits, as a key's `bits` counts it. */
+export const curveBits: Record<Exclude<KeyType, "RSA" | "oct">, number> = {
+  "P-256": 256,
+  "P-384": 384,
+  "P-521": 521,
+  "Ed25519": 255,
+  "Ed448": 448
+}
+
 export const defaultAlgorithm: Record<Exclude<KeyType, "oct">, Algorithm> = {
   "RSA": "RS256",
   "P-256": "ES256",
@@ -196,4 +205,23 @@ export const rawEcdsa = (signature: Uint8Array, size: number): Uint8Array | unde
     out.set(integer, position + half - integer.length)
   }
   return offset === der.length ? out : undefined
+}
+
+/**
+ * The JWE key management algorithms hsmkey decrypts with, and their RSA-OAEP parameters (RFC 7518
+ * §4.3): SHA-1 with MGF1-SHA1 for `RSA-OAEP`, SHA-256 with MGF1-SHA256 for `RSA-OAEP-256`.
+ */
+export const keyManagementAlgorithms = ["RSA-OAEP", "RSA-OAEP-256"] as const
+
+export type KeyManagementAlgorithm = (typeof keyManagementAlgorithms)[number]
+
+export const isKeyManagement = (alg: string): alg is KeyManagementAlgorithm =>
+  (keyManagementAlgorithms as ReadonlyArray<string>).includes(alg)
+
+export const oaep: Record<KeyManagementAlgorithm, Mechanism> = {
+  "RSA-OAEP": { type: CKM.RSA_PKCS_OAEP, parameter: { _tag: "RsaOaep", hashAlg: CKM.SHA_1, mgf: CKG.MGF1_SHA1 } },
+  "RSA-OAEP-256": {
+    type: CKM.RSA_PKCS_OAEP,
+    parameter: { _tag: "RsaOaep", hashAlg: CKM.SHA256, mgf: CKG.MGF1_SHA256 }
+  }
 }

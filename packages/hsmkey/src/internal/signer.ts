@@ -3,15 +3,25 @@ import { CKK, CKO, mechanismName } from "@hsmkey/pkcs11/Constants"
 import * as Curve from "@hsmkey/pkcs11/Curve"
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import { type HsmError, InvalidOptions, InvalidSignature, MechanismUnsupported } from "../HsmError.js"
+import * as Crypto from "node:crypto"
+import { type HsmError, InvalidOptions, InvalidSignature, KeyNotFound, MechanismUnsupported } from "../HsmError.js"
 import type { SigningKey } from "../HsmJwk.js"
 import type { HsmSession } from "../HsmSession.js"
 import { SessionPool } from "../SessionPool.js"
 import * as Algorithms from "./algorithms.js"
 import * as KeyReference from "./keyReference.js"
+import * as MechanismSupport from "./mechanismSupport.js"
 import * as TokenObjects from "./tokenObjects.js"
 import * as TokenState from "./tokenState.js"
+
+const ckkOf = (key: SigningKey): number | undefined =>
+  key.keyType === "oct"
+    ? undefined
+    : key.keyType === "RSA"
+    ? CKK.RSA
+    : Curve.specs[key.keyType].family === "edwards"
+    ? CKK.EC_EDWARDS
+    : CKK.EC
 
 /**
  * The template that finds the private key of an `HsmJwk` again: CKA_ID when it has one, else its label,
@@ -19,28 +29,131 @@ import * as TokenState from "./tokenState.js"
  */
 const findTemplate = (key: SigningKey): Attributes => ({
   // A secret may be CKK_GENERIC_SECRET or CKK_SHA*_HMAC, depending on who made it: any secret will do.
-  ...(key.keyType === "oct"
-    ? { class: CKO.SECRET_KEY }
-    : {
-      class: CKO.PRIVATE_KEY,
-      keyType: key.keyType === "RSA"
-        ? CKK.RSA
-        : key.keyType === "Ed25519" || key.keyType === "Ed448"
-        ? CKK.EC_EDWARDS
-        : CKK.EC
-    }),
+  ...(key.keyType === "oct" ? { class: CKO.SECRET_KEY } : { class: CKO.PRIVATE_KEY, keyType: ckkOf(key) }),
   ...(key.id.length > 0 ? { id: key.id } : { label: key.label })
 })
 
-const cacheKey = (key: SigningKey): string =>
-  `${key.keyType}\u0000${KeyReference.hex(key.id)}\u0000${key.id.length > 0 ? "" : key.label ?? ""}`
+const queryOf = (key: SigningKey): string =>
+  KeyReference.describe({ label: key.id.length > 0 ? undefined : key.label, id: key.id })
 
-const findKey = (session: HsmSession, key: SigningKey): Effect.Effect<ObjectHandle, HsmError> =>
-  TokenObjects.findOne(
-    session,
-    findTemplate(key),
-    KeyReference.describe({ label: key.id.length > 0 ? undefined : key.label, id: key.id })
-  ).pipe(Effect.tap((handle) => TokenState.cacheHandle(session, cacheKey(key), handle)))
+const cacheKey = (key: SigningKey): string =>
+  `${key.kid}\u0000${key.keyType}\u0000${KeyReference.hex(key.id)}\u0000${key.id.length > 0 ? "" : key.label ?? ""}`
+
+const sameBytes = (a: Uint8Array | undefined, b: Uint8Array): boolean =>
+  a !== undefined && Buffer.from(a).equals(Buffer.from(b))
+
+// Big-endian integers as tokens store them: leading zero bytes do not count.
+const unsigned = (bytes: Uint8Array): Uint8Array => {
+  let i = 0
+  while (i < bytes.length - 1 && bytes[i] === 0) i++
+  return bytes.subarray(i)
+}
+
+const sameInteger = (a: Uint8Array | undefined, base64url: string | undefined): boolean =>
+  a !== undefined && base64url !== undefined &&
+  Buffer.from(unsigned(a)).equals(Buffer.from(unsigned(Buffer.from(base64url, "base64url"))))
+
+/**
+ * How far a handle's attributes prove it is the key's. `"proven"`: class, key type, reference and public
+ * value all agree. `"unbound"`: all agree but the token shows no public value on the private object (EC and
+ * Edwards keys), so what it signs must verify under the key before it counts. `"other"`: it is not the key.
+ */
+type Proof = "proven" | "unbound" | "other"
+
+const proofAttributes = (key: SigningKey) =>
+  key.keyType === "oct"
+    ? ["class", "id", "label", "valueLen"] as const
+    : key.keyType === "RSA"
+    ? ["class", "keyType", "id", "label", "modulus", "publicExponent"] as const
+    : ["class", "keyType", "id", "label", "ecParams"] as const
+
+const prove = (session: HsmSession, key: SigningKey, handle: ObjectHandle): Effect.Effect<Proof, HsmError> =>
+  Effect.map(session.pkcs11.getAttributes(session.handle, handle, proofAttributes(key)), (read): Proof => {
+    const attributes = read as Attributes
+    const named = key.id.length > 0 ? sameBytes(attributes.id, key.id) : attributes.label === key.label
+    if (!named) return "other"
+    if (key.keyType === "oct") {
+      // CKA_VALUE_LEN 0 (openCryptoki, for a created secret) or absent says nothing.
+      const length = attributes.valueLen
+      return attributes.class === CKO.SECRET_KEY && (length === undefined || length === 0 || length * 8 === key.bits)
+        ? "proven"
+        : "other"
+    }
+    if (attributes.class !== CKO.PRIVATE_KEY || attributes.keyType !== ckkOf(key)) return "other"
+    const jwk = key.publicJwk
+    if (jwk.kty === "RSA") {
+      if (attributes.modulus === undefined) return "unbound"
+      return sameInteger(attributes.modulus, jwk.n) && sameInteger(attributes.publicExponent, jwk.e)
+        ? "proven"
+        : "other"
+    }
+    const curve = attributes.ecParams === undefined ? undefined : Curve.fromEcParams(attributes.ecParams)
+    return curve === key.keyType ? "unbound" : "other"
+  })
+
+const changed = (session: HsmSession, key: SigningKey) =>
+  new KeyNotFound({ query: queryOf(key), token: session.token.label, reason: "changed" })
+
+/**
+ * Runs `use` with the key's handle in the session, and returns its result only when that handle was the
+ * key's when it ran.
+ *
+ * Tokens reuse handle numbers (openCryptoki gives a destroyed object's number to the next one it hands
+ * out), so a handle is trusted only while it is proven: its attributes name the key (class, type, CKA_ID
+ * or label, modulus or curve) and, where the private object shows no public value, a signature it made
+ * verified under the key. A proof holds for one login epoch and one object generation of the library:
+ * when objects were found, created or destroyed meanwhile (or during `use`), the handle is proven again
+ * before its result is returned. A handle the token no longer knows is found again by reference.
+ */
+export const withKeyHandle = <A>(
+  session: HsmSession,
+  key: SigningKey,
+  use: (handle: ObjectHandle) => Effect.Effect<A, HsmError>,
+  /** Checks a result against the key's public half; for keys whose handles prove `"unbound"`. */
+  verifies?: (result: A) => boolean
+): Effect.Effect<A, HsmError> => {
+  const pkcs11 = session.pkcs11
+  const slot = cacheKey(key)
+
+  // Accepts a result made with `handle` while handles may have moved: proven after the fact, or refused.
+  const afterTheFact = (handle: ObjectHandle, result: A): Effect.Effect<boolean, HsmError> =>
+    Effect.map(
+      prove(session, key, handle),
+      (proof) => proof === "proven" || (proof === "unbound" && verifies !== undefined && verifies(result))
+    )
+
+  const resolve: Effect.Effect<A, HsmError> = Effect.gen(function*() {
+    TokenState.forgetHandle(session, slot)
+    const handle = yield* TokenObjects.findOne(session, findTemplate(key), queryOf(key))
+    const generation = pkcs11.objectGeneration()
+    const proof = yield* prove(session, key, handle)
+    if (proof === "other") return yield* changed(session, key)
+    const result = yield* use(handle)
+    if (proof === "unbound" && (verifies === undefined || !verifies(result))) return yield* changed(session, key)
+    if (pkcs11.objectGeneration() !== generation && !(yield* afterTheFact(handle, result))) {
+      return yield* changed(session, key)
+    }
+    TokenState.rememberHandle(session, slot, { handle, generation: pkcs11.objectGeneration() })
+    return result
+  })
+
+  return Effect.suspend(() => {
+    const known = TokenState.knownHandle(session, slot)
+    const generation = pkcs11.objectGeneration()
+    if (known === undefined || known.generation !== generation) return resolve
+    return use(known.handle).pipe(
+      Effect.flatMap((result) =>
+        pkcs11.objectGeneration() === generation
+          ? Effect.succeed(result)
+          : Effect.flatMap(
+            afterTheFact(known.handle, result),
+            (accepted) => accepted ? Effect.succeed(result) : resolve
+          )
+      ),
+      Effect.catchTag("ObjectHandleInvalid", () => resolve)
+    )
+  })
+}
 
 const sameToken = (session: HsmSession, key: SigningKey) =>
   session.token.serialNumber === key.token.serialNumber && session.token.moduleId === key.token.moduleId
@@ -68,42 +181,18 @@ export const withKeySession = <A, E, R>(
 /**
  * The first way of computing `alg` that the token lists.
  */
-const candidateFor = (session: HsmSession, spec: Algorithms.Spec) =>
-  Effect.flatMap(TokenState.mechanisms(session), (mechanisms) =>
-    Option.match(
-      Option.fromNullable(spec.candidates.find((candidate) => mechanisms.has(candidate.mechanism.type))),
-      {
-        onNone: () =>
-          Effect.fail(
-            new MechanismUnsupported({
-              alg: spec.alg,
-              token: session.token.label,
-              mechanisms: spec.candidates.map((candidate) => mechanismName(candidate.mechanism.type))
-            })
-          ),
-        onSome: Effect.succeed
-      }
-    ))
-
-/**
- * Runs `f` with the key's handle in the session, cached for the login epoch; a cached handle the
- * token no longer knows is found again, once.
- */
-export const withKeyHandle = <A>(
-  session: HsmSession,
-  key: SigningKey,
-  f: (handle: ObjectHandle) => Effect.Effect<A, HsmError>
-): Effect.Effect<A, HsmError> => {
-  const cached = TokenState.cachedHandle(session, cacheKey(key))
-  return cached === undefined
-    ? Effect.flatMap(findKey(session, key), f)
-    : f(cached).pipe(
-      Effect.catchTag("ObjectHandleInvalid", () => {
-        TokenState.forgetHandle(session, cacheKey(key))
-        return Effect.flatMap(findKey(session, key), f)
+const candidateFor = (session: HsmSession, alg: Algorithms.Algorithm, operation: "sign" | "verify") =>
+  Effect.flatMap(TokenState.mechanisms(session), (mechanisms) => {
+    const candidate = MechanismSupport.signingCandidate(mechanisms, alg)
+    return candidate !== undefined ? Effect.succeed(candidate) : Effect.fail(
+      new MechanismUnsupported({
+        operation,
+        alg,
+        token: session.token.label,
+        mechanisms: MechanismSupport.candidatesOf(alg).map(mechanismName)
       })
     )
-}
+  })
 
 const expectedSize = (key: SigningKey, alg: Algorithms.Algorithm): number =>
   Algorithms.isHmac(alg)
@@ -111,6 +200,40 @@ const expectedSize = (key: SigningKey, alg: Algorithms.Algorithm): number =>
     : key.keyType === "RSA" || key.keyType === "oct"
     ? Math.ceil(key.bits / 8)
     : Curve.specs[key.keyType].signatureSize
+
+const hashOf: Partial<Record<Algorithms.Algorithm, string>> = {
+  RS256: "sha256",
+  RS384: "sha384",
+  RS512: "sha512",
+  PS256: "sha256",
+  PS384: "sha384",
+  PS512: "sha512",
+  ES256: "sha256",
+  ES384: "sha384",
+  ES512: "sha512"
+}
+
+/**
+ * Whether a JWS signature verifies under the key's public half, with node:crypto.
+ */
+const verifiesUnder =
+  (key: SigningKey, alg: Algorithms.Algorithm, signingInput: Uint8Array) => (signature: Uint8Array): boolean => {
+    if (key.keyType === "oct" || !("publicKey" in key)) return false
+    try {
+      if (alg === "EdDSA") return Crypto.verify(null, signingInput, key.publicKey, signature)
+      const hash = hashOf[alg]!
+      if (alg.startsWith("ES")) {
+        return Crypto.verify(hash, signingInput, { key: key.publicKey, dsaEncoding: "ieee-p1363" }, signature)
+      }
+      if (alg.startsWith("PS")) {
+        const options = { key: key.publicKey, padding: Crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: -2 }
+        return Crypto.verify(hash, signingInput, options, signature)
+      }
+      return Crypto.verify(hash, signingInput, key.publicKey, signature)
+    } catch {
+      return false
+    }
+  }
 
 /**
  * Signs `signingInput` with the key inside the token, in a session of its token.
@@ -123,20 +246,23 @@ export const sign = (
 ): Effect.Effect<Uint8Array, HsmError> =>
   Effect.gen(function*() {
     const spec = Algorithms.specs[alg]
-    const candidate = yield* candidateFor(session, spec)
+    const candidate = yield* candidateFor(session, alg, "sign")
     const input = candidate.prepare(signingInput)
+    const expected = expectedSize(key, alg)
     const signature = yield* withKeyHandle(
       session,
       key,
-      (handle) => session.pkcs11.sign(session.handle, candidate.mechanism, handle, input)
+      (handle) =>
+        Effect.flatMap(session.pkcs11.sign(session.handle, candidate.mechanism, handle, input), (raw) => {
+          // ECDSA is r ‖ s in JWS; some tokens return DER, which converts.
+          const normalized = spec.ecdsa ? Algorithms.rawEcdsa(raw, expected) : raw
+          return normalized === undefined || normalized.length !== expected
+            ? Effect.fail(new InvalidSignature({ alg, length: raw.length, expected }))
+            : Effect.succeed(normalized)
+        }),
+      verifiesUnder(key, alg, signingInput)
     )
-    const expected = expectedSize(key, alg)
-    // ECDSA is r ‖ s in JWS; some tokens return DER, which converts.
-    const normalized = spec.ecdsa ? Algorithms.rawEcdsa(signature, expected) : signature
-    if (normalized === undefined || normalized.length !== expected) {
-      return yield* new InvalidSignature({ alg, length: signature.length, expected })
-    }
-    return normalized
+    return signature
   }).pipe(
     Effect.withSpan("HsmJwk.sign", { attributes: { "hsm.alg": alg, "hsm.kid": key.kid }, captureStackTrace: false })
   )
@@ -152,7 +278,7 @@ export const verify = (
   signature: Uint8Array
 ): Effect.Effect<boolean, HsmError> =>
   Effect.gen(function*() {
-    const candidate = yield* candidateFor(session, Algorithms.specs[alg])
+    const candidate = yield* candidateFor(session, alg, "verify")
     const input = candidate.prepare(signingInput)
     return yield* withKeyHandle(
       session,

@@ -2,7 +2,7 @@ import { CKR } from "@hsmkey/pkcs11/Constants"
 import type { Pkcs11, SlotId, TokenInfo } from "@hsmkey/pkcs11/Pkcs11"
 import { type Pkcs11Failure, TokenNotPresent } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
-import { TokenAmbiguous, TokenNotFound } from "../HsmError.js"
+import { InvalidOptions, TokenAmbiguous, TokenNotFound } from "../HsmError.js"
 
 /**
  * How a pool names its token. Never by slot id: slot ids change when a token is re-inserted and at
@@ -11,6 +11,22 @@ import { TokenAmbiguous, TokenNotFound } from "../HsmError.js"
 export type Selector =
   | { readonly _tag: "label"; readonly label: string }
   | { readonly _tag: "serial"; readonly serialNumber: string }
+
+/**
+ * The selector of options that name a token by exactly one of `tokenLabel` and `tokenSerial`.
+ */
+export const selectorOf = (options: {
+  readonly tokenLabel?: string | undefined
+  readonly tokenSerial?: string | undefined
+}): Effect.Effect<Selector, InvalidOptions> => {
+  const { tokenLabel, tokenSerial } = options
+  if (tokenLabel !== undefined && tokenSerial !== undefined) {
+    return Effect.fail(new InvalidOptions({ detail: "give tokenLabel or tokenSerial, not both" }))
+  }
+  if (tokenLabel !== undefined) return Effect.succeed({ _tag: "label", label: tokenLabel })
+  if (tokenSerial !== undefined) return Effect.succeed({ _tag: "serial", serialNumber: tokenSerial })
+  return Effect.fail(new InvalidOptions({ detail: "name the token with tokenLabel or tokenSerial" }))
+}
 
 export const describe = (selector: Selector): string =>
   selector._tag === "label" ? `label "${selector.label}"` : `serial "${selector.serialNumber}"`

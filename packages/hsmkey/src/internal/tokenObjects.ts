@@ -1,6 +1,7 @@
 import type { Attributes } from "@hsmkey/pkcs11/Attribute"
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { type HsmError, InvalidOptions, KeyAmbiguous, KeyExists, KeyNotFound } from "../HsmError.js"
 import type { HsmSession } from "../HsmSession.js"
 import * as KeyReference from "./keyReference.js"
@@ -45,3 +46,30 @@ export const ensureAbsent = (session: HsmSession, label: string, id: Uint8Array 
       return yield* new KeyExists({ query: `id ${KeyReference.hex(id)}`, token: session.token.label })
     }
   })
+
+/**
+ * Creates objects on the token and finishes them with `finish` (ids set, the key read back), as one
+ * resource: on anything but success (a failure, a defect, an interruption, even during creation, which
+ * the token completes regardless) the objects created are destroyed again, so that a retry does not meet
+ * `KeyExists`. An object that cannot be destroyed is logged, never hidden.
+ */
+export const creating = <H, A, E1, E2>(
+  session: HsmSession,
+  create: Effect.Effect<H, E1>,
+  objectsOf: (created: H) => ReadonlyArray<ObjectHandle>,
+  finish: (created: H) => Effect.Effect<A, E2>
+): Effect.Effect<A, E1 | E2> =>
+  Effect.acquireUseRelease(create, finish, (created, exit) =>
+    Exit.isSuccess(exit) ? Effect.void : Effect.forEach(
+      objectsOf(created),
+      (object) =>
+        session.pkcs11.destroyObject(session.handle, object).pipe(
+          Effect.catchAll((error) =>
+            Effect.logWarning(
+              `An object made by an unfinished key creation stays on token "${session.token.label}" ` +
+                `(handle ${object}): ${error.message}`
+            )
+          )
+        ),
+      { discard: true }
+    ))

@@ -2,15 +2,25 @@ import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import type { HsmSession, TokenRef } from "../HsmSession.js"
+import * as MechanismSupport from "./mechanismSupport.js"
 
 /**
- * What hsmkey remembers of a token between sessions: its mechanism list, which never changes, and the
- * object handles it found in the current login epoch, which die with it.
+ * A key's object handle, and when it was proven to be the key's: in which login epoch (handles die at
+ * logout) and at which object generation of the library (handle numbers are reused once freed).
+ */
+export interface KnownHandle {
+  readonly handle: ObjectHandle
+  readonly generation: number
+}
+
+/**
+ * What hsmkey remembers of a token between sessions: its mechanisms, which never change, and the object
+ * handles proven in the current login epoch, which die with it.
  */
 interface TokenState {
-  mechanisms: ReadonlySet<number> | undefined
+  mechanisms: MechanismSupport.TokenMechanisms | undefined
   epoch: number
-  readonly handles: Map<string, ObjectHandle>
+  readonly handles: Map<string, KnownHandle>
 }
 
 const states = new Map<string, TokenState>()
@@ -26,20 +36,18 @@ const stateOf = (token: TokenRef): TokenState => {
 }
 
 /**
- * The token's mechanism list, asked once (`C_GetMechanismList`).
+ * The token's mechanisms, read once (`C_GetMechanismList`, `C_GetMechanismInfo`, `C_GetInfo`).
  */
-export const mechanisms = (session: HsmSession): Effect.Effect<ReadonlySet<number>, Pkcs11Failure> =>
+export const mechanisms = (session: HsmSession): Effect.Effect<MechanismSupport.TokenMechanisms, Pkcs11Failure> =>
   Effect.suspend(() => {
     const state = stateOf(session.token)
     if (state.mechanisms !== undefined) return Effect.succeed(state.mechanisms)
-    return Effect.map(session.pkcs11.mechanisms(session.slotId), (list) => {
-      const set = new Set(list)
-      state.mechanisms = set
-      return set
+    return Effect.tap(MechanismSupport.read(session.pkcs11, session.slotId), (read) => {
+      state.mechanisms = read
     })
   })
 
-const handles = (session: HsmSession): Map<string, ObjectHandle> => {
+const handles = (session: HsmSession): Map<string, KnownHandle> => {
   const state = stateOf(session.token)
   if (state.epoch !== session.epoch) {
     state.epoch = session.epoch
@@ -48,11 +56,11 @@ const handles = (session: HsmSession): Map<string, ObjectHandle> => {
   return state.handles
 }
 
-/** The handle found for `key` in the session's epoch, if any. */
-export const cachedHandle = (session: HsmSession, key: string): ObjectHandle | undefined => handles(session).get(key)
+/** The handle proven for `key` in the session's epoch, if any. */
+export const knownHandle = (session: HsmSession, key: string): KnownHandle | undefined => handles(session).get(key)
 
-export const cacheHandle = (session: HsmSession, key: string, handle: ObjectHandle): void => {
-  handles(session).set(key, handle)
+export const rememberHandle = (session: HsmSession, key: string, known: KnownHandle): void => {
+  handles(session).set(key, known)
 }
 
 export const forgetHandle = (session: HsmSession, key: string): void => {

@@ -325,6 +325,8 @@ describe("HsmError", () => {
         PinExpired: (e) => Effect.succeed(`${e._tag}:${e.reason}`),
         PinInvalid: (e) => Effect.succeed(`${e._tag}:${e.name}`),
         PinMismatch: (e) => Effect.succeed(`${e._tag}:${e.token}`),
+        PinNotInitialized: (e) => Effect.succeed(`${e._tag}:${e.method}`),
+        TokenInUse: (e) => Effect.succeed(`${e._tag}:${e.operation}`),
         SessionFailed: (e) => Effect.succeed(`${e._tag}:${e.reason}`),
         TokenNotPresent: (e) => Effect.succeed(`${e._tag}:${e.name}`),
         TokenNotFound: (e) => Effect.succeed(`${e._tag}:${e.available.join(",")}`),
@@ -361,6 +363,11 @@ describe("HsmError", () => {
         [new HsmError.PinExpired({ method: "C_Login", reason: "to-be-changed" }), "PinExpired:to-be-changed"],
         [new HsmError.PinInvalid(call), "PinInvalid:CKR_PIN_INCORRECT"],
         [new HsmError.PinMismatch({ token: "t" }), "PinMismatch:t"],
+        [new HsmError.PinNotInitialized({ method: "C_Login" }), "PinNotInitialized:C_Login"],
+        [
+          new HsmError.TokenInUse({ token: "t", operation: "change the PIN", holder: "2 pools" }),
+          "TokenInUse:change the PIN"
+        ],
         [new HsmError.SessionFailed({ ...call, reason: "limit" }), "SessionFailed:limit"],
         [new HsmError.TokenNotPresent(call), "TokenNotPresent:CKR_PIN_INCORRECT"],
         [new HsmError.TokenNotFound({ selector: "label \"x\"", available: ["a", "b"] }), "TokenNotFound:a,b"],

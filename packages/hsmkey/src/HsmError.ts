@@ -20,6 +20,7 @@ export {
   PinIncorrect,
   PinInvalid,
   PinLocked,
+  PinNotInitialized,
   Pkcs11Error,
   SessionFailed,
   TokenNotPresent
@@ -94,6 +95,27 @@ export class PinMismatch extends Schema.TaggedError<PinMismatch>("hsmkey/PinMism
   override get message(): string {
     return `Token "${this.token}" is already logged in by this process with a different PIN; ` +
       "every pool on one token must use the same PIN"
+  }
+}
+
+/**
+ * The token is in use by session pools of this process, and the operation would pull the ground from under
+ * them: a security officer login logs every session of the process out, and a changed PIN would no longer
+ * be the one the pools log in again with. Close the pools first.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TokenInUse extends Schema.TaggedError<TokenInUse>("hsmkey/TokenInUse")("TokenInUse", {
+  token: Schema.String,
+  /** What was refused, such as `"initialize the user PIN"`. */
+  operation: Schema.String,
+  /** Who uses it, such as `"2 session pools of this process"`. */
+  holder: Schema.String
+}) {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Cannot ${this.operation} of token "${this.token}": ${this.holder} use it; close them first`
   }
 }
 
@@ -398,6 +420,7 @@ export type HsmError =
   | TokenAmbiguous
   | PoolTimeout
   | PinMismatch
+  | TokenInUse
   | InvalidOptions
   | InvalidKeyReference
   | KeyNotFound

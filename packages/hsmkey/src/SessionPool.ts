@@ -30,8 +30,10 @@ import * as Pool from "effect/Pool"
 import * as Predicate from "effect/Predicate"
 import type * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
+import type * as Capabilities from "./Capabilities.js"
 import { type HsmError, InvalidOptions, PoolTimeout } from "./HsmError.js"
 import type { HsmSession, TokenRef } from "./HsmSession.js"
+import * as CapabilitiesReader from "./internal/capabilities.js"
 import * as LoginRegistry from "./internal/loginRegistry.js"
 import * as Metrics from "./internal/metrics.js"
 import * as TokenLookup from "./internal/tokenLookup.js"
@@ -64,6 +66,13 @@ export interface SessionPoolOptions {
   readonly acquireTimeout?: Duration.DurationInput | undefined
   /** How long an unused session stays open (default 5 minutes). */
   readonly idleTimeToLive?: Duration.DurationInput | undefined
+  /**
+   * Log in even when the token says one more wrong PIN locks it (`CKF_USER_PIN_FINAL_TRY`). By default
+   * the pool refuses with `PinLocked` (`reason: "final-try"`), so that a mistyped PIN cannot lock the
+   * token; openCryptoki sets the flag after two wrong PINs and locks at the third. An operator who knows
+   * the PIN is right opts in here: one login attempt is made, and a wrong PIN then locks the token.
+   */
+  readonly loginOnFinalTry?: boolean | undefined
 }
 
 /**
@@ -100,6 +109,8 @@ export declare namespace SessionPool {
   export interface Service {
     readonly token: TokenRef
     readonly pkcs11: Pkcs11.Service
+    /** What the token can do, read once from its mechanism list. */
+    readonly capabilities: Effect.Effect<Capabilities.Capabilities, HsmError>
     /** Lends a session until the scope closes: read-only unless `rw` is asked for. */
     readonly session: (
       options?: { readonly rw?: boolean | undefined }
@@ -168,7 +179,8 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
   yield* pkcs11.retain
   const info = yield* TokenLookup.find(pkcs11, selector)
   const entry = yield* LoginRegistry.acquire(pkcs11, info, options.userPin)
-  yield* LoginRegistry.ensureLoggedIn(entry, options.userPin)
+  const policy: LoginRegistry.LoginPolicy = { loginOnFinalTry: options.loginOnFinalTry === true }
+  yield* LoginRegistry.ensureLoggedIn(entry, options.userPin, policy)
   const token = entry.token
   const label = token.label
 
@@ -214,7 +226,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       yield* evictIdle(rw)
       yield* bound.takeScopedWithin(acquireTimeout, poolTimeout)
       const slot = yield* LoginRegistry.currentSlot(entry)
-      yield* LoginRegistry.ensureLoggedIn(entry, options.userPin)
+      yield* LoginRegistry.ensureLoggedIn(entry, options.userPin, policy)
       const item = yield* Effect.acquireRelease(
         Effect.map(pkcs11.openSession(slot, { rw }), (handle): Pooled => ({
           handle,
@@ -271,7 +283,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       const state = sessionInfo.right.state
       if (options.userPin !== undefined && (state === "ro-public" || state === "rw-public")) {
         yield* Effect.logInfo(`Token "${label}" lost its login; logging in again`)
-        yield* LoginRegistry.relogin(entry, options.userPin, observed)
+        yield* LoginRegistry.relogin(entry, options.userPin, observed, policy)
       }
       return undefined
     })
@@ -344,9 +356,20 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       })
     )
 
+  // Read once, on first use; a failure (a token briefly gone) is not remembered.
+  let knownCapabilities: Capabilities.Capabilities | undefined
+  const capabilities: Effect.Effect<Capabilities.Capabilities, HsmError> = Effect.suspend(() =>
+    knownCapabilities !== undefined ? Effect.succeed(knownCapabilities) : Effect.gen(function*() {
+      const slot = yield* LoginRegistry.currentSlot(entry)
+      knownCapabilities = yield* CapabilitiesReader.read(pkcs11, slot, yield* pkcs11.tokenInfo(slot))
+      return knownCapabilities
+    })
+  )
+
   const service: SessionPool.Service = {
     token,
     pkcs11,
+    capabilities,
     session,
     withSession: (f, options) => Effect.scoped(Effect.flatMap(session(options), f)),
     stats: Effect.sync(() => ({

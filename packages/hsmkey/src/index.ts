@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Capabilities from "./Capabilities.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as HsmError from "./HsmError.js"
 
 /**
@@ -37,6 +42,11 @@ export * as Jws from "./Jws.js"
  * @since 0.1.0
  */
 export * as Jwt from "./Jwt.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Provisioning from "./Provisioning.js"
 
 /**
  * @since 0.1.0

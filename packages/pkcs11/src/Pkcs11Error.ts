@@ -33,7 +33,10 @@ export class Pkcs11Error extends Schema.TaggedError<Pkcs11Error>("@hsmkey/pkcs11
 }) {
   /** @since 0.1.0 */
   override get message(): string {
-    return `${this.method} failed: ${this.name} (${hex(this.code)})`
+    const advice = this.code === CKR.CRYPTOKI_NOT_INITIALIZED
+      ? "; the library was closed (nothing holds it any more: its layers and pools were released)"
+      : ""
+    return `${this.method} failed: ${this.name} (${hex(this.code)})${advice}`
   }
 }
 
@@ -59,7 +62,7 @@ export class PinIncorrect extends Schema.TaggedError<PinIncorrect>("@hsmkey/pkcs
 
 /**
  * The PIN is locked (`CKR_PIN_LOCKED`), or one more wrong attempt would lock it and the caller refused
- * to risk it (`reason: "final-try"`).
+ * to risk it (`reason: "final-try"`: the token flags `CKF_USER_PIN_FINAL_TRY` or `CKF_SO_PIN_FINAL_TRY`).
  *
  * @since 0.1.0
  * @category errors
@@ -72,8 +75,10 @@ export class PinLocked extends Schema.TaggedError<PinLocked>("@hsmkey/pkcs11/Pin
   /** @since 0.1.0 */
   override get message(): string {
     return this.reason === "locked"
-      ? `The PIN of ${tokenText(this.token)} is locked (${this.method}); the security officer must reset it`
-      : `The PIN of ${tokenText(this.token)} has one attempt left before it locks; refusing to log in (${this.method})`
+      ? `The PIN of ${tokenText(this.token)} is locked (${this.method}); the security officer must reset it ` +
+        "(C_InitPIN)"
+      : `The PIN of ${tokenText(this.token)} has one attempt left before it locks; refusing to try it ` +
+        `(${this.method}): log in once with the right PIN through another tool, or opt in with loginOnFinalTry`
   }
 }
 
@@ -93,7 +98,7 @@ export class PinExpired extends Schema.TaggedError<PinExpired>("@hsmkey/pkcs11/P
   override get message(): string {
     return `The PIN of ${tokenText(this.token)} ${
       this.reason === "expired" ? "has expired" : "must be changed before first use"
-    } (${this.method}); set a new one with C_SetPIN`
+    } (${this.method}); set a new one with C_SetPIN (hsmkey: Provisioning.changePin)`
   }
 }
 
@@ -104,11 +109,38 @@ export class PinExpired extends Schema.TaggedError<PinExpired>("@hsmkey/pkcs11/P
  * @category errors
  */
 export class PinInvalid extends Schema.TaggedError<PinInvalid>("@hsmkey/pkcs11/PinInvalid")("PinInvalid", {
-  ...callFields
+  ...callFields,
+  /** The shortest and longest PIN the token takes (`ulMinPinLen`, `ulMaxPinLen`), when known. */
+  minLength: Schema.optional(Schema.Number),
+  maxLength: Schema.optional(Schema.Number)
 }) {
   /** @since 0.1.0 */
   override get message(): string {
-    return `The token refused the new PIN: ${this.name} (${this.method}); check its length and characters`
+    const range = this.minLength !== undefined && this.maxLength !== undefined
+      ? `; it takes ${this.minLength} to ${this.maxLength} characters`
+      : "; check its length and characters"
+    return `The token refused the new PIN: ${this.name} (${this.method})${range}`
+  }
+}
+
+/**
+ * The token's user PIN was never set (`CKR_USER_PIN_NOT_INITIALIZED`, or `CKF_USER_PIN_INITIALIZED`
+ * clear): nobody can log in as the user until the security officer sets it with `C_InitPIN`. Changing it
+ * (`C_SetPIN`) cannot work.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PinNotInitialized
+  extends Schema.TaggedError<PinNotInitialized>("@hsmkey/pkcs11/PinNotInitialized")("PinNotInitialized", {
+    method: Schema.String,
+    token: Schema.optional(Schema.String)
+  })
+{
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `The user PIN of ${tokenText(this.token)} was never set (${this.method}); the security officer ` +
+      "must set it first with C_InitPIN (hsmkey: Provisioning.initUserPin)"
   }
 }
 
@@ -235,6 +267,7 @@ export type Pkcs11Failure =
   | PinLocked
   | PinExpired
   | PinInvalid
+  | PinNotInitialized
   | SessionFailed
   | TokenNotPresent
   | MechanismInvalid
@@ -274,6 +307,8 @@ export const fromReturnValue = (method: string, code: number, context: FailureCo
     case CKR.PIN_LEN_RANGE:
     case CKR.PIN_TOO_WEAK:
       return new PinInvalid(call)
+    case CKR.USER_PIN_NOT_INITIALIZED:
+      return new PinNotInitialized({ method, token })
     case CKR.SESSION_HANDLE_INVALID:
     case CKR.SESSION_CLOSED:
       return new SessionFailed({ ...call, reason: "closed", session })
@@ -311,6 +346,7 @@ const failureTags: ReadonlySet<string> = new Set([
   "PinLocked",
   "PinExpired",
   "PinInvalid",
+  "PinNotInitialized",
   "SessionFailed",
   "TokenNotPresent",
   "MechanismInvalid",

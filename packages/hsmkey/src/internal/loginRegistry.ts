@@ -1,6 +1,6 @@
 import * as FifoSemaphore from "@hsmkey/pkcs11/FifoSemaphore"
 import type { Pkcs11, SessionHandle, SlotId, TokenInfo } from "@hsmkey/pkcs11/Pkcs11"
-import { PinExpired, PinIncorrect, PinLocked, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
+import { PinExpired, PinIncorrect, PinLocked, PinNotInitialized, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -81,11 +81,26 @@ const rejectedOf = (key: string): Set<string> => {
 const isPublic = (state: string) => state === "ro-public" || state === "rw-public"
 
 /**
- * Refuses to log in when one more wrong PIN could lock the token, or the PIN must be changed first.
+ * How a pool treats a PIN one wrong attempt away from locking (`CKF_USER_PIN_FINAL_TRY`): by default it
+ * does not try it, so that a mistyped PIN cannot lock the token.
  */
-const checkPinFlags = (info: TokenInfo): Effect.Effect<void, PinLocked | PinExpired> => {
+export interface LoginPolicy {
+  readonly loginOnFinalTry: boolean
+}
+
+const defaultPolicy: LoginPolicy = { loginOnFinalTry: false }
+
+/**
+ * Refuses to log in when the user PIN was never set, is locked, one more wrong PIN could lock it (unless
+ * the policy accepts the risk), or it must be changed first.
+ */
+export const checkPinFlags = (
+  info: TokenInfo,
+  policy: LoginPolicy = defaultPolicy
+): Effect.Effect<void, PinNotInitialized | PinLocked | PinExpired> => {
+  if (!info.userPinInitialized) return Effect.fail(new PinNotInitialized({ method: "C_Login", token: info.label }))
   if (info.userPin.locked) return Effect.fail(new PinLocked({ method: "C_Login", token: info.label, reason: "locked" }))
-  if (info.userPin.finalTry) {
+  if (info.userPin.finalTry && !policy.loginOnFinalTry) {
     return Effect.fail(new PinLocked({ method: "C_Login", token: info.label, reason: "final-try" }))
   }
   if (info.userPin.toBeChanged) {
@@ -115,11 +130,11 @@ const closeQuietly = (entry: Entry, session: SessionHandle) =>
  * Logs in on a new login session. Must run under `entry.lock`; uninterruptible, so that a session that
  * logged in is never left open and unknown.
  */
-const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>) =>
+const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>, policy: LoginPolicy) =>
   Effect.uninterruptible(Effect.gen(function*() {
     const pkcs11 = entry.pkcs11
     const slot = yield* currentSlot(entry)
-    yield* checkPinFlags(yield* pkcs11.tokenInfo(slot))
+    yield* checkPinFlags(yield* pkcs11.tokenInfo(slot), policy)
     const session = yield* pkcs11.openSession(slot)
     yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => closeQuietly(entry, session)))
     entry.loginSession = session
@@ -174,25 +189,30 @@ const checkPin = (entry: Entry, pin: Redacted.Redacted<string>): Effect.Effect<v
  */
 export const ensureLoggedIn = (
   entry: Entry,
-  pin: Redacted.Redacted<string> | undefined
+  pin: Redacted.Redacted<string> | undefined,
+  policy: LoginPolicy = defaultPolicy
 ): Effect.Effect<void, HsmError> =>
   pin === undefined ? Effect.void : entry.lock.withPermit(Effect.suspend(() =>
     Effect.zipRight(
       checkPin(entry, pin),
-      entry.loginSession === undefined ? loginFresh(entry, pin) : Effect.void
+      entry.loginSession === undefined ? loginFresh(entry, pin, policy) : Effect.void
     )
   ))
 
 /**
  * Logs in on the login session if it lost its login, or on a new one if it is gone.
  */
-const restoreLogin = (entry: Entry, pin: Redacted.Redacted<string>): Effect.Effect<void, HsmError> => {
+const restoreLogin = (
+  entry: Entry,
+  pin: Redacted.Redacted<string>,
+  policy: LoginPolicy
+): Effect.Effect<void, HsmError> => {
   const loginSession = entry.loginSession
-  if (loginSession === undefined) return loginFresh(entry, pin)
+  if (loginSession === undefined) return loginFresh(entry, pin, policy)
   return entry.pkcs11.sessionInfo(loginSession).pipe(
     Effect.flatMap((info) =>
       isPublic(info.state)
-        ? Effect.flatMap(entry.pkcs11.tokenInfo(info.slotId), checkPinFlags).pipe(
+        ? Effect.flatMap(entry.pkcs11.tokenInfo(info.slotId), (token) => checkPinFlags(token, policy)).pipe(
           Effect.zipRight(loginOn(entry, loginSession, pin))
         )
         : Effect.void
@@ -200,7 +220,7 @@ const restoreLogin = (entry: Entry, pin: Redacted.Redacted<string>): Effect.Effe
     Effect.catchTag("SessionFailed", (error) => {
       if (error.reason !== "closed") return Effect.fail(error)
       entry.loginSession = undefined
-      return loginFresh(entry, pin)
+      return loginFresh(entry, pin, policy)
     })
   )
 }
@@ -212,12 +232,15 @@ const restoreLogin = (entry: Entry, pin: Redacted.Redacted<string>): Effect.Effe
 export const relogin = (
   entry: Entry,
   pin: Redacted.Redacted<string> | undefined,
-  observedEpoch: number
+  observedEpoch: number,
+  policy: LoginPolicy = defaultPolicy
 ): Effect.Effect<void, HsmError> =>
   pin === undefined ?
     Effect.void :
     entry.lock.withPermit(Effect.suspend(() =>
-      entry.epoch === observedEpoch ? Effect.zipRight(checkPin(entry, pin), restoreLogin(entry, pin)) : Effect.void
+      entry.epoch === observedEpoch
+        ? Effect.zipRight(checkPin(entry, pin), restoreLogin(entry, pin, policy))
+        : Effect.void
     ))
 
 /**
@@ -311,3 +334,16 @@ export const acquire = (
     })),
     (entry) => release(entry, pin !== undefined)
   )
+
+/**
+ * How many session pools of this process are on the token now.
+ */
+export const poolsOn = (pkcs11: Pkcs11.Service, serialNumber: string): number =>
+  registry.entries.get(`${pkcs11.moduleId}\u0000${serialNumber}`)?.references ?? 0
+
+/**
+ * Forgets the PINs the token rejected: after its PIN was set or changed, one of them may be right now.
+ */
+export const forgetRejected = (pkcs11: Pkcs11.Service, serialNumber: string): void => {
+  registry.rejected.delete(`${pkcs11.moduleId}\u0000${serialNumber}`)
+}

@@ -7,6 +7,8 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    sequence: { concurrent: false }
+    sequence: { concurrent: false },
+    // The test × backend matrix: which suite ran where, and why not elsewhere.
+    reporters: ["default", "./test/support/matrixReporter.ts"]
   }
 })

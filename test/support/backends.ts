@@ -1,16 +1,37 @@
 import { Constants, Curve, MemoryPkcs11, NodePkcs11, Pkcs11, PublicKey } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Context, Effect, Layer, Redacted, type Scope } from "effect"
+import { Capabilities } from "hsmkey"
 import * as Crypto from "node:crypto"
+import * as OpenCryptoki from "./opencryptoki.js"
 import { softHsmAvailable } from "./softhsm.js"
 
 const { CKM } = Constants
+
+export type BackendName = "MemoryPkcs11" | "SoftHSM2" | "openCryptoki"
+
+/**
+ * What a backend offers beyond its mechanisms, for tests that need it.
+ */
+export type Feature =
+  /** An uninitialized slot for `C_InitToken` (SoftHSM2 always keeps one; openCryptoki has one token). */
+  | "free-slot"
+  /** A native library, loaded, initialized and finalized. */
+  | "native"
+  /** `MemoryPkcs11.Control`: injected return values, removed tokens, counts. */
+  | "control"
+  /** The SO PIN can be changed and changed back (openCryptoki refuses its default back: CKR_PIN_INVALID). */
+  | "settable-so-pin"
+  /** Wrong PINs count and lock (SoftHSM2 never locks). */
+  | "pin-lockout"
+  /** Several tokens at once, for tests of pools on different tokens. */
+  | "several-tokens"
 
 /**
  * The token a conformance test runs against, whichever backend provides it.
  */
 export class TestToken extends Context.Tag("test/TestToken")<TestToken, {
-  readonly backend: "MemoryPkcs11" | "SoftHSM2"
+  readonly backend: BackendName
   readonly label: string
   readonly serialNumber: string
   readonly userPin: Redacted.Redacted<string>
@@ -19,37 +40,57 @@ export class TestToken extends Context.Tag("test/TestToken")<TestToken, {
   readonly modulePath: string | undefined
   /** A second, independently built `Pkcs11` service on the same module, in the caller's scope. */
   readonly reopen: Effect.Effect<Pkcs11.Pkcs11.Service, unknown, Scope.Scope>
+  /** What the token can do, as hsmkey reads it. */
+  readonly capabilities: Capabilities.Capabilities
+  readonly features: ReadonlySet<Feature>
 }>() {}
 
 export interface Backend {
-  readonly name: "MemoryPkcs11" | "SoftHSM2"
+  readonly name: BackendName
   readonly available: boolean
   readonly layer: Layer.Layer<Pkcs11.Pkcs11 | TestToken, unknown>
+}
+
+/** Per-file settings of the backends: the emulator can be told to behave like another token. */
+export interface BackendOptions {
+  readonly memory?: Partial<MemoryPkcs11.TokenOptions> | undefined
 }
 
 const userPin = Redacted.make("conformance-user-1234")
 const soPin = Redacted.make("conformance-so-5678")
 
-const memoryLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken> => {
+const testToken = (
+  fields: Omit<TestToken["Type"], "capabilities">
+): Effect.Effect<TestToken["Type"], unknown, Pkcs11.Pkcs11> =>
+  Effect.map(Capabilities.ofToken({ tokenSerial: fields.serialNumber }), (capabilities) => ({ ...fields, capabilities }))
+
+const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unknown> => {
   const serialNumber = Crypto.randomBytes(8).toString("hex")
+  const token = { label, serialNumber, userPin, soPin, pinRetries: 1000, ...options.memory }
   // Layer memoization gives every use of this value the same emulator: reopening shares its state.
-  const memory = MemoryPkcs11.layer({
-    tokens: [{ label, serialNumber, userPin, soPin, pinRetries: 1000 }],
-    emptySlots: 1
-  })
+  const memory = MemoryPkcs11.layer({ tokens: [token], emptySlots: 1 })
+  const features: ReadonlySet<Feature> = new Set<Feature>([
+    "free-slot",
+    "control",
+    "settable-so-pin",
+    "several-tokens",
+    ...((token.pinRetries ?? 3) < 10 ? ["pin-lockout" as const] : [])
+  ])
   return Layer.merge(
     memory,
     Layer.effect(
       TestToken,
-      Effect.map(Pkcs11.Pkcs11, (pkcs11) => ({
-        backend: "MemoryPkcs11" as const,
-        modulePath: undefined,
-        label,
-        serialNumber,
-        userPin,
-        soPin,
-        reopen: Effect.succeed(pkcs11)
-      }))
+      Effect.flatMap(Pkcs11.Pkcs11, (pkcs11) =>
+        testToken({
+          backend: "MemoryPkcs11",
+          modulePath: undefined,
+          label,
+          serialNumber,
+          userPin: token.userPin ?? userPin,
+          soPin: token.soPin ?? soPin,
+          reopen: Effect.succeed(pkcs11),
+          features
+        }))
     ).pipe(Layer.provide(memory))
   )
 }
@@ -60,22 +101,73 @@ const softHsmLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unk
     softhsm,
     Layer.effect(
       TestToken,
-      Effect.map(SoftHsm.Token, (token) => ({
-        backend: "SoftHSM2" as const,
-        modulePath: token.modulePath,
-        label: token.label,
-        serialNumber: token.serialNumber,
-        userPin: token.userPin,
-        soPin: token.soPin,
-        reopen: NodePkcs11.make({ modulePath: token.modulePath })
-      }))
+      Effect.flatMap(SoftHsm.Token, (token) =>
+        testToken({
+          backend: "SoftHSM2",
+          modulePath: token.modulePath,
+          label: token.label,
+          serialNumber: token.serialNumber,
+          userPin: token.userPin,
+          soPin: token.soPin,
+          reopen: NodePkcs11.make({ modulePath: token.modulePath }),
+          features: new Set(["free-slot", "native", "settable-so-pin", "several-tokens"])
+        }))
     ).pipe(Layer.provide(softhsm))
   )
 }
 
-export const backends = (label: string): ReadonlyArray<Backend> => [
-  { name: "MemoryPkcs11", available: true, layer: memoryLayer(label) },
-  { name: "SoftHSM2", available: softHsmAvailable, layer: softHsmLayer(label) }
+const openCryptokiLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unknown> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    // openCryptoki's labels are its own: the file's label, prefixed so that the next run may wipe it.
+    const tokenLabel = `hsmkey-${label}`.slice(0, 32)
+    const { pkcs11, serialNumber } = yield* OpenCryptoki.provision(tokenLabel)
+    const token = yield* Effect.provideService(
+      testToken({
+        backend: "openCryptoki",
+        modulePath: OpenCryptoki.openCryptokiModule,
+        label: tokenLabel,
+        serialNumber,
+        userPin: OpenCryptoki.userPin,
+        soPin: OpenCryptoki.soPin,
+        reopen: NodePkcs11.make({ modulePath: OpenCryptoki.openCryptokiModule }),
+        features: new Set(["native", "pin-lockout"])
+      }),
+      Pkcs11.Pkcs11,
+      pkcs11
+    )
+    return Context.make(Pkcs11.Pkcs11, pkcs11).pipe(Context.add(TestToken, token))
+  }))
+
+/**
+ * The emulator told to behave as openCryptoki 3.8's software token does, where hsmkey must cope: no EC
+ * and no EdDSA, RS* only through CKM_RSA_PKCS, CKA_VALUE_LEN 0 for created secrets, CKR_FUNCTION_FAILED for
+ * an OAEP block that does not decrypt, PINs of 4 to 8 characters, FINAL_TRY after two wrong PINs.
+ */
+export const openCryptokiLike: Partial<MemoryPkcs11.TokenOptions> = {
+  mechanisms: [
+    CKM.RSA_PKCS_KEY_PAIR_GEN,
+    CKM.RSA_PKCS,
+    CKM.RSA_PKCS_OAEP,
+    CKM.SHA256_RSA_PKCS_PSS,
+    CKM.SHA384_RSA_PKCS_PSS,
+    CKM.SHA512_RSA_PKCS_PSS,
+    CKM.GENERIC_SECRET_KEY_GEN,
+    CKM.SHA256_HMAC,
+    CKM.SHA384_HMAC,
+    CKM.SHA512_HMAC
+  ],
+  createdSecretValueLen: "zero",
+  undecryptable: Constants.CKR.FUNCTION_FAILED,
+  maxPinLength: 8,
+  userPin: Redacted.make("emu-1234"),
+  soPin: Redacted.make("emu-so-1"),
+  pinRetries: 3
+}
+
+export const backends = (label: string, options: BackendOptions = {}): ReadonlyArray<Backend> => [
+  { name: "MemoryPkcs11", available: true, layer: memoryLayer(label, options) },
+  { name: "SoftHSM2", available: softHsmAvailable, layer: softHsmLayer(label) },
+  { name: "openCryptoki", available: OpenCryptoki.openCryptokiAvailable, layer: openCryptokiLayer(label) }
 ]
 
 /**

@@ -1,7 +1,7 @@
 /**
  * HMAC with secrets held in the token, JWE decrypted with RSA keys held in the token, and Ed448: the
- * same tests on the emulator and on SoftHSM2. Where the two tokens differ (SoftHSM2 2.6.1 has no
- * RSA-OAEP with SHA-256), each test says what each must do.
+ * same tests on the emulator, SoftHSM2 and openCryptoki. Where tokens differ (SoftHSM2 2.6.1 has no
+ * RSA-OAEP with SHA-256, openCryptoki no Ed448), the tests say what each must do.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Constants } from "@hsmkey/pkcs11"
@@ -10,7 +10,8 @@ import { HsmJwk, Jwe, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
 import { backends, TestToken } from "./support/backends.js"
-import { rw, typedFailure, unique, withPool } from "./support/pool.js"
+import { offered } from "./support/matrix.js"
+import { quickType, rw, typedFailure, unique, withPool } from "./support/pool.js"
 
 const { CKO } = Constants
 
@@ -59,56 +60,69 @@ const encs: ReadonlyArray<Jwe.ContentEncryption> = [
 
 for (const backend of backends("hsmkey-beyond")) {
   describe.skipIf(!backend.available)(backend.name, () => {
-    layer(withPool(backend.layer), { timeout: 120_000 })((it) => {
-      it.effect("RFC 7515 A.1 (HS256) is reproduced byte for byte after importing its secret", () =>
-        Effect.gen(function*() {
-          const key = yield* rw((session) =>
-            HsmJwk.importSecret(session, {
-              alg: "HS256",
-              key: { kty: "oct", k: rfc7515.k },
-              label: unique("rfc7515")
-            })
-          )
-          const jws = yield* Jws.signEncoded(rfc7515.header, rfc7515.payload, key)
-          assert.strictEqual(jws, rfc7515.jws)
-          const verified = yield* Jws.verify(rfc7515.jws, key)
-          assert.strictEqual(new TextDecoder().decode(verified.payload), rfc7515.payload)
-        }))
+    layer(withPool(backend.layer), { timeout: 600_000 })((it) => {
+      const test = offered(it)
+      test(
+        "RFC 7515 A.1 (HS256) is reproduced byte for byte after importing its secret",
+        { sign: ["HS256"] },
+        () =>
+          Effect.gen(function*() {
+            const key = yield* rw((session) =>
+              HsmJwk.importSecret(session, {
+                alg: "HS256",
+                key: { kty: "oct", k: rfc7515.k },
+                label: unique("rfc7515")
+              })
+            )
+            const jws = yield* Jws.signEncoded(rfc7515.header, rfc7515.payload, key)
+            assert.strictEqual(jws, rfc7515.jws)
+            const verified = yield* Jws.verify(rfc7515.jws, key)
+            assert.strictEqual(new TextDecoder().decode(verified.payload), rfc7515.payload)
+          })
+      )
 
-      it.effect("HS256/384/512 sign in the token; jose verifies with the secret, the token verifies alone", () =>
-        Effect.gen(function*() {
-          for (const alg of ["HS256", "HS384", "HS512"] as const) {
-            const secret = Crypto.randomBytes(Number(alg.slice(2)) / 8)
-            const imported = yield* rw((s) => HsmJwk.importSecret(s, { alg, key: secret, label: unique(alg) }))
-            const jws = yield* Jws.sign(`payload ${alg}`, imported)
-            const verified = yield* Effect.promise(() => jose.compactVerify(jws, secret))
-            assert.strictEqual(verified.protectedHeader.alg, alg)
-            assert.strictEqual(verified.protectedHeader.kid, imported.kid)
-            assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, imported)).payload), `payload ${alg}`)
+      for (const alg of ["HS256", "HS384", "HS512"] as const) {
+        test(`${alg} signs in the token; jose verifies with the secret, the token verifies alone`, {
+          sign: [alg],
+          secrets: true
+        }, () =>
+          Effect.gen(function*() {
+            {
+              const secret = Crypto.randomBytes(Number(alg.slice(2)) / 8)
+              const imported = yield* rw((s) => HsmJwk.importSecret(s, { alg, key: secret, label: unique(alg) }))
+              const jws = yield* Jws.sign(`payload ${alg}`, imported)
+              const verified = yield* Effect.promise(() => jose.compactVerify(jws, secret))
+              assert.strictEqual(verified.protectedHeader.alg, alg)
+              assert.strictEqual(verified.protectedHeader.kid, imported.kid)
+              assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, imported)).payload), `payload ${alg}`)
 
-            const jwt = yield* Jwt.sign({ sub: "hmac" }, imported, { expiresIn: "1 hour" })
-            assert.strictEqual(jose.decodeJwt(jwt).sub, "hmac")
-            yield* Effect.promise(() => jose.jwtVerify(jwt, secret, { currentDate: new Date(0) }))
+              const jwt = yield* Jwt.sign({ sub: "hmac" }, imported, { expiresIn: "1 hour" })
+              assert.strictEqual(jose.decodeJwt(jwt).sub, "hmac")
+              yield* Effect.promise(() => jose.jwtVerify(jwt, secret, { currentDate: new Date(0) }))
 
-            const generated = yield* rw((s) => HsmJwk.generateSecret(s, { alg, label: unique(`gen-${alg}`) }))
-            assert.strictEqual(generated.bits, Number(alg.slice(2)))
-            const flattened = yield* Jws.signFlattened("generated", generated)
-            yield* Jws.verify(flattened, generated)
-            const loaded = yield* SessionPool.withSession((s) => HsmJwk.secretFromHsm(s, { id: generated.id, alg }))
-            yield* Jws.verify(yield* Jws.sign("loaded", loaded), generated)
+              const generated = yield* rw((s) => HsmJwk.generateSecret(s, { alg, label: unique(`gen-${alg}`) }))
+              assert.strictEqual(generated.bits, Number(alg.slice(2)))
+              const flattened = yield* Jws.signFlattened("generated", generated)
+              yield* Jws.verify(flattened, generated)
+              const loaded = yield* SessionPool.withSession((s) => HsmJwk.secretFromHsm(s, { id: generated.id, alg }))
+              yield* Jws.verify(yield* Jws.sign("loaded", loaded), generated)
 
-            const [h, p, sig] = jws.split(".")
-            const bytes = Buffer.from(sig, "base64url")
-            bytes[3] ^= 0x40
-            const tampered = yield* typedFailure(Jws.verify(`${h}.${p}.${bytes.toString("base64url")}`, imported))
-            assert.strictEqual(tampered._tag, "VerificationFailed")
-            const otherPayload = Buffer.from("{\"forged\":true}").toString("base64url")
-            const forged = yield* typedFailure(Jws.verify(`${h}.${otherPayload}.${sig}`, imported))
-            assert.strictEqual(forged._tag, "VerificationFailed")
-          }
-        }))
+              const [h, p, sig] = jws.split(".")
+              const bytes = Buffer.from(sig, "base64url")
+              bytes[3] ^= 0x40
+              const tampered = yield* typedFailure(Jws.verify(`${h}.${p}.${bytes.toString("base64url")}`, imported))
+              assert.strictEqual(tampered._tag, "VerificationFailed")
+              const otherPayload = Buffer.from("{\"forged\":true}").toString("base64url")
+              const forged = yield* typedFailure(Jws.verify(`${h}.${otherPayload}.${sig}`, imported))
+              assert.strictEqual(forged._tag, "VerificationFailed")
+            }
+          }))
+      }
 
-      it.effect("secrets stay in the token: sensitive, unextractable, never in a JWKS or JSON", () =>
+      test("secrets stay in the token: sensitive, unextractable, never in a JWKS or JSON", {
+        sign: ["HS256", "HS512"],
+        secrets: true
+      }, () =>
         Effect.gen(function*() {
           const key = yield* rw((s) => HsmJwk.generateSecret(s, { alg: "HS512", label: unique("hidden") }))
           const attributes = yield* SessionPool.withSession((session) =>
@@ -143,45 +157,65 @@ for (const backend of backends("hsmkey-beyond")) {
           assert.strictEqual(mismatch._tag, "AlgorithmMismatch")
         }))
 
-      it.effect("JWEs made by jose decrypt in every content encryption, compact and flattened", () =>
-        Effect.gen(function*() {
-          const token = yield* TestToken
-          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("jwe"), use: "enc" }))
-          assert.strictEqual(key.use, "enc")
-          assert.strictEqual(key.publicJwk.use, "enc")
-          for (const alg of ["RSA-OAEP", "RSA-OAEP-256"] as const) {
-            for (const enc of encs) {
-              const plaintext = `${alg} ${enc} ${Crypto.randomBytes(8).toString("hex")}`
-              const compact = yield* Effect.promise(() =>
-                new jose.CompactEncrypt(new TextEncoder().encode(plaintext)).setProtectedHeader({ alg, enc }).encrypt(
-                  key.publicKey
-                )
-              )
-              const flattened = yield* Effect.promise(() =>
-                new jose.FlattenedEncrypt(new TextEncoder().encode(plaintext))
-                  .setProtectedHeader({ enc })
-                  .setUnprotectedHeader({ alg })
-                  .setAdditionalAuthenticatedData(new TextEncoder().encode("aad"))
-                  .encrypt(key.publicKey)
-              )
-              if (alg === "RSA-OAEP-256" && token.backend === "SoftHSM2") {
-                // SoftHSM2 2.6.1 decrypts OAEP with SHA-1 only: it says so, typed.
-                const error = yield* typedFailure(Jwe.decrypt(compact, key))
-                assert.strictEqual(error._tag, "MechanismUnsupported")
-                continue
+      for (const alg of ["RSA-OAEP", "RSA-OAEP-256"] as const) {
+        test(
+          `${alg} JWEs made by jose decrypt in every content encryption, compact and flattened`,
+          { decrypt: [alg] },
+          () =>
+            Effect.gen(function*() {
+              const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("jwe"), use: "enc" }))
+              assert.strictEqual(key.use, "enc")
+              assert.strictEqual(key.publicJwk.use, "enc")
+              {
+                for (const enc of encs) {
+                  const plaintext = `${alg} ${enc} ${Crypto.randomBytes(8).toString("hex")}`
+                  const compact = yield* Effect.promise(() =>
+                    new jose.CompactEncrypt(new TextEncoder().encode(plaintext)).setProtectedHeader({ alg, enc })
+                      .encrypt(
+                        key.publicKey
+                      )
+                  )
+                  const flattened = yield* Effect.promise(() =>
+                    new jose.FlattenedEncrypt(new TextEncoder().encode(plaintext))
+                      .setProtectedHeader({ enc })
+                      .setUnprotectedHeader({ alg })
+                      .setAdditionalAuthenticatedData(new TextEncoder().encode("aad"))
+                      .encrypt(key.publicKey)
+                  )
+                  const fromCompact = yield* Jwe.decrypt(compact, key)
+                  assert.strictEqual(new TextDecoder().decode(fromCompact.plaintext), plaintext, `${alg} ${enc}`)
+                  const fromFlattened = yield* Jwe.decrypt(flattened as Jwe.FlattenedJwe, key)
+                  assert.strictEqual(new TextDecoder().decode(fromFlattened.plaintext), plaintext)
+                  assert.strictEqual(new TextDecoder().decode(fromFlattened.additionalAuthenticatedData), "aad")
+                }
               }
-              const fromCompact = yield* Jwe.decrypt(compact, key)
-              assert.strictEqual(new TextDecoder().decode(fromCompact.plaintext), plaintext, `${alg} ${enc}`)
-              const fromFlattened = yield* Jwe.decrypt(flattened as Jwe.FlattenedJwe, key)
-              assert.strictEqual(new TextDecoder().decode(fromFlattened.plaintext), plaintext)
-              assert.strictEqual(new TextDecoder().decode(fromFlattened.additionalAuthenticatedData), "aad")
-            }
-          }
-          const roundTrip = yield* Jwe.encrypt("round trip", key, { alg: "RSA-OAEP", enc: "A256GCM" })
-          assert.strictEqual(new TextDecoder().decode((yield* Jwe.decrypt(roundTrip, key)).plaintext), "round trip")
-        }))
+              const roundTrip = yield* Jwe.encrypt("round trip", key, { alg, enc: "A256GCM" })
+              assert.strictEqual(new TextDecoder().decode((yield* Jwe.decrypt(roundTrip, key)).plaintext), "round trip")
+            })
+        )
+      }
 
-      it.effect("a general JWE for several parties decrypts with this key, whichever recipient it is", () =>
+      test(
+        "a token that cannot decrypt RSA-OAEP-256 says so before any C_Decrypt: MechanismUnsupported",
+        { decrypt: ["RSA-OAEP"], lacksDecrypt: ["RSA-OAEP-256"] },
+        () =>
+          Effect.gen(function*() {
+            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("oaep256"), use: "enc" }))
+            const compact = yield* Effect.promise(() =>
+              new jose.CompactEncrypt(new TextEncoder().encode("x")).setProtectedHeader({
+                alg: "RSA-OAEP-256",
+                enc: "A128GCM"
+              }).encrypt(key.publicKey)
+            )
+            const error = yield* typedFailure(Jwe.decrypt(compact, key))
+            assert.strictEqual(error._tag, "MechanismUnsupported")
+            assert.include(error.message, "SHA-256")
+          })
+      )
+
+      test("a general JWE for several parties decrypts with this key, whichever recipient it is", {
+        decrypt: ["RSA-OAEP"]
+      }, () =>
         Effect.gen(function*() {
           const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("party"), use: "enc" }))
           const stranger = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
@@ -223,7 +257,9 @@ for (const backend of backends("hsmkey-beyond")) {
           )
         }))
 
-      it.effect("RFC 7516 A.1 (RSA-OAEP + A256GCM) decrypts to its published plaintext after importing its key", () =>
+      test("RFC 7516 A.1 (RSA-OAEP + A256GCM) decrypts to its published plaintext after importing its key", {
+        decrypt: ["RSA-OAEP"]
+      }, () =>
         Effect.gen(function*() {
           const key = yield* rw((s) =>
             HsmJwk.importPrivate(s, { key: rfc7516.jwk, label: unique("rfc7516"), use: "enc", alg: "RSA-OAEP" })
@@ -233,45 +269,52 @@ for (const backend of backends("hsmkey-beyond")) {
           assert.deepStrictEqual(decrypted.header, { alg: "RSA-OAEP", enc: "A256GCM" })
         }))
 
-      it.effect("a wrong key and every tampered part fail alike, with one DecryptionFailed", () =>
-        Effect.gen(function*() {
-          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("victim"), use: "enc" }))
-          const other = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("other"), use: "enc" }))
-          for (const enc of ["A256GCM", "A128CBC-HS256"] as const) {
-            const jwe = yield* Jwe.encrypt("secret content", key, { alg: "RSA-OAEP", enc })
-            const parts = jwe.split(".")
-            const flip = (index: number) => {
-              const bytes = Buffer.from(parts[index], "base64url")
-              bytes[bytes.length >> 1] ^= 1
-              return parts.map((part, i) => (i === index ? bytes.toString("base64url") : part)).join(".")
+      test(
+        "a wrong key and every tampered part fail alike, with one DecryptionFailed",
+        { decrypt: ["RSA-OAEP"] },
+        () =>
+          Effect.gen(function*() {
+            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("victim"), use: "enc" }))
+            const other = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("other"), use: "enc" }))
+            for (const enc of ["A256GCM", "A128CBC-HS256"] as const) {
+              const jwe = yield* Jwe.encrypt("secret content", key, { alg: "RSA-OAEP", enc })
+              const parts = jwe.split(".")
+              const flip = (index: number) => {
+                const bytes = Buffer.from(parts[index], "base64url")
+                bytes[bytes.length >> 1] ^= 1
+                return parts.map((part, i) => (i === index ? bytes.toString("base64url") : part)).join(".")
+              }
+              const header = Buffer.from(
+                JSON.stringify({ ...JSON.parse(Buffer.from(parts[0], "base64url").toString()), kid: "swapped" })
+              ).toString("base64url")
+              const cases = [
+                Jwe.decrypt(jwe, other),
+                Jwe.decrypt([header, ...parts.slice(1)].join("."), key),
+                Jwe.decrypt(flip(1), key),
+                Jwe.decrypt(flip(2), key),
+                Jwe.decrypt(flip(3), key),
+                Jwe.decrypt(flip(4), key),
+                Jwe.decrypt(parts.slice(0, 4).join("."), key)
+              ]
+              const messages = new Set<string>()
+              for (const decryption of cases) {
+                const error = yield* typedFailure(decryption)
+                assert.strictEqual(error._tag, "DecryptionFailed", `${enc}: ${error.message}`)
+                messages.add(JSON.stringify(error) + error.message)
+              }
+              assert.strictEqual(messages.size, 1)
             }
-            const header = Buffer.from(
-              JSON.stringify({ ...JSON.parse(Buffer.from(parts[0], "base64url").toString()), kid: "swapped" })
-            ).toString("base64url")
-            const cases = [
-              Jwe.decrypt(jwe, other),
-              Jwe.decrypt([header, ...parts.slice(1)].join("."), key),
-              Jwe.decrypt(flip(1), key),
-              Jwe.decrypt(flip(2), key),
-              Jwe.decrypt(flip(3), key),
-              Jwe.decrypt(flip(4), key),
-              Jwe.decrypt(parts.slice(0, 4).join("."), key)
-            ]
-            const messages = new Set<string>()
-            for (const decryption of cases) {
-              const error = yield* typedFailure(decryption)
-              assert.strictEqual(error._tag, "DecryptionFailed", `${enc}: ${error.message}`)
-              messages.add(JSON.stringify(error) + error.message)
-            }
-            assert.strictEqual(messages.size, 1)
-          }
-        }))
+          })
+      )
 
-      it.effect("an encrypted key of the wrong size fails like any other, and leaves the session healthy", () =>
+      test("an encrypted key of the wrong size fails like any other, and leaves the session healthy", {
+        decrypt: ["RSA-OAEP"]
+      }, () =>
         Effect.gen(function*() {
           const token = yield* TestToken
           const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("short"), use: "enc" }))
-          const signer = yield* rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("after") }))
+          const type = yield* quickType
+          const signer = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("after") }))
           // One session only: a stuck operation would show on the next use.
           yield* Effect.scoped(Effect.gen(function*() {
             const pool = yield* SessionPool.make({ tokenLabel: token.label, userPin: token.userPin, maxSessions: 1 })
@@ -291,28 +334,37 @@ for (const backend of backends("hsmkey-beyond")) {
           }))
         }))
 
-      it.effect("RSA1_5 is refused; signing keys do not decrypt and decryption keys do not sign", () =>
-        Effect.gen(function*() {
-          const enc = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("enc"), use: "enc" }))
-          const sig = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("sig") }))
-          const rsa15 = `${
-            Buffer.from("{\"alg\":\"RSA1_5\",\"enc\":\"A128GCM\"}").toString("base64url")
-          }.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA`
-          assert.strictEqual((yield* typedFailure(Jwe.decrypt(rsa15, enc)))._tag, "UnsupportedAlgorithm")
-          const jwe = yield* Jwe.encrypt("x", enc, { alg: "RSA-OAEP", enc: "A128GCM" })
-          assert.strictEqual((yield* typedFailure(Jwe.decrypt(jwe, sig)))._tag, "AlgorithmMismatch")
-          assert.strictEqual((yield* typedFailure(Jws.sign("x", enc)))._tag, "AlgorithmMismatch")
-          const signedBySig = yield* Jws.sign("x", sig)
-          const refused = yield* typedFailure(Jws.verify(signedBySig, enc))
-          assert.strictEqual(refused._tag === "VerificationFailed" ? refused.code : refused._tag, "ERR_JWK_INVALID")
-          assert.strictEqual(
-            (yield* typedFailure(rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-enc"), use: "enc" }))))
-              ._tag,
-            "UnsupportedKey"
-          )
-        }))
+      test(
+        "RSA1_5 is refused; signing keys do not decrypt and decryption keys do not sign",
+        { decrypt: ["RSA-OAEP"] },
+        () =>
+          Effect.gen(function*() {
+            const enc = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("enc"), use: "enc" }))
+            const sig = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("sig") }))
+            const rsa15 = `${
+              Buffer.from("{\"alg\":\"RSA1_5\",\"enc\":\"A128GCM\"}").toString("base64url")
+            }.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA`
+            assert.strictEqual((yield* typedFailure(Jwe.decrypt(rsa15, enc)))._tag, "UnsupportedAlgorithm")
+            const jwe = yield* Jwe.encrypt("x", enc, { alg: "RSA-OAEP", enc: "A128GCM" })
+            assert.strictEqual((yield* typedFailure(Jwe.decrypt(jwe, sig)))._tag, "AlgorithmMismatch")
+            assert.strictEqual((yield* typedFailure(Jws.sign("x", enc)))._tag, "AlgorithmMismatch")
+            const signedBySig = yield* Jws.sign("x", sig)
+            const refused = yield* typedFailure(Jws.verify(signedBySig, enc))
+            assert.strictEqual(refused._tag === "VerificationFailed" ? refused.code : refused._tag, "ERR_JWK_INVALID")
+            assert.strictEqual(
+              (yield* typedFailure(
+                rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-enc"), use: "enc" }))
+              ))
+                ._tag,
+              "UnsupportedKey"
+            )
+          })
+      )
 
-      it.effect("Ed448 keys sign JWS that node:crypto verifies, with an RFC 8037 JWK and thumbprint", () =>
+      test("Ed448 keys sign JWS that node:crypto verifies, with an RFC 8037 JWK and thumbprint", {
+        generate: ["Ed448"],
+        import: ["Ed448"]
+      }, () =>
         Effect.gen(function*() {
           const key = yield* rw((s) => HsmJwk.generate(s, { type: "Ed448", label: unique("ed448") }))
           assert.strictEqual(key.publicJwk.kty, "OKP")
@@ -353,7 +405,9 @@ for (const backend of backends("hsmkey-beyond")) {
           )
         }))
 
-      it.effect("Ed448 verifies with an HsmJwk, a KeyObject, a JWK and a mixed JWK set; Jwt.verify says it cannot", () =>
+      test("Ed448 verifies with an HsmJwk, a KeyObject, a JWK and a mixed JWK set; Jwt.verify says it cannot", {
+        generate: ["Ed448", "P-256"]
+      }, () =>
         Effect.gen(function*() {
           const ed448 = yield* rw((s) => HsmJwk.generate(s, { type: "Ed448", label: unique("ed448-v") }))
           const ec = yield* rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-v") }))

@@ -35,6 +35,8 @@ export interface Needs {
   readonly features?: ReadonlyArray<Feature>
   /** Key types the token must NOT generate: for tests of how hsmkey refuses what a token lacks. */
   readonly lacksGenerate?: ReadonlyArray<HsmJwk.GenerateType>
+  /** JWE algorithms the token must NOT decrypt with, likewise. */
+  readonly lacksDecrypt?: ReadonlyArray<HsmJwk.KeyManagementAlgorithm>
 }
 
 /** What a backend lacks of `needs`, or `undefined` when it offers them all. */
@@ -54,6 +56,9 @@ export const unmet = (needs: Needs, token: TestToken["Type"]): string | undefine
     ...(needs.features ?? []).filter((feature) => !token.features.has(feature)),
     ...(needs.lacksGenerate ?? []).filter((type) => Capabilities.canGenerate(capabilities, type)).map((t) =>
       `a token without ${t} (this one generates it)`
+    ),
+    ...(needs.lacksDecrypt ?? []).filter((alg) => Capabilities.canDecrypt(capabilities, alg)).map((alg) =>
+      `a token without ${alg} (this one decrypts it)`
     )
   ]
   return missing.length === 0 ? undefined : `needs ${missing.join(", ")}`

@@ -1,5 +1,5 @@
 import { Cause, Effect, Exit, Layer } from "effect"
-import { type HsmError, type HsmSession, SessionPool } from "hsmkey"
+import { Capabilities, type HsmError, type HsmJwk, type HsmSession, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
 import { assert } from "vitest"
 import { TestToken } from "./backends.js"
@@ -31,3 +31,13 @@ export const typedFailure = <A>(effect: Effect.Effect<A, HsmError.HsmError, any>
     assert.isTrue(Cause.isFailType(exit.cause), `expected a typed failure, got ${Cause.pretty(exit.cause)}`)
     return (exit.cause as Cause.Fail<HsmError.HsmError>).error
   })
+
+/**
+ * The cheapest key type hsmkey generates and signs with on the test token (P-256, else Ed25519, else
+ * RSA-2048), for tests where any signing key will do: openCryptoki has no EC.
+ */
+export const quickType = Effect.map(TestToken, (token): HsmJwk.GenerateType => {
+  const type = (["P-256", "Ed25519", "RSA-2048"] as const).find((t) => Capabilities.canGenerate(token.capabilities, t))
+  if (type === undefined) throw new Error(`token ${token.label} generates none of P-256, Ed25519, RSA-2048`)
+  return type
+})

@@ -3,24 +3,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { execFile } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { promisify } from "node:util"
+import { root, runTs as run } from "./support/child.js"
 import { softHsmAvailable, softHsmModule, writeSoftHsmConfig } from "./support/softhsm.js"
-
-const root = Path.resolve(import.meta.dirname, "..")
-const run = (file: string, env: Record<string, string | undefined> = {}) => {
-  const merged = Object.fromEntries(
-    Object.entries({ ...process.env, ...env }).filter((entry): entry is [string, string] => entry[1] !== undefined)
-  )
-  return Effect.promise(() =>
-    promisify(execFile)(process.execPath, ["--import", "tsx", file], { cwd: root, env: merged }).then(
-      (out) => ({ code: 0, ...out }),
-      (error: { code: number; stdout: string; stderr: string }) => error
-    )
-  )
-}
 
 describe.skipIf(!softHsmAvailable)("examples", () => {
   it.live("demo: signs JWTs in a throwaway SoftHSM2 token, verifies them with jose, cleans up", () =>

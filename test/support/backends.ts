@@ -26,6 +26,10 @@ export type Feature =
   | "pin-lockout"
   /** Several tokens at once, for tests of pools on different tokens. */
   | "several-tokens"
+  /** Hands a destroyed object's handle number to the next object (openCryptoki; the emulator). */
+  | "reuses-handles"
+  /** Reads CKA_VALUE_LEN back as 0 for a secret made by C_CreateObject (openCryptoki 3.8). */
+  | "zero-secret-length"
 
 /**
  * The token a conformance test runs against, whichever backend provides it.
@@ -40,6 +44,8 @@ export class TestToken extends Context.Tag("test/TestToken")<TestToken, {
   readonly modulePath: string | undefined
   /** A second, independently built `Pkcs11` service on the same module, in the caller's scope. */
   readonly reopen: Effect.Effect<Pkcs11.Pkcs11.Service, unknown, Scope.Scope>
+  /** What a child process needs in its environment to see this token (SoftHSM2's configuration). */
+  readonly env: Readonly<Record<string, string>>
   /** What the token can do, as hsmkey reads it. */
   readonly capabilities: Capabilities.Capabilities
   readonly features: ReadonlySet<Feature>
@@ -62,7 +68,10 @@ const soPin = Redacted.make("conformance-so-5678")
 const testToken = (
   fields: Omit<TestToken["Type"], "capabilities">
 ): Effect.Effect<TestToken["Type"], unknown, Pkcs11.Pkcs11> =>
-  Effect.map(Capabilities.ofToken({ tokenSerial: fields.serialNumber }), (capabilities) => ({ ...fields, capabilities }))
+  Effect.map(
+    Capabilities.ofToken({ tokenSerial: fields.serialNumber }),
+    (capabilities) => ({ ...fields, capabilities })
+  )
 
 const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unknown> => {
   const serialNumber = Crypto.randomBytes(8).toString("hex")
@@ -74,7 +83,9 @@ const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11
     "control",
     "settable-so-pin",
     "several-tokens",
-    ...((token.pinRetries ?? 3) < 10 ? ["pin-lockout" as const] : [])
+    "reuses-handles",
+    ...((token.pinRetries ?? 3) < 10 ? ["pin-lockout" as const] : []),
+    ...(token.createdSecretValueLen === "zero" ? ["zero-secret-length" as const] : [])
   ])
   return Layer.merge(
     memory,
@@ -89,6 +100,7 @@ const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11
           userPin: token.userPin ?? userPin,
           soPin: token.soPin ?? soPin,
           reopen: Effect.succeed(pkcs11),
+          env: {},
           features
         }))
     ).pipe(Layer.provide(memory))
@@ -110,6 +122,7 @@ const softHsmLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unk
           userPin: token.userPin,
           soPin: token.soPin,
           reopen: NodePkcs11.make({ modulePath: token.modulePath }),
+          env: token.env,
           features: new Set(["free-slot", "native", "settable-so-pin", "several-tokens"])
         }))
     ).pipe(Layer.provide(softhsm))
@@ -130,7 +143,8 @@ const openCryptokiLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken
         userPin: OpenCryptoki.userPin,
         soPin: OpenCryptoki.soPin,
         reopen: NodePkcs11.make({ modulePath: OpenCryptoki.openCryptokiModule }),
-        features: new Set(["native", "pin-lockout"])
+        env: {},
+        features: new Set(["native", "pin-lockout", "reuses-handles", "zero-secret-length"])
       }),
       Pkcs11.Pkcs11,
       pkcs11
@@ -238,3 +252,14 @@ export const publicKeyObject = (session: Pkcs11.SessionHandle, handle: Pkcs11.Ob
     if (jwk === undefined) return yield* Effect.dieMessage("not a supported public key")
     return Crypto.createPublicKey({ key: jwk, format: "jwk" })
   })
+
+/**
+ * The emulator's `Control`, for tests that need the feature `"control"` (only the emulator offers it).
+ */
+export const emulatorControl: Effect.Effect<MemoryPkcs11.Control.Service> = Effect.flatMap(
+  Effect.serviceOption(MemoryPkcs11.Control),
+  (control) =>
+    control._tag === "Some"
+      ? Effect.succeed(control.value)
+      : Effect.dieMessage("this test needs the emulator's Control")
+)

@@ -70,7 +70,9 @@ export default class MatrixReporter implements Reporter {
     const text = `# Tests by backend\n\n${summary}\n\n${lines.join("\n")}\n`
     Fs.mkdirSync("test-results", { recursive: true })
     Fs.writeFileSync(Path.join("test-results", "backend-matrix.md"), text)
-    process.stdout.write(`\nTests by backend (${rows.size} tests; table in test-results/backend-matrix.md)\n${summary}\n`)
+    process.stdout.write(
+      `\nTests by backend (${rows.size} tests; table in test-results/backend-matrix.md)\n${summary}\n`
+    )
     if (notRun.length > 0) {
       process.stdout.write(`Not run on every backend:\n${lines.slice(0, 2).join("\n")}\n${notRun.join("\n")}\n`)
     }

@@ -109,8 +109,7 @@ export const mechanismsOf = (c: SignatureCase): ReadonlyArray<number> => [genera
  * where any signing key will do: openCryptoki has no EC.
  */
 export const quickCase = (mechanisms: ReadonlyArray<string>): SignatureCase => {
-  const listed = (c: SignatureCase) =>
-    mechanismsOf(c).every((m) => mechanisms.includes(Constants.mechanismName(m)))
+  const listed = (c: SignatureCase) => mechanismsOf(c).every((m) => mechanisms.includes(Constants.mechanismName(m)))
   const found = ["ES256", "EdDSA", "PS256", "RS256"]
     .map((alg) => signatureCases.find((c) => c.alg === alg)!)
     .find(listed)

@@ -5,8 +5,8 @@
  * that does not decrypt), so that each defect is also tested with no native token at all.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Constants } from "@hsmkey/pkcs11"
-import { Effect, Option, Redacted, TestServices } from "effect"
+import { Constants, NodePkcs11 } from "@hsmkey/pkcs11"
+import { Effect, Fiber, Option, Redacted, TestServices } from "effect"
 import { HsmJwk, type HsmSession, Jwe, Jws, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
@@ -145,6 +145,62 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
               assert.isTrue(report.poolClosed)
               assert.isFalse(report.loadedAfterPoolClose, "finalized with its last holder")
               assert.match(report.afterRelease, /^Pkcs11Error:.*CKR_CRYPTOKI_NOT_INITIALIZED/)
+            }
+          })
+      )
+
+      test(
+        "signing on several sessions while another process changes the key's objects crashes nothing",
+        { features: ["native"] },
+        () =>
+          Effect.gen(function*() {
+            const token = yield* TestToken
+            const type = yield* quickType
+            const key = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("relabelled") }))
+            const child = yield* Effect.fork(runTs("test/fixtures/relabel-key.ts", {
+              ...token.env,
+              HSM_MODULE: token.modulePath,
+              HSM_TOKEN_SERIAL: token.serialNumber,
+              HSM_PIN: Redacted.value(token.userPin),
+              KEY_ID: Buffer.from(key.id).toString("hex"),
+              TIMES: "25"
+            }))
+            let signed = 0
+            const failures: Array<string> = []
+            while (child.unsafePoll() === null) {
+              const batch = yield* Effect.either(
+                Jws.signMany(Array.from({ length: 16 }, (_, i) => `while relabelled ${i}`), key, { concurrency: 4 })
+              )
+              if (batch._tag === "Left") failures.push(batch.left.message)
+              else {
+                for (const jws of batch.right) yield* Jws.verify(jws, key)
+                signed += batch.right.length
+              }
+            }
+            const relabelled = yield* Fiber.join(child)
+            assert.strictEqual(relabelled.code, 0, relabelled.stderr)
+            const status = yield* NodePkcs11.moduleStatus(token.modulePath!)
+            assert.strictEqual(status.serialized, token.features.has("unsafe-in-parallel"))
+            // Every signature made verified; a batch may fail while the other process rewrites the object
+            // (openCryptoki answers CKR_FUNCTION_FAILED, SoftHSM2 may not find it for a moment), typed.
+            assert.isAbove(signed / 16, failures.length, `most batches sign: ${failures.join(", ")}`)
+          })
+      )
+
+      test(
+        "after a logout, signing on several sessions with a key whose objects changed crashes nothing",
+        {},
+        () =>
+          Effect.gen(function*() {
+            const type = yield* quickType
+            // generate sets the key's CKA_ID after the fact (C_SetAttributeValue): its objects changed.
+            const key = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("logout") }))
+            for (let round = 0; round < 10; round++) {
+              yield* SessionPool.withSession((session) => session.pkcs11.logout(session.handle))
+              const many = yield* Jws.signMany(Array.from({ length: 24 }, (_, i) => `round ${round} ${i}`), key, {
+                concurrency: 8
+              })
+              for (const jws of many) yield* Jws.verify(jws, key)
             }
           })
       )

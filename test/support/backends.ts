@@ -30,6 +30,8 @@ export type Feature =
   | "reuses-handles"
   /** Reads CKA_VALUE_LEN back as 0 for a secret made by C_CreateObject (openCryptoki 3.8). */
   | "zero-secret-length"
+  /** Crashes when called from two threads at once, so hsmkey calls it one call at a time (openCryptoki). */
+  | "unsafe-in-parallel"
 
 /**
  * The token a conformance test runs against, whichever backend provides it.
@@ -46,6 +48,11 @@ export class TestToken extends Context.Tag("test/TestToken")<TestToken, {
   readonly reopen: Effect.Effect<Pkcs11.Pkcs11.Service, unknown, Scope.Scope>
   /** What a child process needs in its environment to see this token (SoftHSM2's configuration). */
   readonly env: Readonly<Record<string, string>>
+  /**
+   * A token initialized under `label` with the test token's SO PIN and no user PIN: in a free slot, or (on
+   * openCryptoki, which has one token) the test token itself, re-initialized.
+   */
+  readonly blank: (label: string) => Effect.Effect<{ readonly serialNumber: string }, unknown, Pkcs11.Pkcs11>
   /** What the token can do, as hsmkey reads it. */
   readonly capabilities: Capabilities.Capabilities
   readonly features: ReadonlySet<Feature>
@@ -66,12 +73,30 @@ const userPin = Redacted.make("conformance-user-1234")
 const soPin = Redacted.make("conformance-so-5678")
 
 const testToken = (
-  fields: Omit<TestToken["Type"], "capabilities">
+  fields: Omit<TestToken["Type"], "capabilities" | "blank">,
+  blankSlot: Effect.Effect<Pkcs11.SlotId, unknown, Pkcs11.Pkcs11> = freeSlot
 ): Effect.Effect<TestToken["Type"], unknown, Pkcs11.Pkcs11> =>
-  Effect.map(
-    Capabilities.ofToken({ tokenSerial: fields.serialNumber }),
-    (capabilities) => ({ ...fields, capabilities })
-  )
+  Effect.map(Capabilities.ofToken({ tokenSerial: fields.serialNumber }), (capabilities) => ({
+    ...fields,
+    capabilities,
+    blank: (label) =>
+      Effect.gen(function*() {
+        const pkcs11 = yield* Pkcs11.Pkcs11
+        const slot = yield* blankSlot
+        yield* pkcs11.initToken(slot, { soPin: fields.soPin, label })
+        return { serialNumber: (yield* pkcs11.tokenInfo(slot)).serialNumber }
+      })
+  }))
+
+/** A slot whose token is not initialized, or was made blank before. */
+const freeSlot: Effect.Effect<Pkcs11.SlotId, unknown, Pkcs11.Pkcs11> = Effect.gen(function*() {
+  const pkcs11 = yield* Pkcs11.Pkcs11
+  for (const slot of yield* pkcs11.slots()) {
+    const info = yield* pkcs11.tokenInfo(slot)
+    if (!info.initialized || info.label.startsWith("blank-")) return slot
+  }
+  return yield* Effect.dieMessage("no free slot")
+})
 
 const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unknown> => {
   const serialNumber = Crypto.randomBytes(8).toString("hex")
@@ -133,7 +158,9 @@ const openCryptokiLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken
   Layer.scopedContext(Effect.gen(function*() {
     // openCryptoki's labels are its own: the file's label, prefixed so that the next run may wipe it.
     const tokenLabel = `hsmkey-${label}`.slice(0, 32)
-    const { pkcs11, serialNumber } = yield* OpenCryptoki.provision(tokenLabel)
+    const { pkcs11, serialNumber, slot } = yield* OpenCryptoki.provision(tokenLabel)
+    // Its one token is the test token: re-initialized, it has no user PIN until the SO sets one.
+    const itself = Effect.flatMap(Pkcs11.Pkcs11, (p) => Effect.as(p.closeAllSessions(slot), slot))
     const token = yield* Effect.provideService(
       testToken({
         backend: "openCryptoki",
@@ -144,8 +171,8 @@ const openCryptokiLayer = (label: string): Layer.Layer<Pkcs11.Pkcs11 | TestToken
         soPin: OpenCryptoki.soPin,
         reopen: NodePkcs11.make({ modulePath: OpenCryptoki.openCryptokiModule }),
         env: {},
-        features: new Set(["native", "pin-lockout", "reuses-handles", "zero-secret-length"])
-      }),
+        features: new Set(["native", "pin-lockout", "reuses-handles", "zero-secret-length", "unsafe-in-parallel"])
+      }, itself),
       Pkcs11.Pkcs11,
       pkcs11
     )

@@ -204,3 +204,17 @@ describe("HsmJwk values", () => {
       assert.isTrue(HsmJwk.isHsmJwk(renamed))
     }).pipe(Effect.provide(live())))
 })
+
+describe("HsmJwk messages", () => {
+  it.effect("AlgorithmMismatch names the key once, with what it is for", () =>
+    Effect.gen(function*() {
+      const enc = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: "enc", use: "enc" }))
+      const sig = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: "sig" }))
+      const signing = yield* Effect.flip(HsmJwk.checkAlgorithm(enc, "RS256"))
+      const decrypting = yield* Effect.flip(HsmJwk.checkKeyManagement(sig, "RSA-OAEP"))
+      const fitting = yield* Effect.flip(HsmJwk.checkAlgorithm(sig, "ES256"))
+      assert.strictEqual(signing.message, "Algorithm RS256 does not fit the RSA-2048 decryption key")
+      assert.strictEqual(decrypting.message, "Algorithm RSA-OAEP does not fit the RSA-2048 signing key")
+      assert.strictEqual(fitting.message, "Algorithm ES256 does not fit the RSA-2048 key")
+    }).pipe(Effect.provide(live())))
+})

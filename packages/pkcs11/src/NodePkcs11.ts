@@ -35,6 +35,14 @@ export interface NodePkcs11Options {
    * It is never finalized under a running call: that crashes the process.
    */
   readonly closeTimeout?: Duration.DurationInput | undefined
+  /**
+   * Whether native calls on different sessions may run at once on the threadpool. `"auto"` (default)
+   * runs them in parallel, except for libraries known to crash that way: openCryptoki (its software token
+   * corrupts its object cache when two threads reload a token object that changed, SIGSEGV), which is
+   * called one call at a time. `"serial"` forces one at a time, `"parallel"` allows it for a library known
+   * to be safe. Decided when the process first loads the library.
+   */
+  readonly concurrency?: "auto" | "parallel" | "serial" | undefined
 }
 
 /**
@@ -52,7 +60,7 @@ export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, 
       if (typeof realPath !== "string") {
         return Effect.fail(new ModuleLoadFailed({ path: options.modulePath, ...realPath }))
       }
-      const module = Registry.acquire(realPath)
+      const module = Registry.acquire(realPath, options.concurrency)
       return "library" in module
         ? Effect.succeed({ module, driver: NodeDriver.make(module) })
         : Effect.fail(new ModuleLoadFailed({ path: options.modulePath, ...module }))
@@ -87,6 +95,8 @@ export interface ModuleStatus {
   readonly references: number
   /** Native calls into the library running on the threadpool now. */
   readonly inFlight: number
+  /** Whether calls into the library are made one at a time (see `NodePkcs11Options.concurrency`). */
+  readonly serialized: boolean
   readonly initializeCalls: number
   readonly finalizeCalls: number
 }
@@ -109,6 +119,7 @@ export const moduleStatus = (modulePath: string): Effect.Effect<ModuleStatus, Mo
       adopted: stats.adopted,
       references: stats.refs,
       inFlight: stats.inflight,
+      serialized: stats.serialized,
       initializeCalls: stats.initializeCalls,
       finalizeCalls: stats.finalizeCalls
     })

@@ -15,6 +15,7 @@ const unused = (): never => {
 
 const fakeDriver = (overrides: Partial<Driver>): Driver => ({
   moduleId: "fake",
+  exclusive: undefined,
   objectGeneration: () => 0,
   retain: () => true,
   release: () => undefined,

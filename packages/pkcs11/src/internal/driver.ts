@@ -1,4 +1,5 @@
 import type * as Attribute from "../Attribute.js"
+import type * as FifoSemaphore from "../FifoSemaphore.js"
 import type { LibraryInfo, Mechanism } from "../Pkcs11.js"
 
 /**
@@ -52,6 +53,11 @@ export interface RawSessionInfo {
  */
 export interface Driver {
   readonly moduleId: string
+  /**
+   * Set for a library that is not safe to call from two threads at once: the service then makes every
+   * call under this lock, one at a time, whatever the session.
+   */
+  readonly exclusive: FifoSemaphore.FifoSemaphore | undefined
   /** See `Pkcs11.Service.objectGeneration`. */
   readonly objectGeneration: () => number
   /** Holds the library loaded until `release`; `false` when it is unloaded already. */

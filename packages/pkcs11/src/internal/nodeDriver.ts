@@ -171,6 +171,8 @@ export const make = (module: Registry.Module): Driver => {
   return {
     moduleId: module.realPath,
 
+    exclusive: module.exclusive,
+
     objectGeneration: () => module.objectGeneration,
 
     retain: () => Registry.retain(module),

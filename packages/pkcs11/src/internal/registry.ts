@@ -1,6 +1,7 @@
 import * as Fs from "node:fs"
 import pkcs11js from "pkcs11js"
 import { CKF, CKR } from "../Constants.js"
+import * as FifoSemaphore from "../FifoSemaphore.js"
 
 /**
  * A loaded PKCS#11 library, shared by every `NodePkcs11` layer of the process that names the same
@@ -31,6 +32,11 @@ export interface Module {
   objectGeneration: number
   /** Resolves once the library is finalized and unloaded. */
   readonly closed: Promise<void>
+  /**
+   * For a library that is not safe to call from two threads at once: every call into it takes this lock,
+   * so that no two run at the same time (see `unsafeInParallel`).
+   */
+  readonly exclusive: FifoSemaphore.FifoSemaphore | undefined
   /** The error of a deferred `C_Finalize`, for whoever waits on `closed`. */
   finalizeError: unknown
   readonly markClosed: () => void
@@ -82,7 +88,30 @@ export const resolve = (modulePath: string): string | LoadFailure => {
  * Takes a reference to the library at `realPath`, loading and initializing it on first use. Runs
  * synchronously, so concurrent acquisitions in one thread cannot interleave.
  */
-export const acquire = (realPath: string): Module | LoadFailure => {
+/**
+ * Libraries that crash when called from two threads at once. openCryptoki 3.8's software token reloads a
+ * token object that another process changed (or that C_SetAttributeValue changed before a logout and a
+ * login) from every thread that touches it, with no lock: two C_Sign on two sessions then crash the process
+ * (SIGSEGV in object_mgr_check_shm, measured: 2 of 2 runs with another process relabelling the key, none
+ * with one session). Later versions are not known to be fixed, so every openCryptoki is called one at a time.
+ */
+export const unsafeInParallel = (info: { readonly manufacturerID: string; readonly libraryDescription: string }) =>
+  info.manufacturerID.trim() === "IBM" && info.libraryDescription.trim() === "Meta PKCS11 LIBRARY"
+
+export type Concurrency = "auto" | "parallel" | "serial"
+
+const exclusiveLock = (library: pkcs11js.PKCS11, concurrency: Concurrency): FifoSemaphore.FifoSemaphore | undefined => {
+  if (concurrency === "parallel") return undefined
+  if (concurrency === "serial") return FifoSemaphore.unsafeMake(1)
+  try {
+    return unsafeInParallel(library.C_GetInfo()) ? FifoSemaphore.unsafeMake(1) : undefined
+  } catch {
+    // A library that cannot describe itself is called one at a time: that is always safe.
+    return FifoSemaphore.unsafeMake(1)
+  }
+}
+
+export const acquire = (realPath: string, concurrency: Concurrency = "auto"): Module | LoadFailure => {
   const existing = registry.modules.get(realPath)
   if (existing !== undefined && retain(existing)) return existing
   const library = new pkcs11js.PKCS11()
@@ -117,7 +146,8 @@ export const acquire = (realPath: string): Module | LoadFailure => {
     objectGeneration: 0,
     closed,
     finalizeError: undefined,
-    markClosed
+    markClosed,
+    exclusive: exclusiveLock(library, concurrency)
   }
   registry.modules.set(realPath, module)
   return module
@@ -186,12 +216,18 @@ export const inflight = async <A>(module: Module, f: () => Promise<A>): Promise<
  */
 export const stats = (
   realPath: string
-): Stats & { readonly refs: number; readonly inflight: number; readonly adopted: boolean } => {
+): Stats & {
+  readonly refs: number
+  readonly inflight: number
+  readonly adopted: boolean
+  readonly serialized: boolean
+} => {
   const module = registry.modules.get(realPath)
   return {
     ...statsOf(realPath),
     refs: module?.refs ?? 0,
     inflight: module?.inflight ?? 0,
-    adopted: module?.adopted ?? false
+    adopted: module?.adopted ?? false,
+    serialized: module?.exclusive !== undefined
   }
 }

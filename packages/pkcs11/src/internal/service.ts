@@ -135,7 +135,10 @@ export const make = (
   const sessionSlots = new Map<number, number>()
   const slotLabels = new Map<number, string>()
 
+  // A library unsafe to call from two threads at once has one lock for every call (see registry).
+  const exclusive = driver.exclusive
   const lockOf = (session: number): FifoSemaphore.FifoSemaphore => {
+    if (exclusive !== undefined) return exclusive
     let lock = locks.get(session)
     if (lock === undefined) {
       lock = FifoSemaphore.unsafeMake(1)
@@ -146,6 +149,7 @@ export const make = (
 
   const forget = (session: number) => {
     // A lock with callers still queued stays: they must not share a reused handle with new callers.
+    if (exclusive !== undefined) return void sessionSlots.delete(session)
     const lock = locks.get(session)
     if (lock !== undefined && lock.waiting === 0) locks.delete(session)
     sessionSlots.delete(session)
@@ -154,7 +158,7 @@ export const make = (
   const failure = (error: unknown, context?: FailureContext): Effect.Effect<never, Pkcs11Failure> =>
     isCryptokiError(error) ? Effect.fail(fromReturnValue(error.method, error.code, context)) : Effect.die(error)
 
-  const attempt = <A>(f: () => A, context?: FailureContext): Effect.Effect<A, Pkcs11Failure> =>
+  const attemptNow = <A>(f: () => A, context?: FailureContext): Effect.Effect<A, Pkcs11Failure> =>
     Effect.suspend(() => {
       try {
         return Effect.succeed(f())
@@ -162,6 +166,13 @@ export const make = (
         return failure(error, context)
       }
     })
+
+  // Inside `onSession` the call already holds its session's lock (the exclusive one, for such a library).
+  const attempt = attemptNow
+
+  // A call on no session takes the exclusive lock of a library that needs one.
+  const standalone = <A>(f: () => A, context?: FailureContext): Effect.Effect<A, Pkcs11Failure> =>
+    exclusive === undefined ? attemptNow(f, context) : exclusive.withPermit(attemptNow(f, context))
 
   // Native threadpool calls cannot be cancelled: an interrupted caller waits for the call to settle,
   // so the session is not reused while the token still works on it and the buffers stay referenced.
@@ -245,15 +256,15 @@ export const make = (
       () => release(driver, closeTimeout)
     ),
 
-    info: attempt(() => driver.getInfo()).pipe(traced("C_GetInfo", spanAttributes({}))),
+    info: standalone(() => driver.getInfo()).pipe(traced("C_GetInfo", spanAttributes({}))),
 
     slots: (options) =>
-      attempt(() => driver.getSlotList(options?.tokenPresent ?? true).map(slotId)).pipe(
+      standalone(() => driver.getSlotList(options?.tokenPresent ?? true).map(slotId)).pipe(
         traced("C_GetSlotList", spanAttributes({}))
       ),
 
     slotInfo: (slot) =>
-      attempt(() => {
+      standalone(() => {
         const raw = driver.getSlotInfo(slot)
         return {
           slotId: slot,
@@ -266,19 +277,19 @@ export const make = (
       }).pipe(traced("C_GetSlotInfo", spanAttributes({ "pkcs11.slot": slot }))),
 
     tokenInfo: (slot) =>
-      attempt(() => {
+      standalone(() => {
         const info = toTokenInfo(slot, driver.getTokenInfo(slot))
         slotLabels.set(slot, info.label)
         return info
       }).pipe(traced("C_GetTokenInfo", spanAttributes({ "pkcs11.slot": slot }))),
 
     mechanisms: (slot) =>
-      attempt(() => driver.getMechanismList(slot)).pipe(
+      standalone(() => driver.getMechanismList(slot)).pipe(
         traced("C_GetMechanismList", spanAttributes({ "pkcs11.slot": slot }))
       ),
 
     mechanismInfo: (slot, type) =>
-      attempt(() => toMechanismInfo(type, driver.getMechanismInfo(slot, type)), { mechanism: type }).pipe(
+      standalone(() => toMechanismInfo(type, driver.getMechanismInfo(slot, type)), { mechanism: type }).pipe(
         traced("C_GetMechanismInfo", spanAttributes({ "pkcs11.slot": slot, "pkcs11.mechanism": mechanismName(type) }))
       ),
 
@@ -291,14 +302,14 @@ export const make = (
           )
         }
         const padded = label + " ".repeat(LABEL_BYTES - bytes)
-        return attempt(() => {
+        return standalone(() => {
           driver.initToken(slot, Redacted.value(soPin), padded)
           slotLabels.set(slot, label)
         }, { token: label })
       }).pipe(traced("C_InitToken", spanAttributes({ "pkcs11.slot": slot, "pkcs11.token": label }))),
 
     openSession: (slot, options) =>
-      attempt(() => {
+      standalone(() => {
         const flags = CKF.SERIAL_SESSION | (options?.rw === true ? CKF.RW_SESSION : 0)
         const session = driver.openSession(slot, flags)
         sessionSlots.set(session, slot)
@@ -316,7 +327,7 @@ export const make = (
       ),
 
     closeAllSessions: (slot) =>
-      attempt(() => {
+      standalone(() => {
         driver.closeAllSessions(slot)
         for (const [session, sessionSlot] of sessionSlots) {
           if (sessionSlot === slot) forget(session)

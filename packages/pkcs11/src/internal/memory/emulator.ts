@@ -467,6 +467,8 @@ export class Emulator implements Driver {
   // ---------------------------------------------------------------------------------------------
   // Driver
 
+  readonly exclusive = undefined
+
   objectGeneration = (): number => this.generation
 
   // Nothing to load or finalize: an emulator lives as long as anything references it.

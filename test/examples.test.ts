@@ -2,7 +2,8 @@
  * The README's main job runs as documented: each example is executed as a user would run it.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { SoftHsm } from "@hsmkey/softhsm"
+import { Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { root, runTs as run } from "./support/child.js"
@@ -33,6 +34,22 @@ describe.skipIf(!softHsmAvailable)("examples", () => {
       assert.strictEqual(code, 0, stderr)
       assert.match(stdout, /an uninitialized token in slot \d+/)
     }))
+
+  it.live("capabilities: says what a token signs, decrypts and generates, with no PIN", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const context = yield* Layer.build(SoftHsm.layer({ tokenLabel: "capable" }))
+      const token = Context.get(context, SoftHsm.Token)
+      const { code, stderr, stdout } = yield* run("examples/capabilities.ts", {
+        ...token.env,
+        HSM_MODULE: token.modulePath,
+        HSM_TOKEN: "capable"
+      })
+      assert.strictEqual(code, 0, stderr)
+      assert.include(stdout, "Token \"capable\" (SoftHSM v2)")
+      assert.include(stdout, "ES256 with CKM_ECDSA")
+      assert.include(stdout, "decrypts: RSA-OAEP\n")
+      assert.include(stdout, "Ed448: generated")
+    })))
 
   it.live("list-tokens: a missing HSM_MODULE is a configuration error naming it", () =>
     Effect.gen(function*() {

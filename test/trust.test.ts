@@ -13,7 +13,7 @@ import * as Crypto from "node:crypto"
 import { backends, emulatorControl, openCryptokiLike, TestToken } from "./support/backends.js"
 import { runTs } from "./support/child.js"
 import { offered } from "./support/matrix.js"
-import { quickType, rw, typedFailure, unique, withPool } from "./support/pool.js"
+import { assertFailure, quickType, rw, typedFailure, unique, withPool } from "./support/pool.js"
 
 const { CKO, CKR } = Constants
 
@@ -45,6 +45,14 @@ const objectsLabelled = (label: string) =>
   SessionPool.withSession((session: HsmSession.HsmSession) => session.pkcs11.findObjects(session.handle, { label }))
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/** What a child process needs to reach the test token as another application would: library, token, PIN. */
+const childEnv = (token: TestToken["Type"]) => ({
+  ...token.env,
+  HSM_MODULE: token.modulePath,
+  HSM_TOKEN_SERIAL: token.serialNumber,
+  HSM_PIN: Redacted.value(token.userPin)
+})
 
 for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
   describe.skipIf(!backend.available)(backend.name, () => {
@@ -101,10 +109,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const handleOfA = yield* privateHandle(a)
             const label = unique("from-elsewhere")
             const child = yield* runTs("test/fixtures/replace-key.ts", {
-              ...token.env,
-              HSM_MODULE: token.modulePath,
-              HSM_TOKEN_SERIAL: token.serialNumber,
-              HSM_PIN: Redacted.value(token.userPin),
+              ...childEnv(token),
               DESTROY_ID: Buffer.from(a.id).toString("hex"),
               NEW_LABEL: label,
               NEW_TYPE: type
@@ -128,10 +133,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             // Twice: the crash it replaces happened in 5 runs of 5.
             for (let run = 0; run < 2; run++) {
               const child = yield* runTs("test/fixtures/close-under-load.ts", {
-                ...token.env,
-                HSM_MODULE: token.modulePath,
-                HSM_TOKEN_SERIAL: token.serialNumber,
-                HSM_PIN: Redacted.value(token.userPin)
+                ...childEnv(token)
               })
               assert.strictEqual(child.signal, null, `killed by ${child.signal}: ${child.stderr}`)
               assert.strictEqual(child.code, 0, child.stderr)
@@ -158,10 +160,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const type = yield* quickType
             const key = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("relabelled") }))
             const child = yield* Effect.fork(runTs("test/fixtures/relabel-key.ts", {
-              ...token.env,
-              HSM_MODULE: token.modulePath,
-              HSM_TOKEN_SERIAL: token.serialNumber,
-              HSM_PIN: Redacted.value(token.userPin),
+              ...childEnv(token),
               KEY_ID: Buffer.from(key.id).toString("hex"),
               TIMES: "25"
             }))
@@ -299,7 +298,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const generated = yield* typedFailure(
               rw((s) => HsmJwk.generate(s, { type: "P-256", label: labels.generated }))
             )
-            assert.deepInclude(generated, {
+            assertFailure(generated, {
               _tag: "MechanismUnsupported",
               operation: "generate",
               keyType: "P-256",
@@ -310,7 +309,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const imported = yield* typedFailure(
               rw((s) => HsmJwk.importPrivate(s, { key: ec.privateKey, label: labels.imported }))
             )
-            assert.deepInclude(imported, { _tag: "MechanismUnsupported", operation: "import", keyType: "P-256" })
+            assertFailure(imported, { _tag: "MechanismUnsupported", operation: "import", keyType: "P-256" })
             assert.deepStrictEqual(
               imported._tag === "MechanismUnsupported" ? imported.mechanisms : [],
               ["CKM_ECDSA", "CKM_ECDSA_SHA256"]
@@ -319,7 +318,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const edwards = yield* typedFailure(
               rw((s) => HsmJwk.importPrivate(s, { key: ed.privateKey, label: labels.edwards }))
             )
-            assert.deepInclude(edwards, { _tag: "MechanismUnsupported", operation: "import", keyType: "Ed25519" })
+            assertFailure(edwards, { _tag: "MechanismUnsupported", operation: "import", keyType: "Ed25519" })
             assert.deepStrictEqual(edwards._tag === "MechanismUnsupported" ? edwards.mechanisms : [], ["CKM_EDDSA"])
             for (const label of Object.values(labels)) assert.deepStrictEqual(yield* objectsLabelled(label), [])
           })

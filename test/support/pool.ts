@@ -41,3 +41,14 @@ export const quickType = Effect.map(TestToken, (token): HsmJwk.GenerateType => {
   if (type === undefined) throw new Error(`token ${token.label} generates none of P-256, Ed25519, RSA-2048`)
   return type
 })
+
+/** Asserts a typed failure's tag first (naming what came instead), then each of the fields given. */
+export const assertFailure = (
+  error: HsmError.HsmError,
+  expected: { readonly _tag: string } & Record<string, unknown>
+) => {
+  assert.strictEqual(error._tag, expected._tag, error.message)
+  for (const [name, value] of Object.entries(expected)) {
+    assert.deepStrictEqual((error as unknown as Record<string, unknown>)[name], value, name)
+  }
+}

@@ -5,7 +5,7 @@
  * that does not decrypt), so that each defect is also tested with no native token at all.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Constants, NodePkcs11 } from "@hsmkey/pkcs11"
+import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Fiber, Option, Redacted, TestServices } from "effect"
 import { HsmJwk, type HsmSession, Jwe, Jws, SessionPool } from "hsmkey"
 import * as jose from "jose"
@@ -76,6 +76,47 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
           assert.strictEqual(error._tag === "KeyNotFound" ? error.reason : "", "absent")
           yield* Jws.verify(yield* Jws.sign("B signs as itself", b), b)
         }))
+
+      test(
+        "keys used in turn are proven once, not searched for again at every signature",
+        {},
+        () =>
+          Effect.gen(function*() {
+            const token = yield* TestToken
+            const inner = yield* Pkcs11.Pkcs11
+            const counts = { find: 0, attributes: 0 }
+            const counted: Pkcs11.Pkcs11.Service = {
+              ...inner,
+              findObjects: (session, template) =>
+                Effect.suspend(() => (counts.find++, inner.findObjects(session, template))),
+              getAttributes: (session, object, names) =>
+                Effect.suspend(() => (counts.attributes++, inner.getAttributes(session, object, names)))
+            }
+            const pool = yield* Effect.provideService(
+              SessionPool.make({ tokenSerial: token.serialNumber, userPin: token.userPin }),
+              Pkcs11.Pkcs11,
+              counted
+            )
+            const inPool = <X, E>(effect: Effect.Effect<X, E, SessionPool.SessionPool>) =>
+              Effect.provideService(effect, SessionPool.SessionPool, pool)
+            const type = yield* quickType
+            const keys = yield* Effect.forEach(
+              ["first", "second"],
+              (label) => inPool(rw((s) => HsmJwk.generate(s, { type, label: unique(label) })))
+            )
+            // The second key's search moves the generation once: the first is proven again, once, by its attributes.
+            for (const key of [...keys, ...keys]) yield* inPool(Jws.sign("each key in turn", key))
+            const before = { ...counts }
+            for (let i = 0; i < 20; i++) {
+              const key = keys[i % 2]
+              yield* Jws.verify(yield* inPool(Jws.sign(`turn ${i}`, key)), key)
+            }
+            assert.deepStrictEqual(
+              { find: counts.find - before.find, attributes: counts.attributes - before.attributes },
+              { find: 0, attributes: 0 }
+            )
+          }).pipe(Effect.scoped)
+      )
 
       test(
         "a key replaced under its own CKA_ID and label is not signed with: KeyNotFound(changed)",

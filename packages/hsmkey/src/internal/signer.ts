@@ -91,8 +91,8 @@ const prove = (session: HsmSession, key: SigningKey, handle: ObjectHandle): Effe
     return curve === key.keyType ? "unbound" : "other"
   })
 
-const changed = (session: HsmSession, key: SigningKey) =>
-  new KeyNotFound({ query: queryOf(key), token: session.token.label, reason: "changed" })
+const changed = (session: HsmSession, key: SigningKey): Effect.Effect<never, KeyNotFound> =>
+  Effect.fail(new KeyNotFound({ query: queryOf(key), token: session.token.label, reason: "changed" }))
 
 /**
  * Runs `use` with the key's handle in the session, and returns its result only when that handle was the
@@ -102,54 +102,60 @@ const changed = (session: HsmSession, key: SigningKey) =>
  * out), so a handle is trusted only while it is proven: its attributes name the key (class, type, CKA_ID
  * or label, modulus or curve) and, where the private object shows no public value, a signature it made
  * verified under the key. A proof holds for one login epoch and one object generation of the library:
- * when objects were found, created or destroyed meanwhile (or during `use`), the handle is proven again
- * before its result is returned. A handle the token no longer knows is found again by reference.
+ * once objects were found, created or destroyed (or while `use` ran), the handle is proven again before
+ * its result counts, by its attributes rather than a new search, so that keys used in turn do not search
+ * for each other. A handle the token no longer knows, or that is no longer the key's, is found again.
  */
 export const withKeyHandle = <A>(
   session: HsmSession,
   key: SigningKey,
   use: (handle: ObjectHandle) => Effect.Effect<A, HsmError>,
-  /** Checks a result against the key's public half; for keys whose handles prove `"unbound"`. */
+  /**
+   * Checks a result against the key's public half, for keys whose handles prove `"unbound"`. Without one
+   * (decryption, MAC verification: a wrong key only fails), the attributes are proof enough.
+   */
   verifies?: (result: A) => boolean
 ): Effect.Effect<A, HsmError> => {
   const pkcs11 = session.pkcs11
   const slot = cacheKey(key)
+  const bound = (proof: Proof, result: A): boolean =>
+    proof === "proven" || (proof === "unbound" && (verifies === undefined || verifies(result)))
 
-  // Accepts a result made with `handle` while handles may have moved: proven after the fact, or refused.
-  const afterTheFact = (handle: ObjectHandle, result: A): Effect.Effect<boolean, HsmError> =>
-    Effect.map(
-      prove(session, key, handle),
-      (proof) => proof === "proven" || (proof === "unbound" && verifies !== undefined && verifies(result))
-    )
+  /**
+   * Uses `handle`, proving it first unless it is proven for this generation, and remembers it. When it is
+   * not the key's, `otherwise` runs instead.
+   */
+  const using = (
+    handle: ObjectHandle,
+    proven: boolean,
+    otherwise: Effect.Effect<A, HsmError>
+  ): Effect.Effect<A, HsmError> =>
+    Effect.gen(function*() {
+      const generation = pkcs11.objectGeneration()
+      const proof = proven ? "proven" : yield* prove(session, key, handle)
+      if (proof === "other") return yield* otherwise
+      const result = yield* use(handle)
+      if (!bound(proof, result)) return yield* otherwise
+      // Handles may have moved while it ran: prove, after the fact, that it was still the key's.
+      if (pkcs11.objectGeneration() !== generation && !bound(yield* prove(session, key, handle), result)) {
+        return yield* otherwise
+      }
+      TokenState.rememberHandle(session, slot, { handle, generation: pkcs11.objectGeneration() })
+      return result
+    })
 
-  const resolve: Effect.Effect<A, HsmError> = Effect.gen(function*() {
+  const resolve: Effect.Effect<A, HsmError> = Effect.suspend(() => {
     TokenState.forgetHandle(session, slot)
-    const handle = yield* TokenObjects.findOne(session, findTemplate(key), queryOf(key))
-    const generation = pkcs11.objectGeneration()
-    const proof = yield* prove(session, key, handle)
-    if (proof === "other") return yield* changed(session, key)
-    const result = yield* use(handle)
-    if (proof === "unbound" && (verifies === undefined || !verifies(result))) return yield* changed(session, key)
-    if (pkcs11.objectGeneration() !== generation && !(yield* afterTheFact(handle, result))) {
-      return yield* changed(session, key)
-    }
-    TokenState.rememberHandle(session, slot, { handle, generation: pkcs11.objectGeneration() })
-    return result
+    return Effect.flatMap(
+      TokenObjects.findOne(session, findTemplate(key), queryOf(key)),
+      (handle) => using(handle, false, changed(session, key))
+    )
   })
 
   return Effect.suspend(() => {
     const known = TokenState.knownHandle(session, slot)
-    const generation = pkcs11.objectGeneration()
-    if (known === undefined || known.generation !== generation) return resolve
-    return use(known.handle).pipe(
-      Effect.flatMap((result) =>
-        pkcs11.objectGeneration() === generation
-          ? Effect.succeed(result)
-          : Effect.flatMap(
-            afterTheFact(known.handle, result),
-            (accepted) => accepted ? Effect.succeed(result) : resolve
-          )
-      ),
+    if (known === undefined) return resolve
+    return using(known.handle, known.generation === pkcs11.objectGeneration(), resolve).pipe(
       Effect.catchTag("ObjectHandleInvalid", () => resolve)
     )
   })

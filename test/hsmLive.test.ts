@@ -143,6 +143,7 @@ describe("HsmLive configuration", () => {
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "many" }), "HSM_POOL_SIZE")
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "0" }), "HSM_POOL_SIZE")
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_ACQUIRE_TIMEOUT: "soon" }), "HSM_ACQUIRE_TIMEOUT")
+      assert.include(yield* failure({ HSM_TOKEN: "t", HSM_LOGIN_ON_FINAL_TRY: "yes" }), "HSM_LOGIN_ON_FINAL_TRY")
       assert.include(yield* failure({ HSM_TOKEN: "", HSM_TOKEN_SERIAL: "" }), "HSM_TOKEN")
     }))
 
@@ -155,7 +156,8 @@ describe("HsmLive configuration", () => {
           HSM_TOKEN_SERIAL: "0a1b",
           HSM_PIN: "",
           HSM_POOL_SIZE: "",
-          HSM_ACQUIRE_TIMEOUT: ""
+          HSM_ACQUIRE_TIMEOUT: "",
+          HSM_LOGIN_ON_FINAL_TRY: ""
         }))
       )
       assert.deepStrictEqual(config, {
@@ -164,7 +166,8 @@ describe("HsmLive configuration", () => {
         tokenSerial: "0a1b",
         userPin: undefined,
         maxSessions: undefined,
-        acquireTimeout: undefined
+        acquireTimeout: undefined,
+        loginOnFinalTry: undefined
       })
     }))
 
@@ -176,9 +179,11 @@ describe("HsmLive configuration", () => {
           HSM_TOKEN: "prod",
           HSM_PIN: PIN,
           HSM_POOL_SIZE: "3",
-          HSM_ACQUIRE_TIMEOUT: "2 seconds"
+          HSM_ACQUIRE_TIMEOUT: "2 seconds",
+          HSM_LOGIN_ON_FINAL_TRY: "true"
         }))
       )
+      assert.isTrue(config.loginOnFinalTry)
       assert.strictEqual(config.modulePath, "/opt/hsm/lib.so")
       assert.strictEqual(config.tokenLabel, "prod")
       assert.isUndefined(config.tokenSerial)

@@ -9,6 +9,7 @@
  * | `HSM_PIN`             | the user PIN (optional: public sessions only without it)        |
  * | `HSM_POOL_SIZE`       | sessions held open at most (default 8)                          |
  * | `HSM_ACQUIRE_TIMEOUT` | how long to wait for a session, such as `10 seconds` (default 30 s) |
+ * | `HSM_LOGIN_ON_FINAL_TRY` | `true` to log in even when one more wrong PIN locks the token (default `false`) |
  *
  * A missing or malformed variable fails the layer with a `ConfigError` that names it; a variable set to
  * the empty string counts as unset.
@@ -89,7 +90,12 @@ export const config: Config.Config<HsmLiveConfig> = Config.all({
   token,
   userPin: Config.map(optionalText("HSM_PIN"), (pin) => pin === undefined ? undefined : Redacted.make(pin)),
   maxSessions: poolSize,
-  acquireTimeout: optionalParsed("HSM_ACQUIRE_TIMEOUT", "a duration such as \"10 seconds\"", Duration.decodeUnknown)
+  acquireTimeout: optionalParsed("HSM_ACQUIRE_TIMEOUT", "a duration such as \"10 seconds\"", Duration.decodeUnknown),
+  loginOnFinalTry: optionalParsed(
+    "HSM_LOGIN_ON_FINAL_TRY",
+    "true or false",
+    (text) => text === "true" ? Option.some(true) : text === "false" ? Option.some(false) : Option.none()
+  )
 }).pipe(
   Config.map(({ token, ...rest }) => ({ ...rest, ...token }))
 )

@@ -47,6 +47,67 @@ const b64 = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString
 const unb64 = (text: string | undefined) => new Uint8Array(Buffer.from(text ?? "", "base64url"))
 
 describe("MemoryPkcs11", () => {
+  describe("as other tokens answer", () => {
+    it.scoped("hands freed object and session handles out again, lowest first, as openCryptoki does", () =>
+      Effect.gen(function*() {
+        const pkcs11 = yield* Pkcs11.Pkcs11
+        const handle = yield* session()
+        const first = yield* p256Pair(handle)
+        const second = yield* p256Pair(handle)
+        yield* pkcs11.destroyObject(handle, first.privateKey)
+        yield* pkcs11.destroyObject(handle, first.publicKey)
+        const third = yield* p256Pair(handle)
+        assert.deepStrictEqual(
+          [third.publicKey, third.privateKey].sort(),
+          [first.publicKey, first.privateKey].sort(),
+          "the destroyed pair's numbers, lowest first"
+        )
+        assert.notInclude([third.publicKey, third.privateKey], second.privateKey)
+        const slot = yield* slotOf("emu")
+        const closed = yield* pkcs11.openSession(slot)
+        yield* pkcs11.closeSession(closed)
+        assert.strictEqual(yield* pkcs11.openSession(slot), closed)
+      }).pipe(Effect.provide(emulator())))
+
+    it.scoped("can read CKA_VALUE_LEN 0 for a created secret, and answer an undecryptable block as told", () =>
+      Effect.gen(function*() {
+        const pkcs11 = yield* Pkcs11.Pkcs11
+        const handle = yield* session()
+        const secret = yield* pkcs11.createObject(handle, {
+          class: CKO.SECRET_KEY,
+          keyType: CKK.GENERIC_SECRET,
+          value: Crypto.randomBytes(32),
+          sign: true
+        })
+        assert.strictEqual((yield* pkcs11.getAttributes(handle, secret, ["valueLen"])).valueLen, 0)
+        const refused = yield* Effect.flip(pkcs11.createObject(handle, {
+          class: CKO.SECRET_KEY,
+          keyType: CKK.GENERIC_SECRET,
+          value: Crypto.randomBytes(32),
+          valueLen: 32
+        }))
+        assert.strictEqual(refused._tag === "Pkcs11Error" ? refused.name : refused._tag, "CKR_ATTRIBUTE_READ_ONLY")
+        const pair = yield* pkcs11.generateKeyPair(handle, { type: CKM.RSA_PKCS_KEY_PAIR_GEN }, {
+          publicKey: { modulusBits: 2048 },
+          privateKey: { decrypt: true }
+        })
+        const oaep = {
+          type: CKM.RSA_PKCS_OAEP,
+          parameter: { _tag: "RsaOaep", hashAlg: CKM.SHA_1, mgf: CKG.MGF1_SHA1 }
+        } as const
+        const failed = yield* Effect.flip(pkcs11.decrypt(handle, oaep, pair.privateKey, Crypto.randomBytes(256)))
+        assert.strictEqual(failed._tag === "Pkcs11Error" ? failed.name : failed._tag, "CKR_FUNCTION_FAILED")
+        assert.strictEqual(failed._tag === "Pkcs11Error" ? failed.method : "", "C_Decrypt")
+        // Parameters are checked when the operation starts, as SoftHSM2 checks them.
+        const sha384 = { ...oaep, parameter: { ...oaep.parameter, hashAlg: CKM.SHA384, mgf: CKG.MGF1_SHA1 } }
+        const refusedInit = yield* Effect.flip(pkcs11.decrypt(handle, sha384, pair.privateKey, Crypto.randomBytes(256)))
+        assert.strictEqual(
+          refusedInit._tag === "MechanismInvalid" ? refusedInit.method : refusedInit._tag,
+          "C_DecryptInit"
+        )
+      }).pipe(Effect.provide(emulator({ createdSecretValueLen: "zero", undecryptable: CKR.FUNCTION_FAILED }))))
+  })
+
   describe("session limits", () => {
     it.scoped("refuses a session beyond the token's maximum with SessionFailed(limit)", () =>
       Effect.gen(function*() {

@@ -213,6 +213,27 @@ for (const backend of backends("hsmkey-beyond")) {
           })
       )
 
+      test(
+        "a general JWE goes past a recipient whose algorithm the token lacks to one it has",
+        { decrypt: ["RSA-OAEP"], lacksDecrypt: ["RSA-OAEP-256"] },
+        () =>
+          Effect.gen(function*() {
+            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("both"), use: "enc" }))
+            const general = yield* Effect.promise(() =>
+              new jose.GeneralEncrypt(new TextEncoder().encode("through the second"))
+                .setProtectedHeader({ enc: "A128GCM" })
+                .addRecipient(key.publicKey)
+                .setUnprotectedHeader({ alg: "RSA-OAEP-256" })
+                .addRecipient(key.publicKey)
+                .setUnprotectedHeader({ alg: "RSA-OAEP" })
+                .encrypt()
+            )
+            const decrypted = yield* Jwe.decrypt(general as Jwe.GeneralJwe, key)
+            assert.strictEqual(new TextDecoder().decode(decrypted.plaintext), "through the second")
+            assert.strictEqual(decrypted.header.alg, "RSA-OAEP")
+          })
+      )
+
       test("a general JWE for several parties decrypts with this key, whichever recipient it is", {
         decrypt: ["RSA-OAEP"]
       }, () =>

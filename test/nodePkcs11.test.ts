@@ -3,8 +3,8 @@
  * own process (vitest `forks`), so it sees the module's whole life.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
-import { Context, Deferred, Effect, Exit, Layer, Scope } from "effect"
+import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { Context, Deferred, type Duration, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 import * as Os from "node:os"
@@ -123,6 +123,48 @@ describe.skipIf(!softHsmAvailable)("NodePkcs11 on SoftHSM2", () => {
       assert.include(error.reason, "C_Initialize failed")
       assert.strictEqual(error.code, 5)
       assert.isFalse((yield* status).loaded)
+    }))
+
+  it.live("closing waits for a native call in flight, bounded; past the bound it finalizes when the call settles", () =>
+    Effect.gen(function*() {
+      const { CKM } = Constants
+      const signing = (closeTimeout: Duration.DurationInput) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const pkcs11 = yield* Scope.extend(NodePkcs11.make({ modulePath, closeTimeout }), scope)
+          const slots = yield* pkcs11.slots()
+          const infos = yield* Effect.forEach(slots, (s) => pkcs11.tokenInfo(s))
+          const free = infos.find((info) => !info.initialized)!.slotId
+          yield* pkcs11.initToken(free, { soPin: Redacted.make("inflight-so"), label: `inflight-${free}` })
+          const label = `inflight-${free}`
+          const again = yield* Effect.forEach(yield* pkcs11.slots(), (s) => pkcs11.tokenInfo(s))
+          const tokenSlot = again.find((info) => info.label === label)!.slotId
+          // Generating RSA-4096 takes SoftHSM2 from a tenth of a second to seconds on the threadpool: four of
+          // them are in flight when the scope that loaded the library closes.
+          const inFlight = yield* Effect.fork(Effect.all(
+            Array.from({ length: 4 }, () =>
+              Effect.flatMap(pkcs11.openSession(tokenSlot, { rw: true }), (session) =>
+                pkcs11.generateKeyPair(session, { type: CKM.RSA_PKCS_KEY_PAIR_GEN }, {
+                  publicKey: { modulusBits: 4096, token: false },
+                  privateKey: { sign: true, token: false, private: false }
+                }))),
+            { concurrency: "unbounded" }
+          ))
+          yield* Effect.sleep("20 millis")
+          assert.strictEqual((yield* status).inFlight, 4)
+          yield* Scope.close(scope, Exit.void)
+          const afterClose = yield* status
+          const pairs = yield* Fiber.join(inFlight)
+          return { afterClose, pairs, afterSettle: yield* status }
+        })
+      const waited = yield* signing("10 seconds")
+      assert.isFalse(waited.afterClose.loaded, "the close waited for the call, then finalized")
+      assert.strictEqual(waited.pairs.length, 4, "every call in flight completed")
+      const bounded = yield* signing("1 millis")
+      assert.isTrue(bounded.afterClose.loaded, "past the bound, the library stays while calls run")
+      assert.isAbove(bounded.afterClose.inFlight, 0)
+      assert.strictEqual(bounded.pairs.length, 4)
+      assert.isFalse(bounded.afterSettle.loaded, "finalized when the call settled")
     }))
 
   it.effect("the service works through its layer and releases with the scope", () =>

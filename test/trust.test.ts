@@ -156,6 +156,8 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
               NEW_TYPE: type
             })
             assert.strictEqual(child.code, 0, child.stderr)
+            // Right away, before this process searches for anything: A's handle is gone.
+            assert.strictEqual((yield* typedFailure(Jws.sign("must not be signed", a)))._tag, "KeyNotFound")
             // This process finds the other one's key: openCryptoki hands it A's old handle number here.
             const b = yield* SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label }))
             assert.strictEqual(b.kid, child.stdout.trim())

@@ -38,8 +38,9 @@ export default class MatrixReporter implements Reporter {
       for (const test of module.children.allTests()) {
         // A matrix test sets its meta when it runs; one that never ran sits under its backend's describe.
         const state = test.result().state
+        // A test whose backend's layer failed to build fails with no meta: it is shown failed, not left out.
         const backend = test.meta().hsmkey?.backend ??
-          (state === "skipped" || state === "pending" ? topSuite(test) : undefined)
+          (state === "skipped" || state === "pending" || state === "failed" ? topSuite(test) : undefined)
         if (backend === undefined || !(BACKENDS as ReadonlyArray<string>).includes(backend)) continue
         const key = `${file} › ${test.name}`
         const row = rows.get(key) ?? new Map<string, Cell>()

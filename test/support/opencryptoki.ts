@@ -4,7 +4,8 @@
  * and re-initialize the token for themselves (C_InitToken wipes it), so they run one at a time.
  */
 import { Constants, NodePkcs11, type Pkcs11 } from "@hsmkey/pkcs11"
-import { Duration, Effect, Redacted, Schedule, type Scope } from "effect"
+import { Effect, Redacted, type Scope } from "effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -38,41 +39,31 @@ export const soPin = Redacted.make(process.env.OPENCRYPTOKI_SO_PIN ?? "87654321"
 /** openCryptoki takes PINs of 4 to 8 characters. */
 export const userPin = Redacted.make("hk-u1234")
 
-const lockDirectory = Path.join(Os.tmpdir(), "hsmkey-opencryptoki.lock")
+const lockFile = Path.join(Os.tmpdir(), "hsmkey-opencryptoki.lock")
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
-
-// One holder at a time on the machine; a holder that died leaves a lock the next one takes over.
-const tryLock = Effect.try({
-  try: () => {
-    try {
-      Fs.mkdirSync(lockDirectory)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-      const owner = Number(Fs.readFileSync(Path.join(lockDirectory, "pid"), { encoding: "utf8", flag: "a+" }))
-      if (Number.isInteger(owner) && owner > 0 && alive(owner)) throw new Error(`held by process ${owner}`)
-      Fs.rmSync(lockDirectory, { recursive: true, force: true })
-      Fs.mkdirSync(lockDirectory)
+/**
+ * The machine-wide lock on the openCryptoki token, for the scope's lifetime: an exclusive `flock(1)` held
+ * by a child process until its standard input closes. The kernel releases it when that process ends, so a
+ * test process that dies cannot leave the token locked, and two waiters cannot both take it.
+ */
+export const machineLock: Effect.Effect<void, Error, Scope.Scope> = Effect.asVoid(Effect.acquireRelease(
+  Effect.async<ChildProcess.ChildProcess, Error>((resume) => {
+    const child = ChildProcess.spawn("flock", ["--exclusive", lockFile, "sh", "-c", "echo locked; cat >/dev/null"], {
+      stdio: ["pipe", "pipe", "inherit"]
+    })
+    let settled = false
+    const settle = (effect: Effect.Effect<ChildProcess.ChildProcess, Error>) => {
+      if (settled) return
+      settled = true
+      resume(effect)
     }
-    Fs.writeFileSync(Path.join(lockDirectory, "pid"), String(process.pid))
-  },
-  catch: (error) => error
-})
-
-/** The machine-wide lock on the openCryptoki token, for the scope's lifetime. */
-export const machineLock: Effect.Effect<void, unknown, Scope.Scope> = Effect.acquireRelease(
-  tryLock.pipe(
-    Effect.retry({ schedule: Schedule.spaced("100 millis"), times: Duration.toMillis("10 minutes") / 100 })
-  ),
-  () => Effect.sync(() => Fs.rmSync(lockDirectory, { recursive: true, force: true }))
-)
+    child.stdout.once("data", () => settle(Effect.succeed(child)))
+    child.once("error", (error) => settle(Effect.fail(error)))
+    child.once("exit", (code) => settle(Effect.fail(new Error(`flock ended (${code}) before taking ${lockFile}`))))
+    return Effect.sync(() => child.kill())
+  }),
+  (child) => Effect.sync(() => child.stdin?.end())
+))
 
 const SOFT_TOKEN_MODEL = "IBM SoftTok"
 

@@ -245,6 +245,12 @@ const fromHandle = (
       })
     }
     const label = own.label === undefined || own.label === "" ? undefined : own.label
+    if (id.length === 0 && label === undefined) {
+      return yield* new UnsupportedKey({
+        detail: `the key with ${query} has neither CKA_ID nor CKA_LABEL, so hsmkey could not find it again; ` +
+          "give it one (pkcs11-tool --id or --label)"
+      })
+    }
     const kid = yield* kidOf(jwk, id, label, options.kid ?? "thumbprint")
     const bits = keyType === "RSA"
       ? Buffer.from(jwk.kty === "RSA" ? jwk.n : "", "base64url").length * 8
@@ -302,7 +308,7 @@ export const list = Effect.fn("HsmJwk.list")(function*(session: HsmSession, opti
   const handles = yield* session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY })
   const keys: Array<HsmJwk> = []
   for (const handle of handles) {
-    // Keys hsmkey cannot use (other types, no readable public half) are not key pairs it lists.
+    // Keys hsmkey cannot use (other types, no readable public half, nothing to find them by) are not listed.
     const key = yield* fromHandle(session, handle, `handle ${handle}`, { kid: options?.kid }).pipe(
       Effect.map(Option.some),
       Effect.catchTags({

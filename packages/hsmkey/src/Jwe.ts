@@ -281,6 +281,9 @@ export const decrypt = (
             alg: alg === "RSA1_5" ? "RSA1_5 (refused: RSAES-PKCS1-v1_5 invites padding oracles)" : alg
           })
         }
+        // A recipient the token cannot decrypt for (SoftHSM2 and RSA-OAEP-256) gives way to the next one.
+        let unsupported: MechanismUnsupported | undefined
+        let attempted = false
         for (const { joint, recipient } of candidates) {
           if (joint.crit !== undefined) {
             return yield* new InvalidHeader({ detail: "\"crit\" extensions are not supported" })
@@ -294,7 +297,16 @@ export const decrypt = (
             return yield* new UnsupportedAlgorithm({ alg: enc })
           }
           const content = contents[enc as ContentEncryption]
-          const cek = yield* unwrap(session, key, keyManagement, recipient.encryptedKey, content.keyBytes)
+          const unwrapped = yield* unwrap(session, key, keyManagement, recipient.encryptedKey, content.keyBytes).pipe(
+            Effect.map(Option.some),
+            Effect.catchTag("MechanismUnsupported", (error) => {
+              unsupported ??= error
+              return Effect.succeedNone
+            })
+          )
+          if (Option.isNone(unwrapped)) continue
+          attempted = true
+          const cek = unwrapped.value
           const plaintext = yield* Effect.option(Effect.try(() => decryptContent(content, cek, parsed, aad)))
           if (Option.isNone(plaintext)) continue
           return {
@@ -303,14 +315,16 @@ export const decrypt = (
             ...(parsed.aadText === undefined ? {} : { additionalAuthenticatedData: bytes(parsed.aadText) })
           } satisfies Decrypted
         }
-        return yield* failed
+        return yield* (attempted || unsupported === undefined ? Effect.fail(failed) : Effect.fail(unsupported))
       }))
   }).pipe(Effect.withSpan("Jwe.decrypt", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
-// Failures of C_Decrypt that do not depend on the ciphertext: the session, the token or its login is gone.
+// Failures of C_Decrypt that do not depend on the ciphertext: the session, the token, its login or the
+// library itself is gone.
 const keepsItsCause = (error: HsmError): boolean =>
   error._tag === "TokenNotPresent" ||
-  (error._tag === "SessionFailed" && (error.reason === "closed" || error.reason === "not-logged-in"))
+  (error._tag === "SessionFailed" && (error.reason === "closed" || error.reason === "not-logged-in")) ||
+  (error._tag === "Pkcs11Error" && error.code === CKR.CRYPTOKI_NOT_INITIALIZED)
 
 // C_DecryptInit refusing the OAEP parameters: the token cannot do this variant (SoftHSM2 2.6 answers
 // SHA-256 parameters with CKR_ARGUMENTS_BAD). It depends on the header's alg, never on the ciphertext.

@@ -218,3 +218,42 @@ describe("HsmJwk messages", () => {
       assert.strictEqual(fitting.message, "Algorithm ES256 does not fit the RSA-2048 key")
     }).pipe(Effect.provide(live())))
 })
+
+describe("HsmJwk trust on the emulator, which hands out freed handles again", () => {
+  const destroyAll = (id: Uint8Array) =>
+    rw((session) =>
+      Effect.gen(function*() {
+        const objects = yield* session.pkcs11.findObjects(session.handle, { id })
+        // The private key first: its number goes out first to the next key.
+        for (const object of [...objects].reverse()) yield* session.pkcs11.destroyObject(session.handle, object)
+      })
+    )
+
+  it.effect("an EC key replaced under its CKA_ID by another EC key is proven by a signature: KeyNotFound(changed)", () =>
+    Effect.gen(function*() {
+      const a = yield* rw((s) => HsmJwk.generate(s, { type: "P-256", label: "ec-a", id: "e1" }))
+      yield* Jws.sign("A signs", a)
+      yield* destroyAll(a.id)
+      const b = yield* rw((s) => HsmJwk.generate(s, { type: "P-256", label: "ec-a", id: "e1" }))
+      const error = yield* Effect.flip(Jws.sign("must not be signed by B", a))
+      assert.strictEqual(error._tag === "KeyNotFound" ? error.reason : error._tag, "changed")
+      yield* Jws.verify(yield* Jws.sign("B signs as itself", b), b)
+    }).pipe(Effect.provide(live())))
+
+  it.effect("a key with neither CKA_ID nor label is refused at load, not signed with by chance", () =>
+    Effect.gen(function*() {
+      yield* rw((session) =>
+        // RSA: its public half reads from the private object, so nothing but the missing reference refuses it.
+        session.pkcs11.generateKeyPair(session.handle, { type: CKM.RSA_PKCS_KEY_PAIR_GEN }, {
+          publicKey: { modulusBits: 2048, token: true },
+          privateKey: { sign: true, token: true, private: true }
+        })
+      )
+      const listed = yield* SessionPool.withSession((s) => HsmJwk.list(s))
+      assert.deepStrictEqual(listed, [])
+      const [handle] = yield* SessionPool.withSession((s) =>
+        s.pkcs11.findObjects(s.handle, { class: Constants.CKO.PRIVATE_KEY })
+      )
+      assert.isDefined(handle, "the key is there, only unlisted")
+    }).pipe(Effect.provide(live())))
+})

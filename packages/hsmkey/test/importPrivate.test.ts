@@ -96,7 +96,10 @@ describe("importPrivate checks what it is given", () => {
         { ...Crypto.generateKeyPairSync("ec", { namedCurve: "secp256k1" }).privateKey.export({ format: "jwk" }) },
         { kty: "oct", k: b64(Crypto.randomBytes(32)), d: "x" },
         { ...Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ format: "jwk" }), oth: [] },
-        { kty: "DSA", d: "AA" }
+        { kty: "DSA", d: "AA" },
+        // Names an object's own properties: must not be looked up on a prototype.
+        { ...p256(), crv: "constructor" },
+        { ...Crypto.generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" }), crv: "toString" }
       ]
       for (const jwk of jwks) assert.strictEqual(yield* failureTag(importKey(jwk)), "UnsupportedKey")
       assert.strictEqual(yield* objectCount, 0)
@@ -123,8 +126,15 @@ describe("importPrivate checks what it is given", () => {
   const member = FastCheck.oneof(base64url, FastCheck.constant(""), FastCheck.string(), FastCheck.integer())
   const jwk = FastCheck.record(
     {
-      kty: FastCheck.constantFrom("EC", "OKP", "RSA", "oct", "DSA", 7),
-      crv: FastCheck.constantFrom("P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519", "secp256k1"),
+      kty: FastCheck.oneof(
+        FastCheck.constantFrom("EC", "OKP", "RSA", "oct", "DSA", 7, "constructor"),
+        FastCheck.string()
+      ),
+      crv: FastCheck.oneof(
+        FastCheck.constantFrom("P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519", "secp256k1"),
+        FastCheck.constantFrom("constructor", "toString", "__proto__", "hasOwnProperty"),
+        FastCheck.string()
+      ),
       x: member,
       y: member,
       d: member,

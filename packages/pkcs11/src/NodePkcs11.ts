@@ -90,6 +90,7 @@ export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, 
  */
 export interface ModuleStatus {
   readonly realPath: string
+  /** Loaded and initialized: held, or still finishing native calls after its last holder closed. */
   readonly loaded: boolean
   readonly adopted: boolean
   readonly references: number
@@ -115,7 +116,7 @@ export const moduleStatus = (modulePath: string): Effect.Effect<ModuleStatus, Mo
     const stats = Registry.stats(realPath)
     return Effect.succeed({
       realPath,
-      loaded: stats.refs > 0,
+      loaded: stats.loaded,
       adopted: stats.adopted,
       references: stats.refs,
       inFlight: stats.inflight,

@@ -34,9 +34,17 @@ const RSA_FIELDS = ["n", "e", "d", "p", "q", "dp", "dq", "qi"] as const
 const MIN_RSA_BITS = 1024
 const MAX_RSA_BITS = 16384
 
-const weierstrass: Record<string, Curve.Curve> = { "P-256": "P-256", "P-384": "P-384", "P-521": "P-521" }
-const edwards: Record<string, Curve.Curve> = { Ed25519: "Ed25519", Ed448: "Ed448" }
-const nodeCurves: Record<string, Curve.Curve> = { prime256v1: "P-256", secp384r1: "P-384", secp521r1: "P-521" }
+// Maps, not object literals: a JWK's "crv" may be "constructor" or "toString".
+const weierstrass: ReadonlyMap<unknown, Curve.Curve> = new Map([["P-256", "P-256"], ["P-384", "P-384"], [
+  "P-521",
+  "P-521"
+]])
+const edwards: ReadonlyMap<unknown, Curve.Curve> = new Map([["Ed25519", "Ed25519"], ["Ed448", "Ed448"]])
+const nodeCurves: ReadonlyMap<unknown, Curve.Curve> = new Map([
+  ["prime256v1", "P-256"],
+  ["secp384r1", "P-384"],
+  ["secp521r1", "P-521"]
+])
 
 // PKCS#8 of an Edwards key is a fixed prefix and the seed (RFC 8410).
 const edwardsPkcs8: Record<string, string> = {
@@ -165,13 +173,13 @@ const fromJwk = (jwk: Jwk): Effect.Effect<Importable, InvalidKeyMaterial | Unsup
     case "RSA":
       return rsa(jwk)
     case "EC": {
-      const curve = typeof jwk.crv === "string" ? weierstrass[jwk.crv] : undefined
+      const curve = weierstrass.get(jwk.crv)
       return curve === undefined
         ? Effect.fail(unsupported(`EC curve ${String(jwk.crv)} is not supported`))
         : ec(jwk, curve)
     }
     case "OKP": {
-      const curve = typeof jwk.crv === "string" ? edwards[jwk.crv] : undefined
+      const curve = edwards.get(jwk.crv)
       return curve === undefined
         ? Effect.fail(
           unsupported(`OKP curve ${String(jwk.crv)} is not supported (hsmkey signs with Ed25519 and Ed448)`)
@@ -203,14 +211,16 @@ const fromKeyObject = (key: Crypto.KeyObject): Effect.Effect<Importable, Invalid
   if (key.type !== "private") return Effect.fail(invalid(`a ${key.type} KeyObject is not a private key`))
   const type = key.asymmetricKeyType ?? "unknown"
   if (type === "ec") {
-    const curve = nodeCurves[key.asymmetricKeyDetails?.namedCurve ?? ""]
+    const curve = nodeCurves.get(key.asymmetricKeyDetails?.namedCurve)
     if (curve === undefined) {
       return Effect.fail(
         unsupported(`EC curve ${key.asymmetricKeyDetails?.namedCurve ?? "(explicit)"} is not supported`)
       )
     }
   } else if (type !== "rsa" && type !== "ed25519" && type !== "ed448") {
-    return Effect.fail(unsupported(unsupportedTypes[type] ?? `${type} keys are not supported`))
+    return Effect.fail(unsupported(
+      Object.hasOwn(unsupportedTypes, type) ? unsupportedTypes[type] : `${type} keys are not supported`
+    ))
   }
   return Effect.flatMap(
     Effect.try({

@@ -83,9 +83,9 @@ const prove = (session: HsmSession, key: SigningKey, handle: ObjectHandle): Effe
     const jwk = key.publicJwk
     if (jwk.kty === "RSA") {
       if (attributes.modulus === undefined) return "unbound"
-      return sameInteger(attributes.modulus, jwk.n) && sameInteger(attributes.publicExponent, jwk.e)
-        ? "proven"
-        : "other"
+      // CKA_PUBLIC_EXPONENT is optional on a private key: the modulus alone then binds it.
+      const exponent = attributes.publicExponent === undefined || sameInteger(attributes.publicExponent, jwk.e)
+      return sameInteger(attributes.modulus, jwk.n) && exponent ? "proven" : "other"
     }
     const curve = attributes.ecParams === undefined ? undefined : Curve.fromEcParams(attributes.ecParams)
     return curve === key.keyType ? "unbound" : "other"
@@ -122,25 +122,28 @@ export const withKeyHandle = <A>(
     proof === "proven" || (proof === "unbound" && (verifies === undefined || verifies(result)))
 
   /**
-   * Uses `handle`, proving it first unless it is proven for this generation, and remembers it. When it is
-   * not the key's, `otherwise` runs instead.
+   * Uses `handle`, proving it first unless it was proven at the current generation (`provenAt`), and
+   * remembers it. When it is not the key's, `otherwise` runs instead.
    */
   const using = (
     handle: ObjectHandle,
-    proven: boolean,
+    provenAt: number | undefined,
     otherwise: Effect.Effect<A, HsmError>
   ): Effect.Effect<A, HsmError> =>
     Effect.gen(function*() {
-      const generation = pkcs11.objectGeneration()
-      const proof = proven ? "proven" : yield* prove(session, key, handle)
+      // Read once: the decision and the generation it rests on are one step, no other fiber between them.
+      let generation = pkcs11.objectGeneration()
+      const proof = provenAt === generation ? "proven" : yield* prove(session, key, handle)
       if (proof === "other") return yield* otherwise
       const result = yield* use(handle)
       if (!bound(proof, result)) return yield* otherwise
-      // Handles may have moved while it ran: prove, after the fact, that it was still the key's.
-      if (pkcs11.objectGeneration() !== generation && !bound(yield* prove(session, key, handle), result)) {
-        return yield* otherwise
+      // Handles may have moved since (while proving, while `use` ran): prove, after the fact, that it was
+      // still the key's, until a proof is made with nothing moving during it.
+      while (pkcs11.objectGeneration() !== generation) {
+        generation = pkcs11.objectGeneration()
+        if (!bound(yield* prove(session, key, handle), result)) return yield* otherwise
       }
-      TokenState.rememberHandle(session, slot, { handle, generation: pkcs11.objectGeneration() })
+      TokenState.rememberHandle(session, slot, { handle, generation })
       return result
     })
 
@@ -148,14 +151,14 @@ export const withKeyHandle = <A>(
     TokenState.forgetHandle(session, slot)
     return Effect.flatMap(
       TokenObjects.findOne(session, findTemplate(key), queryOf(key)),
-      (handle) => using(handle, false, changed(session, key))
+      (handle) => using(handle, undefined, changed(session, key))
     )
   })
 
   return Effect.suspend(() => {
     const known = TokenState.knownHandle(session, slot)
     if (known === undefined) return resolve
-    return using(known.handle, known.generation === pkcs11.objectGeneration(), resolve).pipe(
+    return using(known.handle, known.generation, resolve).pipe(
       Effect.catchTag("ObjectHandleInvalid", () => resolve)
     )
   })

@@ -221,23 +221,37 @@ export const make = (module: Registry.Module): Driver => {
     getMechanismInfo: (slot, type) => call("C_GetMechanismInfo", () => p11.C_GetMechanismInfo(toHandle(slot), type)),
 
     initToken: (slot, soPin, label) => {
+      objectsChange()
       call("C_InitToken", () => p11.C_InitToken(toHandle(slot), soPin, label))
     },
 
     openSession: (slot, flags) => call("C_OpenSession", () => fromHandle(p11.C_OpenSession(toHandle(slot), flags))),
 
-    closeSession: (session) => call("C_CloseSession", () => p11.C_CloseSession(toHandle(session))),
+    // Closing the last session, logging in and out: tokens hand out object handles anew after these.
+    closeSession: (session) => {
+      objectsChange()
+      call("C_CloseSession", () => p11.C_CloseSession(toHandle(session)))
+    },
 
-    closeAllSessions: (slot) => call("C_CloseAllSessions", () => p11.C_CloseAllSessions(toHandle(slot))),
+    closeAllSessions: (slot) => {
+      objectsChange()
+      call("C_CloseAllSessions", () => p11.C_CloseAllSessions(toHandle(slot)))
+    },
 
     getSessionInfo: (session) => {
       const info = call("C_GetSessionInfo", () => p11.C_GetSessionInfo(toHandle(session)))
       return { slotId: fromHandle(info.slotID), state: info.state, flags: info.flags, deviceError: info.deviceError }
     },
 
-    login: (session, userType, pin) => call("C_Login", () => p11.C_Login(toHandle(session), userType, pin)),
+    login: (session, userType, pin) => {
+      objectsChange()
+      call("C_Login", () => p11.C_Login(toHandle(session), userType, pin))
+    },
 
-    logout: (session) => call("C_Logout", () => p11.C_Logout(toHandle(session))),
+    logout: (session) => {
+      objectsChange()
+      call("C_Logout", () => p11.C_Logout(toHandle(session)))
+    },
 
     initPin: (session, pin) => call("C_InitPIN", () => p11.C_InitPIN(toHandle(session), pin)),
 

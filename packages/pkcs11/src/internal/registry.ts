@@ -85,10 +85,6 @@ export const resolve = (modulePath: string): string | LoadFailure => {
 }
 
 /**
- * Takes a reference to the library at `realPath`, loading and initializing it on first use. Runs
- * synchronously, so concurrent acquisitions in one thread cannot interleave.
- */
-/**
  * Libraries that crash when called from two threads at once. openCryptoki 3.8's software token reloads a
  * token object that another process changed (or that C_SetAttributeValue changed before a logout and a
  * login) from every thread that touches it, with no lock: two C_Sign on two sessions then crash the process
@@ -111,6 +107,10 @@ const exclusiveLock = (library: pkcs11js.PKCS11, concurrency: Concurrency): Fifo
   }
 }
 
+/**
+ * Takes a reference to the library at `realPath`, loading and initializing it on first use. Runs
+ * synchronously, so concurrent acquisitions in one thread cannot interleave.
+ */
 export const acquire = (realPath: string, concurrency: Concurrency = "auto"): Module | LoadFailure => {
   const existing = registry.modules.get(realPath)
   if (existing !== undefined && retain(existing)) return existing
@@ -217,6 +217,7 @@ export const inflight = async <A>(module: Module, f: () => Promise<A>): Promise<
 export const stats = (
   realPath: string
 ): Stats & {
+  readonly loaded: boolean
   readonly refs: number
   readonly inflight: number
   readonly adopted: boolean
@@ -225,6 +226,7 @@ export const stats = (
   const module = registry.modules.get(realPath)
   return {
     ...statsOf(realPath),
+    loaded: module !== undefined,
     refs: module?.refs ?? 0,
     inflight: module?.inflight ?? 0,
     adopted: module?.adopted ?? false,

@@ -108,7 +108,8 @@ export const release = (driver: Driver, timeout: Duration.DurationInput): Effect
   Effect.suspend(() => {
     const closed = driver.release()
     if (closed === undefined) return Effect.void
-    return Effect.promise(() => closed).pipe(
+    // A release runs uninterruptibly: the wait itself must be interruptible for the bound to cut it short.
+    return Effect.interruptible(Effect.promise(() => closed)).pipe(
       Effect.timeoutOption(timeout),
       Effect.flatMap(Option.match({
         onNone: () =>

@@ -283,8 +283,8 @@ export declare namespace Pkcs11 {
     readonly moduleId: string
     /**
      * A number that changes whenever an object handle may have been handed out or freed through this
-     * library in this process (objects found, created, generated or destroyed; logins, logouts, sessions
-     * closed, tokens initialized). Tokens such as
+     * library in this process (objects found, created, generated or destroyed; logins, logouts, all sessions
+     * of a slot closed, tokens initialized). Tokens such as
      * openCryptoki give a destroyed object's handle number to the next object: a handle proven to be a
      * key's is trusted only while this number stays the same. Calls other code makes into the library
      * directly, bypassing this service, are not seen.

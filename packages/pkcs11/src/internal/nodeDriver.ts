@@ -227,11 +227,11 @@ export const make = (module: Registry.Module): Driver => {
 
     openSession: (slot, flags) => call("C_OpenSession", () => fromHandle(p11.C_OpenSession(toHandle(slot), flags))),
 
-    // Closing the last session, logging in and out: tokens hand out object handles anew after these.
-    closeSession: (session) => {
-      objectsChange()
-      call("C_CloseSession", () => p11.C_CloseSession(toHandle(session)))
-    },
+    // Closing every session, logging in and out: tokens hand out object handles anew after these. (Closing
+    // one session is not counted: pools close and open sessions all the time, under a login session that
+    // keeps the token's handles alive, and a token logged out by its last session closing is a new login
+    // epoch for the pool.)
+    closeSession: (session) => call("C_CloseSession", () => p11.C_CloseSession(toHandle(session))),
 
     closeAllSessions: (slot) => {
       objectsChange()

@@ -170,7 +170,7 @@ const program = Effect.gen(function*() {
     )
     const node = yield* Effect.promise(() => rate(1, () => c.nodeSign(c.node)))
     // The whole product path: a compact JWS built, signed in the token through the pool, serialized.
-    const key = yield* pool.withSession((session) => HsmJwk.fromHsm(session, { id }))
+    const key = yield* Effect.provideService(HsmJwk.fromHsm({ id }), SessionPool.SessionPool, pool)
     const jws = yield* rateEffect(
       16,
       () => Effect.provideService(Jws.sign("bench", key), SessionPool.SessionPool, pool)

@@ -4,7 +4,7 @@
  * token; no PIN is needed.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { NodePkcs11 } from "@hsmkey/pkcs11"
+import { NodePkcs11 } from "@hsmkey/node"
 import { Config, Console, Effect } from "effect"
 import { Capabilities } from "hsmkey"
 

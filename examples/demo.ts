@@ -6,8 +6,9 @@
  *   pnpm demo
  */
 import { NodeRuntime } from "@effect/platform-node"
+import { Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect } from "effect"
 import { HsmJwk, Jwks, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 
@@ -15,21 +16,23 @@ const TOKENS_PER_KEY = 300
 
 const program = Effect.gen(function*() {
   const pool = yield* SessionPool.SessionPool
-  const library = yield* pool.pkcs11.info
+  const library = yield* (yield* Pkcs11.Pkcs11).info
   const token = yield* SoftHsm.Token
   yield* Console.log(`${library.manufacturerId} ${library.libraryVersion}, Cryptoki ${library.cryptokiVersion}`)
   yield* Console.log(`throwaway token "${token.label}" (serial ${token.serialNumber}) under ${token.configPath}`)
 
-  // Keys are made in a read/write session; the private halves never leave the token.
-  const keys = yield* SessionPool.withSession((session) =>
+  // Keys are made in one read/write session; the private halves never leave the token.
+  const keys = yield* SessionPool.withSession(
     Effect.all([
-      HsmJwk.generate(session, { type: "P-256", label: "demo-es256" }),
-      HsmJwk.generate(session, { type: "Ed25519", label: "demo-eddsa" }),
+      HsmJwk.generate({ type: "P-256", label: "demo-es256" }),
+      HsmJwk.generate({ type: "Ed25519", label: "demo-eddsa" }),
       Effect.flatMap(
-        HsmJwk.generate(session, { type: "RSA-2048", label: "demo-ps256" }),
+        HsmJwk.generate({ type: "RSA-2048", label: "demo-ps256" }),
         (key) => HsmJwk.withAlgorithm(key, "PS256")
       )
-    ]), { rw: true })
+    ]),
+    { rw: true }
+  )
 
   // What a relying party fetches; it needs no HSM to verify.
   const jwks = jose.createLocalJWKSet(Jwks.fromKeys(keys))
@@ -58,11 +61,4 @@ const program = Effect.gen(function*() {
 })
 
 // A throwaway SoftHSM2 token, and a pool of 4 sessions on it.
-const HsmDemo = Layer.unwrapEffect(
-  Effect.map(
-    SoftHsm.Token,
-    (token) => SessionPool.layer({ tokenSerial: token.serialNumber, userPin: token.userPin, maxSessions: 4 })
-  )
-).pipe(Layer.provideMerge(SoftHsm.layer({ tokenLabel: "hsmkey-demo" })))
-
-NodeRuntime.runMain(program.pipe(Effect.provide(HsmDemo)))
+NodeRuntime.runMain(program.pipe(Effect.provide(SoftHsm.layerPool({ tokenLabel: "hsmkey-demo", maxSessions: 4 }))))

@@ -4,7 +4,8 @@
  *   HSM_MODULE=/usr/lib/softhsm/libsofthsm2.so pnpm tsx examples/list-tokens.ts
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { NodePkcs11 } from "@hsmkey/node"
+import { Pkcs11 } from "@hsmkey/pkcs11"
 import { Config, Console, Effect } from "effect"
 
 const program = Effect.gen(function*() {

@@ -1,7 +1,10 @@
 /**
  * Every public export documented: a JSDoc sentence, `@since`, and `@category` (namespace declarations
- * and the re-exports of `index.ts` need only `@since`). Public means `packages/<name>/src/*.ts`; what
- * lives in `src/internal/` is not public.
+ * and the re-exports of `index.ts` need only `@since`; the overloads of a function, one JSDoc on the
+ * first). And every exported function declares its signature: a function's return type, or a const's
+ * type where its value is a function that does not declare one (`Effect.fn(...)`, a `dual`), so that no
+ * public error union is inferred. Public means `packages/<name>/src/*.ts`; what lives in
+ * `src/internal/` is not public.
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -37,8 +40,47 @@ const check = (file: ts.SourceFile, node: ts.Node, where: string, needsCategory:
   }
 }
 
+const publicFiles = Fs.readdirSync(Path.join(root, "packages")).flatMap((pkg) => {
+  const src = Path.join(root, "packages", pkg, "src")
+  return Fs.existsSync(src) ? Fs.readdirSync(src).filter((f) => f.endsWith(".ts")).map((f) => Path.join(src, f)) : []
+})
+const program = ts.createProgram(publicFiles, {
+  strict: true,
+  module: ts.ModuleKind.NodeNext,
+  moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  target: ts.ScriptTarget.ES2022,
+  skipLibCheck: true,
+  noEmit: true
+})
+const checker = program.getTypeChecker()
+
+const declaresReturn = (node: ts.Expression): boolean =>
+  (ts.isArrowFunction(node) || ts.isFunctionExpression(node)) && node.type !== undefined
+
+const checkSignature = (file: ts.SourceFile, node: ts.Statement, where: string) => {
+  const line = file.getLineAndCharacterOfPosition(node.getStart(file)).line + 1
+  if (ts.isFunctionDeclaration(node) && node.type === undefined) {
+    problems.push(`${where}:${line} ${nameOf(node)}: no declared return type`)
+  }
+  if (!ts.isVariableStatement(node)) return
+  for (const declaration of node.declarationList.declarations) {
+    if (declaration.type !== undefined || declaration.initializer === undefined) continue
+    if (declaresReturn(declaration.initializer)) continue
+    const type = checker.getTypeAtLocation(declaration)
+    if (type.getCallSignatures().length > 0) {
+      problems.push(`${where}:${line} ${declaration.name.getText()}: a function without a declared type`)
+    }
+  }
+}
+
 const visit = (file: ts.SourceFile, statements: ts.NodeArray<ts.Statement>, where: string, inNamespace: boolean) => {
+  let previous: string | undefined
   for (const statement of statements) {
+    // An overload after the first: the group's JSDoc is on the first.
+    const overload = ts.isFunctionDeclaration(statement) ? statement.name?.text : undefined
+    const sameGroup = overload !== undefined && overload === previous
+    previous = overload
+    if (sameGroup) continue
     if (ts.isExportDeclaration(statement)) {
       check(file, statement, where, false)
       continue
@@ -53,15 +95,14 @@ const visit = (file: ts.SourceFile, statements: ts.NodeArray<ts.Statement>, wher
     }
     if (inNamespace && !isExported(statement)) continue
     check(file, statement, where, true)
+    if (!inNamespace) checkSignature(file, statement, where)
   }
 }
 
-for (const pkg of Fs.readdirSync(Path.join(root, "packages"))) {
-  const src = Path.join(root, "packages", pkg, "src")
-  if (!Fs.existsSync(src)) continue
-  for (const name of Fs.readdirSync(src).filter((f) => f.endsWith(".ts"))) {
-    const path = Path.join(src, name)
-    const file = ts.createSourceFile(path, Fs.readFileSync(path, "utf8"), ts.ScriptTarget.Latest, true)
+{
+  for (const path of publicFiles) {
+    const name = Path.basename(path)
+    const file = program.getSourceFile(path)!
     const where = Path.relative(root, path)
     const moduleDoc = file.statements.length > 0 ? ts.getJSDocCommentsAndTags(file.statements[0]) : []
     if (
@@ -74,7 +115,9 @@ for (const pkg of Fs.readdirSync(Path.join(root, "packages"))) {
 }
 
 if (problems.length > 0) {
-  console.error(`Undocumented public exports:\n${problems.map((p) => `  ${p}`).join("\n")}`)
+  console.error(
+    `Public exports undocumented or without a declared signature:\n${problems.map((p) => `  ${p}`).join("\n")}`
+  )
   process.exit(1)
 }
-console.log("Every public export is documented.")
+console.log("Every public export is documented and declares its signature.")

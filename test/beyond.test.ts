@@ -6,12 +6,12 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Constants } from "@hsmkey/pkcs11"
 import { Effect } from "effect"
-import { HsmJwk, Jwe, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
+import { HsmJwk, HsmSecret, Jwe, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
 import { backends, TestToken } from "./support/backends.js"
 import { offered } from "./support/matrix.js"
-import { quickType, rw, typedFailure, unique, withPool } from "./support/pool.js"
+import { quickType, rawSession, typedFailure, unique, withPool } from "./support/pool.js"
 
 const { CKO } = Constants
 
@@ -67,13 +67,11 @@ for (const backend of backends("hsmkey-beyond")) {
         { sign: ["HS256"] },
         () =>
           Effect.gen(function*() {
-            const key = yield* rw((session) =>
-              HsmJwk.importSecret(session, {
-                alg: "HS256",
-                key: { kty: "oct", k: rfc7515.k },
-                label: unique("rfc7515")
-              })
-            )
+            const key = yield* HsmSecret.importSecret({
+              alg: "HS256",
+              key: { kty: "oct", k: rfc7515.k },
+              label: unique("rfc7515")
+            })
             const jws = yield* Jws.signEncoded(rfc7515.header, rfc7515.payload, key)
             assert.strictEqual(jws, rfc7515.jws)
             const verified = yield* Jws.verify(rfc7515.jws, key)
@@ -89,7 +87,7 @@ for (const backend of backends("hsmkey-beyond")) {
           Effect.gen(function*() {
             {
               const secret = Crypto.randomBytes(Number(alg.slice(2)) / 8)
-              const imported = yield* rw((s) => HsmJwk.importSecret(s, { alg, key: secret, label: unique(alg) }))
+              const imported = yield* HsmSecret.importSecret({ alg, key: secret, label: unique(alg) })
               const jws = yield* Jws.sign(`payload ${alg}`, imported)
               const verified = yield* Effect.promise(() => jose.compactVerify(jws, secret))
               assert.strictEqual(verified.protectedHeader.alg, alg)
@@ -100,11 +98,11 @@ for (const backend of backends("hsmkey-beyond")) {
               assert.strictEqual(jose.decodeJwt(jwt).sub, "hmac")
               yield* Effect.promise(() => jose.jwtVerify(jwt, secret, { currentDate: new Date(0) }))
 
-              const generated = yield* rw((s) => HsmJwk.generateSecret(s, { alg, label: unique(`gen-${alg}`) }))
+              const generated = yield* HsmSecret.generate({ alg, label: unique(`gen-${alg}`) })
               assert.strictEqual(generated.bits, Number(alg.slice(2)))
               const flattened = yield* Jws.signFlattened("generated", generated)
               yield* Jws.verify(flattened, generated)
-              const loaded = yield* SessionPool.withSession((s) => HsmJwk.secretFromHsm(s, { id: generated.id, alg }))
+              const loaded = yield* HsmSecret.fromHsm({ id: generated.id, alg })
               yield* Jws.verify(yield* Jws.sign("loaded", loaded), generated)
 
               const [h, p, sig] = jws.split(".")
@@ -124,19 +122,18 @@ for (const backend of backends("hsmkey-beyond")) {
         secrets: true
       }, () =>
         Effect.gen(function*() {
-          const key = yield* rw((s) => HsmJwk.generateSecret(s, { alg: "HS512", label: unique("hidden") }))
-          const attributes = yield* SessionPool.withSession((session) =>
-            Effect.gen(function*() {
-              const [handle] = yield* session.pkcs11.findObjects(session.handle, { class: CKO.SECRET_KEY, id: key.id })
-              return yield* session.pkcs11.getAttributes(session.handle, handle, [
-                "sensitive",
-                "extractable",
-                "value",
-                "sign",
-                "decrypt"
-              ])
-            })
-          )
+          const key = yield* HsmSecret.generate({ alg: "HS512", label: unique("hidden") })
+          const attributes = yield* Effect.scoped(Effect.gen(function*() {
+            const session = yield* rawSession()
+            const [handle] = yield* session.pkcs11.findObjects(session.handle, { class: CKO.SECRET_KEY, id: key.id })
+            return yield* session.pkcs11.getAttributes(session.handle, handle, [
+              "sensitive",
+              "extractable",
+              "value",
+              "sign",
+              "decrypt"
+            ])
+          }))
           assert.deepStrictEqual(attributes, { sensitive: true, extractable: false, sign: true, decrypt: false })
           assert.deepStrictEqual(JSON.parse(JSON.stringify(key)), {
             kty: "oct",
@@ -144,15 +141,17 @@ for (const backend of backends("hsmkey-beyond")) {
             alg: "HS512",
             use: "sig"
           })
-          const jwks = yield* SessionPool.withSession((s) => Jwks.fromToken(s))
+          const jwks = yield* Jwks.fromToken()
           assert.isTrue(jwks.keys.every((jwk) => (jwk as { kty: string }).kty !== "oct" && jwk.kid !== key.kid))
           const short = yield* typedFailure(
-            rw((s) => HsmJwk.importSecret(s, { alg: "HS256", key: Crypto.randomBytes(31), label: unique("short") }))
+            HsmSecret.importSecret({ alg: "HS256", key: Crypto.randomBytes(31), label: unique("short") })
           )
           assert.strictEqual(short._tag, "InvalidKeyMaterial")
-          const weak = yield* rw((s) =>
-            HsmJwk.importSecret(s, { alg: "HS256", key: Crypto.randomBytes(32), label: unique("weak") })
-          )
+          const weak = yield* HsmSecret.importSecret({
+            alg: "HS256",
+            key: Crypto.randomBytes(32),
+            label: unique("weak")
+          })
           const mismatch = yield* typedFailure(Jws.sign("x", weak, { alg: "HS512" }))
           assert.strictEqual(mismatch._tag, "AlgorithmMismatch")
         }))
@@ -163,7 +162,7 @@ for (const backend of backends("hsmkey-beyond")) {
           { decrypt: [alg] },
           () =>
             Effect.gen(function*() {
-              const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("jwe"), use: "enc" }))
+              const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("jwe"), use: "enc" })
               assert.strictEqual(key.use, "enc")
               assert.strictEqual(key.publicJwk.use, "enc")
               {
@@ -200,7 +199,7 @@ for (const backend of backends("hsmkey-beyond")) {
         { decrypt: ["RSA-OAEP"], lacksDecrypt: ["RSA-OAEP-256"] },
         () =>
           Effect.gen(function*() {
-            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("oaep256"), use: "enc" }))
+            const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("oaep256"), use: "enc" })
             const compact = yield* Effect.promise(() =>
               new jose.CompactEncrypt(new TextEncoder().encode("x")).setProtectedHeader({
                 alg: "RSA-OAEP-256",
@@ -218,7 +217,7 @@ for (const backend of backends("hsmkey-beyond")) {
         { decrypt: ["RSA-OAEP"], lacksDecrypt: ["RSA-OAEP-256"] },
         () =>
           Effect.gen(function*() {
-            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("both"), use: "enc" }))
+            const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("both"), use: "enc" })
             const general = yield* Effect.promise(() =>
               new jose.GeneralEncrypt(new TextEncoder().encode("through the second"))
                 .setProtectedHeader({ enc: "A128GCM" })
@@ -238,7 +237,7 @@ for (const backend of backends("hsmkey-beyond")) {
         decrypt: ["RSA-OAEP"]
       }, () =>
         Effect.gen(function*() {
-          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("party"), use: "enc" }))
+          const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("party"), use: "enc" })
           const stranger = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
           const general = yield* Effect.promise(() =>
             new jose.GeneralEncrypt(new TextEncoder().encode("for two parties"))
@@ -282,9 +281,12 @@ for (const backend of backends("hsmkey-beyond")) {
         decrypt: ["RSA-OAEP"]
       }, () =>
         Effect.gen(function*() {
-          const key = yield* rw((s) =>
-            HsmJwk.importPrivate(s, { key: rfc7516.jwk, label: unique("rfc7516"), use: "enc", alg: "RSA-OAEP" })
-          )
+          const key = yield* HsmJwk.importPrivate({
+            key: rfc7516.jwk,
+            label: unique("rfc7516"),
+            use: "enc",
+            alg: "RSA-OAEP"
+          })
           const decrypted = yield* Jwe.decrypt(rfc7516.jwe, key)
           assert.strictEqual(new TextDecoder().decode(decrypted.plaintext), rfc7516.plaintext)
           assert.deepStrictEqual(decrypted.header, { alg: "RSA-OAEP", enc: "A256GCM" })
@@ -295,8 +297,8 @@ for (const backend of backends("hsmkey-beyond")) {
         { decrypt: ["RSA-OAEP"] },
         () =>
           Effect.gen(function*() {
-            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("victim"), use: "enc" }))
-            const other = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("other"), use: "enc" }))
+            const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("victim"), use: "enc" })
+            const other = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("other"), use: "enc" })
             for (const enc of ["A256GCM", "A128CBC-HS256"] as const) {
               const jwe = yield* Jwe.encrypt("secret content", key, { alg: "RSA-OAEP", enc })
               const parts = jwe.split(".")
@@ -333,9 +335,9 @@ for (const backend of backends("hsmkey-beyond")) {
       }, () =>
         Effect.gen(function*() {
           const token = yield* TestToken
-          const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("short"), use: "enc" }))
+          const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("short"), use: "enc" })
           const type = yield* quickType
-          const signer = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("after") }))
+          const signer = yield* HsmJwk.generate({ type, label: unique("after") })
           // One session only: a stuck operation would show on the next use.
           yield* Effect.scoped(Effect.gen(function*() {
             const pool = yield* SessionPool.make({ tokenLabel: token.label, userPin: token.userPin, maxSessions: 1 })
@@ -360,8 +362,8 @@ for (const backend of backends("hsmkey-beyond")) {
         { decrypt: ["RSA-OAEP"] },
         () =>
           Effect.gen(function*() {
-            const enc = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("enc"), use: "enc" }))
-            const sig = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("sig") }))
+            const enc = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("enc"), use: "enc" })
+            const sig = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("sig") })
             const rsa15 = `${
               Buffer.from("{\"alg\":\"RSA1_5\",\"enc\":\"A128GCM\"}").toString("base64url")
             }.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA`
@@ -373,10 +375,7 @@ for (const backend of backends("hsmkey-beyond")) {
             const refused = yield* typedFailure(Jws.verify(signedBySig, enc))
             assert.strictEqual(refused._tag === "VerificationFailed" ? refused.code : refused._tag, "ERR_JWK_INVALID")
             assert.strictEqual(
-              (yield* typedFailure(
-                rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-enc"), use: "enc" }))
-              ))
-                ._tag,
+              (yield* typedFailure(HsmJwk.generate({ type: "P-256", label: unique("ec-enc"), use: "enc" })))._tag,
               "UnsupportedKey"
             )
           })
@@ -387,7 +386,7 @@ for (const backend of backends("hsmkey-beyond")) {
         import: ["Ed448"]
       }, () =>
         Effect.gen(function*() {
-          const key = yield* rw((s) => HsmJwk.generate(s, { type: "Ed448", label: unique("ed448") }))
+          const key = yield* HsmJwk.generate({ type: "Ed448", label: unique("ed448") })
           assert.strictEqual(key.publicJwk.kty, "OKP")
           assert.strictEqual(key.publicJwk.kty === "OKP" ? key.publicJwk.crv : "", "Ed448")
           assert.strictEqual(key.alg, "EdDSA")
@@ -408,13 +407,11 @@ for (const backend of backends("hsmkey-beyond")) {
           )
           assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(jws, key)).payload), "Ed448 in the token")
 
-          const loaded = yield* SessionPool.withSession((s) => HsmJwk.fromHsm(s, { id: key.id }))
+          const loaded = yield* HsmJwk.fromHsm({ id: key.id })
           assert.deepStrictEqual(loaded.publicJwk, key.publicJwk)
 
           const pair = Crypto.generateKeyPairSync("ed448")
-          const imported = yield* rw((s) =>
-            HsmJwk.importPrivate(s, { key: pair.privateKey, label: unique("ed448-in") })
-          )
+          const imported = yield* HsmJwk.importPrivate({ key: pair.privateKey, label: unique("ed448-in") })
           const signed = (yield* Jws.sign("imported Ed448", imported)).split(".")
           assert.isTrue(
             Crypto.verify(
@@ -430,8 +427,8 @@ for (const backend of backends("hsmkey-beyond")) {
         generate: ["Ed448", "P-256"]
       }, () =>
         Effect.gen(function*() {
-          const ed448 = yield* rw((s) => HsmJwk.generate(s, { type: "Ed448", label: unique("ed448-v") }))
-          const ec = yield* rw((s) => HsmJwk.generate(s, { type: "P-256", label: unique("ec-v") }))
+          const ed448 = yield* HsmJwk.generate({ type: "Ed448", label: unique("ed448-v") })
+          const ec = yield* HsmJwk.generate({ type: "P-256", label: unique("ec-v") })
           const set = Jwks.fromKeys([ec, ed448])
           const jws = yield* Jws.sign("by Ed448", ed448)
           const text = (verified: Jws.Verified) => new TextDecoder().decode(verified.payload)

@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { Capabilities, HsmJwk, Jwe, Jws, SessionPool } from "hsmkey"
 import { backends, TestToken } from "./support/backends.js"
 import { offered } from "./support/matrix.js"
-import { assertFailure, rw, typedFailure, unique, withPool } from "./support/pool.js"
+import { assertFailure, typedFailure, unique, withPool } from "./support/pool.js"
 
 const allSigning = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"] as const
 
@@ -53,15 +53,17 @@ for (const backend of backends("hsmkey-capabilities")) {
           Effect.gen(function*() {
             const token = yield* TestToken
             for (const keyType of token.capabilities.keyTypes.filter((k) => k.generate !== undefined)) {
-              const key = yield* rw((s) => HsmJwk.generate(s, { type: keyType.type, label: unique(keyType.type) }))
+              const key = yield* HsmJwk.generate({ type: keyType.type, label: unique(keyType.type) })
               for (const alg of keyType.signing) {
                 const jws = yield* Jws.sign(`${keyType.type} ${alg}`, key, { alg })
                 yield* Jws.verify(jws, key, { algorithms: [alg] })
               }
               if (keyType.decryption.length > 0) {
-                const enc = yield* rw((s) =>
-                  HsmJwk.generate(s, { type: keyType.type, label: unique(`${keyType.type}-enc`), use: "enc" })
-                )
+                const enc = yield* HsmJwk.generate({
+                  type: keyType.type,
+                  label: unique(`${keyType.type}-enc`),
+                  use: "enc"
+                })
                 for (const alg of keyType.decryption) {
                   const jwe = yield* Jwe.encrypt("decrypts", enc, { alg, enc: "A128GCM" })
                   assert.strictEqual(new TextDecoder().decode((yield* Jwe.decrypt(jwe, enc)).plaintext), "decrypts")
@@ -81,11 +83,11 @@ for (const backend of backends("hsmkey-capabilities")) {
             assert.isAbove(lacking.length, 0)
             for (const keyType of lacking) {
               const error = yield* typedFailure(
-                rw((s) => HsmJwk.generate(s, { type: keyType.type, label: unique(`no-${keyType.type}`) }))
+                HsmJwk.generate({ type: keyType.type, label: unique(`no-${keyType.type}`) })
               )
               assertFailure(error, { _tag: "MechanismUnsupported", operation: "generate", keyType: keyType.type })
             }
-            const rsa = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("rsa") }))
+            const rsa = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("rsa") })
             for (const alg of ["PS256", "RS256"].filter((alg) => !Capabilities.canSign(token.capabilities, alg))) {
               const error = yield* typedFailure(Jws.sign("x", rsa, { alg }))
               assertFailure(error, { _tag: "MechanismUnsupported", operation: "sign", alg })

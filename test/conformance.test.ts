@@ -291,7 +291,7 @@ for (const backend of backends("hsmkey-conformance")) {
           // A public key has no CKA_SIGN.
           const usage = yield* Effect.flip(pkcs11.sign(session, c.mechanism, pair.publicKey, hash))
           assert.strictEqual(usage._tag, "Pkcs11Error")
-          assert.strictEqual(usage._tag === "Pkcs11Error" ? usage.name : "", "CKR_KEY_FUNCTION_NOT_PERMITTED")
+          assert.strictEqual(usage._tag === "Pkcs11Error" ? usage.returnValue : "", "CKR_KEY_FUNCTION_NOT_PERMITTED")
           assert.strictEqual(usage._tag === "Pkcs11Error" ? usage.method : "", "C_SignInit")
 
           const slot = yield* tokenSlot
@@ -314,7 +314,7 @@ for (const backend of backends("hsmkey-conformance")) {
 
           // Empty input is refused before any operation starts: the session stays usable.
           const empty = yield* Effect.flip(pkcs11.sign(session, c.mechanism, pair.privateKey, new Uint8Array(0)))
-          assert.strictEqual(empty._tag === "Pkcs11Error" ? empty.name : empty._tag, "CKR_ARGUMENTS_BAD")
+          assert.strictEqual(empty._tag === "Pkcs11Error" ? empty.returnValue : empty._tag, "CKR_ARGUMENTS_BAD")
           yield* pkcs11.sign(session, c.mechanism, pair.privateKey, hash)
 
           const stale = yield* Effect.flip(

@@ -3,10 +3,10 @@
  * is watched for in every log line, error message and serialized value.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { NodePkcs11 } from "@hsmkey/pkcs11"
+import { HsmLive, NodePkcs11 } from "@hsmkey/node"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Cause, ConfigProvider, Duration, Effect, Exit, Layer, Logger, LogLevel, Redacted } from "effect"
-import { HsmLive, SessionPool } from "hsmkey"
+import { HsmJwk, Jws, SessionPool } from "hsmkey"
 import { softHsmAvailable } from "./support/softhsm.js"
 
 const PIN = "Zq7-distinctive-PIN-3141"
@@ -63,27 +63,42 @@ describe.skipIf(!softHsmAvailable)("HsmLive on SoftHSM2", () => {
             HSM_POOL_SIZE: "2",
             HSM_ACQUIRE_TIMEOUT: "5 seconds"
           },
-          SessionPool.withSession((session) =>
-            Effect.gen(function*() {
-              yield* Effect.logDebug("inside a lease")
-              return (yield* session.pkcs11.sessionInfo(session.handle)).state
-            })
-          ).pipe(Effect.provide(HsmLive.layer), Effect.provide(logs.layer))
+          Effect.gen(function*() {
+            yield* Effect.logDebug("inside a lease")
+            // A private key is made and used only in a logged-in session.
+            const key = yield* HsmJwk.generate({ type: "P-256", label: "hsmlive-key" })
+            const jws = yield* Jws.sign("signed under HsmLive", key)
+            yield* Jws.verify(jws, key)
+            return (yield* SessionPool.SessionPool).token.label
+          }).pipe(Effect.provide(HsmLive.layer), Effect.provide(logs.layer))
         )
-        assert.strictEqual(state, "ro-user")
+        assert.strictEqual(state, token.label)
         assert.isAbove(logs.lines.length, 0)
         for (const line of logs.lines) assert.notInclude(line, PIN)
       }))
 
-    it.effect("finds the SoftHSM2 library when HSM_MODULE is not set", () =>
+    it.effect("finds the token by serial number; without HSM_MODULE it fails, naming it, and loads nothing", () =>
       Effect.gen(function*() {
         const token = yield* SoftHsm.Token
         const pool = yield* SessionPool.SessionPool.pipe(
           Effect.provide(HsmLive.layer),
-          Effect.withConfigProvider(fromMap({ HSM_TOKEN_SERIAL: token.serialNumber, HSM_PIN: PIN }))
+          Effect.withConfigProvider(
+            fromMap({ HSM_MODULE: token.modulePath, HSM_TOKEN_SERIAL: token.serialNumber, HSM_PIN: PIN })
+          )
         )
         assert.strictEqual(pool.token.label, token.label)
         assert.strictEqual(pool.token.moduleId, token.modulePath)
+        const before = yield* NodePkcs11.moduleStatus(token.modulePath)
+        const unset = yield* SessionPool.SessionPool.pipe(
+          Effect.provide(HsmLive.layer),
+          Effect.withConfigProvider(fromMap({ HSM_TOKEN_SERIAL: token.serialNumber, HSM_PIN: PIN })),
+          Effect.flip
+        )
+        assert.strictEqual(unset._tag, "ConfigError")
+        assert.include(String(unset), "HSM_MODULE")
+        assert.include(String(unset), "SoftHsm.findModule")
+        const after = yield* NodePkcs11.moduleStatus(token.modulePath)
+        assert.strictEqual(after.initializeCalls, before.initializeCalls)
       }))
 
     it.effect("a wrong PIN fails typed, and neither message, JSON nor cause shows it", () =>
@@ -108,20 +123,28 @@ describe.skipIf(!softHsmAvailable)("HsmLive on SoftHSM2", () => {
         for (const line of logs.lines) assert.notInclude(line, WRONG)
       }))
 
-    it.effect("hsmSession: a one-shot session with its own pool, all undone with the scope", () =>
+    it.effect("hsmSession: one session in context for a whole program, with its own pool, all undone after", () =>
       Effect.gen(function*() {
         const token = yield* SoftHsm.Token
-        const state = yield* Effect.scoped(Effect.gen(function*() {
-          const session = yield* SessionPool.hsmSession({
+        const stats = yield* Effect.gen(function*() {
+          const pool = yield* SessionPool.SessionPool
+          // Every operation of the program runs in the one session, concurrent ones in turn.
+          const key = yield* HsmJwk.generate({ type: "P-256", label: "one-shot" })
+          const signed = yield* Effect.all(
+            Array.from({ length: 8 }, (_, i) => Jws.sign(`payload ${i}`, key)),
+            { concurrency: "unbounded" }
+          )
+          for (const jws of signed) yield* Jws.verify(jws, key)
+          return yield* pool.stats
+        }).pipe(
+          Effect.provide(HsmLive.hsmSession({
             modulePath: token.modulePath,
             tokenLabel: token.label,
             userPin: token.userPin,
             rw: true
-          })
-          assert.isTrue(session.rw)
-          return (yield* session.pkcs11.sessionInfo(session.handle)).state
-        }))
-        assert.strictEqual(state, "rw-user")
+          }))
+        )
+        assert.deepInclude(stats, { open: 1, leased: 1 })
         const status = yield* NodePkcs11.moduleStatus(token.modulePath)
         assert.strictEqual(status.references, 1)
       }))
@@ -139,6 +162,8 @@ describe("HsmLive configuration", () => {
   it.effect("names the variable that is missing or malformed (an empty one counts as unset)", () =>
     Effect.gen(function*() {
       assert.include(yield* failure({}), "HSM_TOKEN")
+      assert.include(yield* failure({ HSM_TOKEN: "t" }), "HSM_MODULE")
+      assert.include(yield* failure({ HSM_TOKEN: "t", HSM_MODULE: "" }), "HSM_MODULE")
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_TOKEN_SERIAL: "s" }), "HSM_TOKEN_SERIAL")
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "many" }), "HSM_POOL_SIZE")
       assert.include(yield* failure({ HSM_TOKEN: "t", HSM_POOL_SIZE: "0" }), "HSM_POOL_SIZE")
@@ -151,7 +176,7 @@ describe("HsmLive configuration", () => {
     Effect.gen(function*() {
       const config = yield* HsmLive.config.pipe(
         Effect.withConfigProvider(fromMap({
-          HSM_MODULE: "",
+          HSM_MODULE: "/opt/hsm/lib.so",
           HSM_TOKEN: "",
           HSM_TOKEN_SERIAL: "0a1b",
           HSM_PIN: "",
@@ -161,7 +186,7 @@ describe("HsmLive configuration", () => {
         }))
       )
       assert.deepStrictEqual(config, {
-        modulePath: undefined,
+        modulePath: "/opt/hsm/lib.so",
         tokenLabel: undefined,
         tokenSerial: "0a1b",
         userPin: undefined,

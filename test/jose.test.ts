@@ -5,22 +5,21 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Constants } from "@hsmkey/pkcs11"
 import { Clock, Effect, TestClock } from "effect"
-import { type HsmError, HsmJwk, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
+import { type Algorithm, type HsmError, HsmJwk, Jwks, Jws, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
 import { backends } from "./support/backends.js"
 import { offered } from "./support/matrix.js"
-import { quickType, typedFailure, unique, withPool } from "./support/pool.js"
+import { quickType, rawSession, typedFailure, unique, withPool } from "./support/pool.js"
 
 const { CKO } = Constants
 
-const generate = (type: HsmJwk.GenerateType, label = unique(type)) =>
-  SessionPool.withSession((session) => HsmJwk.generate(session, { type, label }), { rw: true })
+const generate = (type: HsmJwk.GenerateType, label = unique(type)) => HsmJwk.generate({ type, label })
 
 /** A key of the cheapest type the token signs with. */
 const quickKey = (label?: string) => Effect.flatMap(quickType, (type) => generate(type, label))
 
-const algsOf: Record<string, ReadonlyArray<HsmJwk.Algorithm>> = {
+const algsOf: Record<string, ReadonlyArray<Algorithm.Algorithm>> = {
   "RSA-2048": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
   "P-256": ["ES256"],
   "P-384": ["ES384"],
@@ -28,7 +27,7 @@ const algsOf: Record<string, ReadonlyArray<HsmJwk.Algorithm>> = {
   "Ed25519": ["EdDSA"]
 }
 
-const nodeVerify = (alg: HsmJwk.Algorithm, key: Crypto.KeyObject, input: string, signature: Uint8Array) => {
+const nodeVerify = (alg: Algorithm.Algorithm, key: Crypto.KeyObject, input: string, signature: Uint8Array) => {
   const data = Buffer.from(input)
   const hash = `sha${alg.slice(2)}`
   if (alg === "EdDSA") return Crypto.verify(null, data, key, signature)
@@ -46,7 +45,7 @@ for (const backend of backends("hsmkey-jose")) {
       const test = offered(it)
       for (
         const [type, algs] of Object.entries(algsOf) as ReadonlyArray<
-          [HsmJwk.GenerateType, ReadonlyArray<HsmJwk.Algorithm>]
+          [HsmJwk.GenerateType, ReadonlyArray<Algorithm.Algorithm>]
         >
       ) {
         test(`${type} signs ${algs.join(", ")}; jose (compact, flattened, general, JWT) and node:crypto verify`, {
@@ -114,23 +113,24 @@ for (const backend of backends("hsmkey-jose")) {
             }
             assert.strictEqual((yield* typedFailure(Jws.verify(general, rsa)))._tag, "VerificationFailed")
             yield* Jws.verify(general, rsa, { algorithms: ["PS256"] })
-            const built = yield* Jws.make("built").pipe(
-              Jws.addSignature(rsa),
-              Jws.addSignature(ec),
-              Jws.serialize({ format: "general" })
+            // Each key its own alg by default: a JWK set of both verifies it.
+            const both = yield* Jws.signGeneral("both", [{ key: rsa }, { key: ec }])
+            assert.strictEqual(both.signatures.length, 2)
+            const byJwks = yield* Jws.verify(both, Jwks.fromKeys([rsa, ec]))
+            assert.strictEqual(new TextDecoder().decode(byJwks.payload), "both")
+            // One key may sign twice, each signature under its own protected header.
+            const twice = yield* Jws.signGeneral("twice", [{ key: ec }, { key: ec, protectedHeader: { n: 2 } }])
+            assert.strictEqual(twice.signatures.length, 2)
+            assert.deepStrictEqual(
+              twice.signatures.map((s) => JSON.parse(Buffer.from(s.protected, "base64url").toString())),
+              [{ alg: ec.alg, kid: ec.kid }, { alg: ec.alg, kid: ec.kid, n: 2 }]
             )
-            yield* Jws.verify(built, Jwks.fromKeys([rsa, ec]))
-            // Each step is a builder again: data-first calls nest, and the result pipes.
-            const nested = Jws.addSignature(Jws.addSignature(Jws.make("nested"), ec), ec, { protectedHeader: { n: 2 } })
-            const nestedJws = yield* nested.pipe(Jws.serialize({ format: "general" }))
-            assert.strictEqual(nestedJws.signatures.length, 2)
-            yield* Jws.verify(nestedJws, ec)
-            const tooMany = yield* typedFailure(
-              Jws.make("x").pipe(Jws.addSignature(rsa), Jws.addSignature(ec), Jws.serialize({ format: "compact" }))
-            )
-            assert.strictEqual(tooMany._tag, "InvalidOptions")
-            const compact = yield* Jws.make("one").pipe(Jws.addSignature(ec), Jws.serialize({ format: "compact" }))
-            assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(compact, ec)).payload), "one")
+            yield* Jws.verify(twice, ec)
+            // A general JWS needs a signer; one signer makes a general JWS of one signature.
+            assert.strictEqual((yield* typedFailure(Jws.signGeneral("x", [])))._tag, "InvalidOptions")
+            const one = yield* Jws.signGeneral("one", [{ key: ec }])
+            assert.strictEqual(one.signatures.length, 1)
+            assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(one, ec)).payload), "one")
           })
       )
 
@@ -173,7 +173,7 @@ for (const backend of backends("hsmkey-jose")) {
               assert.notProperty(key.publicJwk, "d")
               const id = Buffer.from(key.id).toString("hex")
               for (const options of [{ label }, { id }, { label, id }, { id: key.id }]) {
-                const loaded = yield* SessionPool.withSession((session) => HsmJwk.fromHsm(session, options))
+                const loaded = yield* HsmJwk.fromHsm(options)
                 assert.deepStrictEqual(
                   loaded.publicJwk,
                   key.publicJwk,
@@ -194,12 +194,9 @@ for (const backend of backends("hsmkey-jose")) {
         Effect.gen(function*() {
           const label = unique("kid")
           const type = yield* quickType
-          const key = yield* SessionPool.withSession(
-            (session) => HsmJwk.generate(session, { type, label, id: "0a0b0c", kid: "id" }),
-            { rw: true }
-          )
+          const key = yield* HsmJwk.generate({ type, label, id: "0a0b0c", kid: "id" })
           assert.strictEqual(key.kid, "0a0b0c")
-          const byLabel = yield* SessionPool.withSession((session) => HsmJwk.fromHsm(session, { label, kid: "label" }))
+          const byLabel = yield* HsmJwk.fromHsm({ label, kid: "label" })
           assert.strictEqual(byLabel.kid, label)
         }))
 
@@ -224,20 +221,17 @@ for (const backend of backends("hsmkey-jose")) {
                   : form === "der"
                   ? new Uint8Array(pair.privateKey.export({ format: "der", type: "pkcs8" }))
                   : pair.privateKey
-                const key = yield* SessionPool.withSession(
-                  (session) => HsmJwk.importPrivate(session, { key: material, label: unique(`import-${form}`) }),
-                  { rw: true }
-                )
+                const key = yield* HsmJwk.importPrivate({ key: material, label: unique(`import-${form}`) })
                 const jws = yield* Jws.sign("imported", key)
                 const verified = yield* Effect.promise(() => jose.compactVerify(jws, pair.publicKey))
                 assert.strictEqual(new TextDecoder().decode(verified.payload), "imported", form)
-                const attributes = yield* SessionPool.withSession((session) =>
+                // What the token itself says of the private object, in a Cryptoki session of the test's own.
+                const attributes = yield* Effect.scoped(
                   Effect.gen(function*() {
-                    const [handle] = yield* session.pkcs11.findObjects(session.handle, {
-                      class: CKO.PRIVATE_KEY,
-                      id: key.id
-                    })
-                    return yield* session.pkcs11.getAttributes(session.handle, handle, [
+                    const { handle: session, pkcs11 } = yield* rawSession()
+                    const handles = yield* pkcs11.findObjects(session, { class: CKO.PRIVATE_KEY, id: key.id })
+                    assert.strictEqual(handles.length, 1, form)
+                    return yield* pkcs11.getAttributes(session, handles[0], [
                       "sensitive",
                       "extractable",
                       "sign",
@@ -262,10 +256,17 @@ for (const backend of backends("hsmkey-jose")) {
         Effect.gen(function*() {
           const label = unique("outlives")
           yield* quickKey(label)
-          const key = yield* SessionPool.withSession((session) => HsmJwk.fromHsm(session, { label }))
+          // Loaded in a session lent for the load only.
+          const key = yield* SessionPool.withSession(HsmJwk.fromHsm({ label }))
           yield* Jws.verify(yield* Jws.sign("after the session", key), key)
-          // Something logs the token out: handles die, the pool logs in again, the key is found again.
-          yield* SessionPool.withSession((session) => session.pkcs11.logout(session.handle))
+          // Something logs the token out behind hsmkey's back: handles die, the pool logs in again, the key
+          // is found again.
+          const state = yield* Effect.scoped(Effect.gen(function*() {
+            const { handle, pkcs11 } = yield* rawSession()
+            yield* pkcs11.logout(handle)
+            return (yield* pkcs11.sessionInfo(handle)).state
+          }))
+          assert.strictEqual(state, "ro-public")
           const again = yield* Jws.sign("after a re-login", key)
           assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(again, key)).payload), "after a re-login")
           const many = yield* Jws.signMany(Array.from({ length: 50 }, (_, i) => `payload ${i}`), key, {
@@ -276,7 +277,9 @@ for (const backend of backends("hsmkey-jose")) {
         }))
 
       test("malformed input gives a named typed error, never a defect", {}, () =>
-        Effect.gen(function*() {
+        Effect.scoped(Effect.gen(function*() {
+          // The test's own session holds the public-only session object below: it goes when the session closes.
+          const raw = yield* rawSession({ rw: true })
           const rsa = yield* generate("RSA-2048")
           const ec = yield* quickKey()
           const type = yield* quickType
@@ -284,16 +287,15 @@ for (const backend of backends("hsmkey-jose")) {
           yield* quickKey(label)
           const publicOnly = unique("public-only")
           const { e, n } = rsa.publicKey.export({ format: "jwk" })
-          yield* SessionPool.withSession((session) =>
-            session.pkcs11.createObject(session.handle, {
-              class: CKO.PUBLIC_KEY,
-              keyType: Constants.CKK.RSA,
-              token: false,
-              private: false,
-              label: publicOnly,
-              modulus: Buffer.from(n!, "base64url"),
-              publicExponent: Buffer.from(e!, "base64url")
-            }), { rw: true })
+          yield* raw.pkcs11.createObject(raw.handle, {
+            class: CKO.PUBLIC_KEY,
+            keyType: Constants.CKK.RSA,
+            token: false,
+            private: false,
+            label: publicOnly,
+            modulus: Buffer.from(n!, "base64url"),
+            publicExponent: Buffer.from(e!, "base64url")
+          })
           const cases: ReadonlyArray<
             readonly [string, Effect.Effect<unknown, HsmError.HsmError, SessionPool.SessionPool>]
           > = [
@@ -301,10 +303,10 @@ for (const backend of backends("hsmkey-jose")) {
             ["UnsupportedAlgorithm", Jws.sign("x", rsa, { alg: "none" })],
             ["AlgorithmMismatch", Jws.sign("x", rsa, { alg: "ES256" })],
             ["AlgorithmMismatch", Jws.sign("x", ec, { alg: "ES384" })],
-            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { id: "xyz" }))],
-            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { id: "abc" }))],
-            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: "" }))],
-            ["InvalidKeyReference", SessionPool.withSession((s) => HsmJwk.fromHsm(s, {}))],
+            ["InvalidKeyReference", HsmJwk.fromHsm({ id: "xyz" })],
+            ["InvalidKeyReference", HsmJwk.fromHsm({ id: "abc" })],
+            ["InvalidKeyReference", HsmJwk.fromHsm({ label: "" })],
+            ["InvalidKeyReference", HsmJwk.fromHsm({})],
             ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: [1, 2] as unknown as Jws.Header })],
             ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: "typ" as unknown as Jws.Header })],
             ["InvalidHeader", Jws.sign("x", ec, { protectedHeader: { alg: "HS256" } })],
@@ -326,36 +328,31 @@ for (const backend of backends("hsmkey-jose")) {
               "InvalidHeader",
               Jws.signEncoded(jose.base64url.encode(JSON.stringify({ alg: "ES256", b64: false })), "x", ec)
             ],
-            ["KeyNotFound", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: publicOnly }))],
-            ["KeyNotFound", SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label: unique("absent") }))],
+            ["KeyNotFound", HsmJwk.fromHsm({ label: publicOnly })],
+            ["KeyNotFound", HsmJwk.fromHsm({ label: unique("absent") })],
             ["InvalidClaims", Jwt.sign({ when: new Date() }, ec)],
             ["InvalidClaims", Jwt.sign({ n: Number.NaN }, ec)],
             ["InvalidClaims", Jwt.sign({ f: () => 1 }, ec)],
             ["InvalidClaims", Jwt.sign(["not", "an", "object"], ec)],
             ["InvalidClaims", Jwt.sign({ deep: { big: 10n } }, ec)],
-            ["KeyExists", SessionPool.withSession((s) => HsmJwk.generate(s, { type, label }), { rw: true })],
-            [
-              "InvalidOptions",
-              SessionPool.withSession((s) => HsmJwk.generate(s, { type, label: unique("ro") }))
-            ],
-            [
-              "InvalidKeyMaterial",
-              SessionPool.withSession((s) => HsmJwk.importPrivate(s, { key: "not a key", label: unique("bad") }), {
-                rw: true
-              })
-            ],
-            [
-              "InvalidKeyMaterial",
-              SessionPool.withSession((s) => HsmJwk.importPrivate(s, { key: ec.publicJwk, label: unique("bad") }), {
-                rw: true
-              })
-            ],
+            ["KeyExists", HsmJwk.generate({ type, label })],
+            ["InvalidOptions", Jws.signGeneral("x", [])],
+            ["InvalidKeyMaterial", HsmJwk.importPrivate({ key: "not a key", label: unique("bad") })],
+            ["InvalidKeyMaterial", HsmJwk.importPrivate({ key: ec.publicJwk, label: unique("bad") })],
             ["VerificationFailed", Jws.verify("not.a.jws", ec)]
           ]
           for (const [tag, effect] of cases) {
             const error = yield* typedFailure(effect)
             assert.strictEqual(error._tag, tag, `${tag}: got ${error._tag} (${error.message})`)
           }
+          // Only the public half matched, and hsmkey says so.
+          const publicOnlyFailure = yield* typedFailure(HsmJwk.fromHsm({ label: publicOnly }))
+          assert.strictEqual(publicOnlyFailure._tag === "KeyNotFound" ? publicOnlyFailure.reason : "", "public-only")
+          // A read-only session in context is no longer InvalidOptions for generation: it borrows a
+          // read/write session of the pool itself, and the key is on the token.
+          const roLabel = unique("ro")
+          const made = yield* SessionPool.withSession(HsmJwk.generate({ type, label: roLabel }))
+          assert.deepStrictEqual((yield* HsmJwk.fromHsm({ label: roLabel })).publicJwk, made.publicJwk)
           // Flip a bit in the middle of the signature (the last base64url character may be only padding bits).
           const [h, p, sig] = (yield* Jws.sign("x", ec)).split(".")
           const bytes = Buffer.from(sig, "base64url")
@@ -366,7 +363,7 @@ for (const backend of backends("hsmkey-jose")) {
             failed._tag === "VerificationFailed" ? failed.code : "",
             "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"
           )
-        }))
+        })))
 
       test("JWT times come from the Clock, so TestClock moves them", {}, () =>
         Effect.gen(function*() {
@@ -409,7 +406,7 @@ for (const backend of backends("hsmkey-jose")) {
       test("a JWKS of the token holds every key pair, public halves only", {}, () =>
         Effect.gen(function*() {
           const keys = [yield* generate("RSA-2048"), yield* quickKey()]
-          const jwks = yield* SessionPool.withSession((session) => Jwks.fromToken(session))
+          const jwks = yield* Jwks.fromToken()
           for (const key of keys) {
             const published = jwks.keys.find((jwk) => jwk.kid === key.kid)
             assert.deepStrictEqual(published, key.publicJwk)

@@ -3,8 +3,10 @@
  * own process (vitest `forks`), so it sees the module's whole life.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { NodePkcs11 } from "@hsmkey/node"
+import { Constants, Pkcs11 } from "@hsmkey/pkcs11"
 import { Context, Deferred, type Duration, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
+import { SessionPool } from "hsmkey"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 import * as Os from "node:os"
@@ -122,7 +124,23 @@ describe.skipIf(!softHsmAvailable)("NodePkcs11 on SoftHSM2", () => {
       assert.strictEqual(error._tag, "ModuleLoadFailed")
       assert.include(error.reason, "C_Initialize failed")
       assert.strictEqual(error.code, 5)
+      // SoftHSM2 says only CKR_GENERAL_ERROR: the message names the configuration to check.
+      assert.include(error.message, `SOFTHSM2_CONF is "${Path.join(directory, "missing.conf")}"`)
+      assert.include(error.message, "directories.tokendir")
       assert.isFalse((yield* status).loaded)
+    }))
+
+  it.effect("a token SoftHSM2 does not show is TokenNotFound naming SOFTHSM2_CONF", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(
+        Effect.flatMap(
+          NodePkcs11.make({ modulePath }),
+          (pkcs11) => Effect.provideService(SessionPool.make({ tokenLabel: "made-elsewhere" }), Pkcs11.Pkcs11, pkcs11)
+        )
+      ))
+      assert.strictEqual(error._tag, "TokenNotFound")
+      assert.include(error.message, "No token with label \"made-elsewhere\"; present: no initialized token")
+      assert.include(error.message, `SOFTHSM2_CONF is "${process.env.SOFTHSM2_CONF}"`)
     }))
 
   it.live("closing waits for a native call in flight, bounded; past the bound it finalizes when the call settles", () =>

@@ -44,7 +44,7 @@ describe.skipIf(!softHsmAvailable || pkcs11Tool === undefined)("OpenSC interop o
           const token = yield* SoftHsm.Token
           const label = `opensc-${keyType.replace(/\W/gu, "")}`
           yield* tool(token, "--keypairgen", "--key-type", keyType, "--label", label, "--id", "c0ffee", "--usage-sign")
-          const key = yield* SessionPool.withSession((session) => HsmJwk.fromHsm(session, { label }))
+          const key = yield* HsmJwk.fromHsm({ label })
           assert.strictEqual(key.alg, alg)
           const jws = yield* Jws.sign("made by OpenSC, signed by hsmkey", key)
           const verified = yield* Effect.promise(() => jose.compactVerify(jws, key.publicKey))
@@ -55,10 +55,7 @@ describe.skipIf(!softHsmAvailable || pkcs11Tool === undefined)("OpenSC interop o
     it.effect("pkcs11-tool --list-objects lists keys hsmkey generated, with their label and id", () =>
       Effect.gen(function*() {
         const token = yield* SoftHsm.Token
-        const key = yield* SessionPool.withSession(
-          (session) => HsmJwk.generate(session, { type: "P-256", label: "made-by-hsmkey" }),
-          { rw: true }
-        )
+        const key = yield* HsmJwk.generate({ type: "P-256", label: "made-by-hsmkey" })
         const { stdout } = yield* tool(token, "--list-objects")
         const id = Buffer.from(key.id).toString("hex")
         const objects = stdout.split(/\n(?=\S)/u).filter((block) => block.includes("made-by-hsmkey"))

@@ -16,9 +16,11 @@ const signsWith = (tokenSerial: string, userPin: Redacted.Redacted<string>) =>
   Effect.scoped(Effect.gen(function*() {
     const pool = yield* SessionPool.make({ tokenSerial, userPin })
     const type = yield* quickType
-    const key = yield* pool.withSession((s) => HsmJwk.generate(s, { type, label: unique("pin") }), { rw: true })
-    const jws = yield* Effect.provideService(Jws.sign("logged in", key), SessionPool.SessionPool, pool)
-    yield* Jws.verify(jws, key)
+    yield* Effect.gen(function*() {
+      const key = yield* HsmJwk.generate({ type, label: unique("pin") })
+      const jws = yield* Jws.sign("logged in", key)
+      yield* Jws.verify(jws, key)
+    }).pipe(Effect.provideService(SessionPool.SessionPool, pool))
   }))
 
 /** Two wrong user PINs through C_Login, as another tool would enter them. */

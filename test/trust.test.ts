@@ -5,44 +5,49 @@
  * that does not decrypt), so that each defect is also tested with no native token at all.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { NodePkcs11 } from "@hsmkey/node"
+import { Constants, Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Fiber, Option, Redacted, TestServices } from "effect"
-import { HsmJwk, type HsmSession, Jwe, Jws, SessionPool } from "hsmkey"
+import { type Algorithm, HsmJwk, HsmSecret, Jwe, Jws, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
 import { backends, emulatorControl, openCryptokiLike, TestToken } from "./support/backends.js"
 import { runTs } from "./support/child.js"
 import { offered } from "./support/matrix.js"
-import { assertFailure, quickType, rw, typedFailure, unique, withPool } from "./support/pool.js"
+import { assertFailure, quickType, rawSession, typedFailure, unique, withPool } from "./support/pool.js"
 
 const { CKO, CKR } = Constants
 
-/** The handle of a key's private object, as this process sees it now. */
-const privateHandle = (key: HsmJwk.SigningKey) =>
-  SessionPool.withSession((session) =>
-    Effect.map(
-      session.pkcs11.findObjects(session.handle, {
-        class: key.keyType === "oct" ? CKO.SECRET_KEY : CKO.PRIVATE_KEY,
-        id: key.id
-      }),
-      (handles) => handles[0]
-    )
-  )
-
-/** Destroys a key's objects, the private one first (openCryptoki then hands its number out first). */
-const destroy = (key: HsmJwk.SigningKey) =>
-  rw((session) =>
-    Effect.gen(function*() {
-      const objects = yield* session.pkcs11.findObjects(session.handle, { id: key.id })
-      const classes = yield* Effect.forEach(objects, (o) => session.pkcs11.getAttributes(session.handle, o, ["class"]))
-      const order = objects.map((object, i) => ({ object, private: classes[i].class !== CKO.PUBLIC_KEY }))
-        .sort((a, b) => Number(b.private) - Number(a.private))
-      for (const { object } of order) yield* session.pkcs11.destroyObject(session.handle, object)
+/**
+ * The handle of a key's private object, as this process sees it now: found in a session of the test's own,
+ * as handle numbers belong to the token and library, not to one session.
+ */
+const privateHandle = (key: Algorithm.SigningKey) =>
+  Effect.scoped(Effect.gen(function*() {
+    const raw = yield* rawSession()
+    const handles = yield* raw.pkcs11.findObjects(raw.handle, {
+      class: key.keyType === "oct" ? CKO.SECRET_KEY : CKO.PRIVATE_KEY,
+      id: key.id
     })
-  )
+    return handles[0]
+  }))
+
+/**
+ * Destroys a key's objects behind hsmkey's back, the private one first (openCryptoki then hands its number
+ * out first).
+ */
+const destroy = (key: Algorithm.SigningKey) =>
+  Effect.scoped(Effect.gen(function*() {
+    const raw = yield* rawSession({ rw: true })
+    const objects = yield* raw.pkcs11.findObjects(raw.handle, { id: key.id })
+    const classes = yield* Effect.forEach(objects, (o) => raw.pkcs11.getAttributes(raw.handle, o, ["class"]))
+    const order = objects.map((object, i) => ({ object, private: classes[i].class !== CKO.PUBLIC_KEY }))
+      .sort((a, b) => Number(b.private) - Number(a.private))
+    for (const { object } of order) yield* raw.pkcs11.destroyObject(raw.handle, object)
+  }))
 
 const objectsLabelled = (label: string) =>
-  SessionPool.withSession((session: HsmSession.HsmSession) => session.pkcs11.findObjects(session.handle, { label }))
+  Effect.scoped(Effect.flatMap(rawSession(), (raw) => raw.pkcs11.findObjects(raw.handle, { label })))
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
@@ -63,11 +68,11 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
         Effect.gen(function*() {
           const token = yield* TestToken
           const type = yield* quickType
-          const a = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("a") }))
+          const a = yield* HsmJwk.generate({ type, label: unique("a") })
           yield* Jws.verify(yield* Jws.sign("A signs, its handle is known", a), a)
           const handleOfA = yield* privateHandle(a)
           yield* destroy(a)
-          const b = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("b") }))
+          const b = yield* HsmJwk.generate({ type, label: unique("b") })
           if (token.features.has("reuses-handles")) {
             assert.strictEqual(yield* privateHandle(b), handleOfA, "the token gave A's handle number to B")
           }
@@ -102,7 +107,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const type = yield* quickType
             const keys = yield* Effect.forEach(
               ["first", "second"],
-              (label) => inPool(rw((s) => HsmJwk.generate(s, { type, label: unique(label) })))
+              (label) => inPool(HsmJwk.generate({ type, label: unique(label) }))
             )
             // The second key's search moves the generation once: the first is proven again, once, by its attributes.
             for (const key of [...keys, ...keys]) yield* inPool(Jws.sign("each key in turn", key))
@@ -126,10 +131,10 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const type = yield* quickType
             const label = unique("replaced")
             const id = Crypto.randomBytes(8).toString("hex")
-            const a = yield* rw((s) => HsmJwk.generate(s, { type, label, id }))
+            const a = yield* HsmJwk.generate({ type, label, id })
             yield* Jws.sign("A signs", a)
             yield* destroy(a)
-            const b = yield* rw((s) => HsmJwk.generate(s, { type, label, id }))
+            const b = yield* HsmJwk.generate({ type, label, id })
             assert.notStrictEqual(b.kid, a.kid)
             const error = yield* typedFailure(Jws.sign("must not be signed by B", a))
             assert.strictEqual(error._tag === "KeyNotFound" ? error.reason : error._tag, "changed")
@@ -145,7 +150,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
           Effect.gen(function*() {
             const token = yield* TestToken
             const type = yield* quickType
-            const a = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("other-process") }))
+            const a = yield* HsmJwk.generate({ type, label: unique("other-process") })
             yield* Jws.sign("A signs, its handle is known", a)
             const handleOfA = yield* privateHandle(a)
             const label = unique("from-elsewhere")
@@ -159,7 +164,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             // Right away, before this process searches for anything: A's handle is gone.
             assert.strictEqual((yield* typedFailure(Jws.sign("must not be signed", a)))._tag, "KeyNotFound")
             // This process finds the other one's key: openCryptoki hands it A's old handle number here.
-            const b = yield* SessionPool.withSession((s) => HsmJwk.fromHsm(s, { label }))
+            const b = yield* HsmJwk.fromHsm({ label })
             assert.strictEqual(b.kid, child.stdout.trim())
             if (token.features.has("reuses-handles")) assert.strictEqual(yield* privateHandle(b), handleOfA)
             const error = yield* typedFailure(Jws.sign("must not be signed by B", a))
@@ -201,7 +206,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
           Effect.gen(function*() {
             const token = yield* TestToken
             const type = yield* quickType
-            const key = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("relabelled") }))
+            const key = yield* HsmJwk.generate({ type, label: unique("relabelled") })
             const child = yield* Effect.fork(runTs("test/fixtures/relabel-key.ts", {
               ...childEnv(token),
               KEY_ID: Buffer.from(key.id).toString("hex"),
@@ -236,9 +241,10 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
           Effect.gen(function*() {
             const type = yield* quickType
             // generate sets the key's CKA_ID after the fact (C_SetAttributeValue): its objects changed.
-            const key = yield* rw((s) => HsmJwk.generate(s, { type, label: unique("logout") }))
+            const key = yield* HsmJwk.generate({ type, label: unique("logout") })
             for (let round = 0; round < 10; round++) {
-              yield* SessionPool.withSession((session) => session.pkcs11.logout(session.handle))
+              // Behind the pool's back, on a session of the test's own: login belongs to the token.
+              yield* Effect.scoped(Effect.flatMap(rawSession(), (raw) => raw.pkcs11.logout(raw.handle)))
               const many = yield* Jws.signMany(Array.from({ length: 24 }, (_, i) => `round ${round} ${i}`), key, {
                 concurrency: 8
               })
@@ -252,7 +258,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
         { decrypt: ["RSA-OAEP"] },
         () =>
           Effect.gen(function*() {
-            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("jwe"), use: "enc" }))
+            const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("jwe"), use: "enc" })
             const stranger = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
             const forStranger = yield* Effect.promise(() =>
               new jose.CompactEncrypt(new TextEncoder().encode("not for this key"))
@@ -282,7 +288,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
         { decrypt: ["RSA-OAEP"] },
         () =>
           Effect.gen(function*() {
-            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("party"), use: "enc" }))
+            const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("party"), use: "enc" })
             const stranger = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
             const general = yield* Effect.promise(() =>
               new jose.GeneralEncrypt(new TextEncoder().encode("second recipient"))
@@ -304,7 +310,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
           Effect.gen(function*() {
             const control = yield* emulatorControl
             const token = yield* TestToken
-            const key = yield* rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label: unique("codes"), use: "enc" }))
+            const key = yield* HsmJwk.generate({ type: "RSA-2048", label: unique("codes"), use: "enc" })
             const jwe = yield* Jwe.encrypt("fine", key, { alg: "RSA-OAEP", enc: "A128GCM" })
             const cases: ReadonlyArray<readonly [number, string]> = [
               [CKR.FUNCTION_FAILED, "DecryptionFailed"],
@@ -339,7 +345,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const token = yield* TestToken
             const labels = { generated: unique("no-ec"), imported: unique("no-ec-in"), edwards: unique("no-ed-in") }
             const generated = yield* typedFailure(
-              rw((s) => HsmJwk.generate(s, { type: "P-256", label: labels.generated }))
+              HsmJwk.generate({ type: "P-256", label: labels.generated })
             )
             assertFailure(generated, {
               _tag: "MechanismUnsupported",
@@ -350,7 +356,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             assert.include(generated.message, "CKM_EC_KEY_PAIR_GEN")
             const ec = Crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" })
             const imported = yield* typedFailure(
-              rw((s) => HsmJwk.importPrivate(s, { key: ec.privateKey, label: labels.imported }))
+              HsmJwk.importPrivate({ key: ec.privateKey, label: labels.imported })
             )
             assertFailure(imported, { _tag: "MechanismUnsupported", operation: "import", keyType: "P-256" })
             assert.deepStrictEqual(
@@ -359,7 +365,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             )
             const ed = Crypto.generateKeyPairSync("ed25519")
             const edwards = yield* typedFailure(
-              rw((s) => HsmJwk.importPrivate(s, { key: ed.privateKey, label: labels.edwards }))
+              HsmJwk.importPrivate({ key: ed.privateKey, label: labels.edwards })
             )
             assertFailure(edwards, { _tag: "MechanismUnsupported", operation: "import", keyType: "Ed25519" })
             assert.deepStrictEqual(edwards._tag === "MechanismUnsupported" ? edwards.mechanisms : [], ["CKM_EDDSA"])
@@ -373,7 +379,7 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
         () =>
           Effect.gen(function*() {
             const label = unique("interrupted")
-            const generate = rw((s) => HsmJwk.generate(s, { type: "RSA-4096", label }))
+            const generate = HsmJwk.generate({ type: "RSA-4096", label })
             // A real 5 ms, not the test's clock.
             const outcome = yield* TestServices.provideLive(Effect.timeoutOption(generate, "5 millis"))
             assert.isTrue(Option.isNone(outcome), "RSA-4096 generation takes longer than 5 ms")
@@ -395,12 +401,12 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
             const creations: ReadonlyArray<
               readonly [string, (label: string) => Effect.Effect<unknown, unknown, SessionPool.SessionPool>]
             > = [
-              ["generate", (label) => rw((s) => HsmJwk.generate(s, { type: "RSA-2048", label }))],
-              ["importPrivate", (label) => rw((s) => HsmJwk.importPrivate(s, { key: rsa.privateKey, label }))],
-              ["generateSecret", (label) => rw((s) => HsmJwk.generateSecret(s, { alg: "HS256", label }))],
+              ["generate", (label) => HsmJwk.generate({ type: "RSA-2048", label })],
+              ["importPrivate", (label) => HsmJwk.importPrivate({ key: rsa.privateKey, label })],
+              ["generateSecret", (label) => HsmSecret.generate({ alg: "HS256", label })],
               [
                 "importSecret",
-                (label) => rw((s) => HsmJwk.importSecret(s, { alg: "HS256", key: Crypto.randomBytes(32), label }))
+                (label) => HsmSecret.importSecret({ alg: "HS256", key: Crypto.randomBytes(32), label })
               ]
             ]
             for (const [name, create] of creations) {
@@ -421,18 +427,17 @@ for (const backend of backends("hsmkey-trust", { memory: openCryptokiLike })) {
         () =>
           Effect.gen(function*() {
             const secret = Crypto.randomBytes(32)
-            const key = yield* rw((s) => HsmJwk.importSecret(s, { alg: "HS256", key: secret, label: unique("len0") }))
+            const key = yield* HsmSecret.importSecret({ alg: "HS256", key: secret, label: unique("len0") })
             assert.strictEqual(key.bits, 256)
-            const raw = yield* SessionPool.withSession((session) =>
-              Effect.flatMap(
-                session.pkcs11.findObjects(session.handle, { class: CKO.SECRET_KEY, id: key.id }),
-                ([handle]) => session.pkcs11.getAttributes(session.handle, handle, ["valueLen"])
-              )
-            )
+            const raw = yield* Effect.scoped(Effect.gen(function*() {
+              const raw = yield* rawSession()
+              const [handle] = yield* raw.pkcs11.findObjects(raw.handle, { class: CKO.SECRET_KEY, id: key.id })
+              return yield* raw.pkcs11.getAttributes(raw.handle, handle, ["valueLen"])
+            }))
             assert.strictEqual(raw.valueLen, 0, "the token reads the length back as 0")
             const jws = yield* Jws.sign("HS256 in the token", key)
             yield* Effect.promise(() => jose.compactVerify(jws, secret))
-            const loaded = yield* SessionPool.withSession((s) => HsmJwk.secretFromHsm(s, { id: key.id, alg: "HS256" }))
+            const loaded = yield* HsmSecret.fromHsm({ id: key.id, alg: "HS256" })
             const again = yield* Jws.sign("loaded", loaded)
             yield* Effect.promise(() => jose.compactVerify(again, secret))
             yield* Jws.verify(again, key)

@@ -1,4 +1,6 @@
-import { Constants, Curve, MemoryPkcs11, NodePkcs11, Pkcs11, PublicKey } from "@hsmkey/pkcs11"
+import { NodePkcs11 } from "@hsmkey/node"
+import { Constants, Curve, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import * as PublicKey from "@hsmkey/pkcs11/internal/publicKey"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Context, Effect, Layer, Redacted, type Scope } from "effect"
 import { Capabilities } from "hsmkey"
@@ -101,7 +103,7 @@ const freeSlot: Effect.Effect<Pkcs11.SlotId, unknown, Pkcs11.Pkcs11> = Effect.ge
 const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11.Pkcs11 | TestToken, unknown> => {
   const serialNumber = Crypto.randomBytes(8).toString("hex")
   const token = { label, serialNumber, userPin, soPin, pinRetries: 1000, ...options.memory }
-  // Layer memoization gives every use of this value the same emulator: reopening shares its state.
+  // Layer memoization gives every use of this value the same emulator; `reopen` builds a second service on it.
   const memory = MemoryPkcs11.layer({ tokens: [token], emptySlots: 1 })
   const features: ReadonlySet<Feature> = new Set<Feature>([
     "free-slot",
@@ -116,7 +118,7 @@ const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11
     memory,
     Layer.effect(
       TestToken,
-      Effect.flatMap(Pkcs11.Pkcs11, (pkcs11) =>
+      Effect.flatMap(MemoryPkcs11.Control, (control) =>
         testToken({
           backend: "MemoryPkcs11",
           modulePath: undefined,
@@ -124,7 +126,7 @@ const memoryLayer = (label: string, options: BackendOptions): Layer.Layer<Pkcs11
           serialNumber,
           userPin: token.userPin ?? userPin,
           soPin: token.soPin ?? soPin,
-          reopen: Effect.succeed(pkcs11),
+          reopen: control.reopen,
           env: {},
           features
         }))

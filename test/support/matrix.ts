@@ -8,7 +8,7 @@
 import type { TestContext } from "@effect/vitest"
 import { Constants } from "@hsmkey/pkcs11"
 import { Effect } from "effect"
-import { Capabilities, type HsmJwk } from "hsmkey"
+import { type Algorithm, Capabilities, type HsmJwk } from "hsmkey"
 import type { BackendName, Feature } from "./backends.js"
 import { TestToken } from "./backends.js"
 
@@ -27,7 +27,7 @@ export interface Needs {
   /** JWS algorithms the token signs with. */
   readonly sign?: ReadonlyArray<string>
   /** JWE key management algorithms the token decrypts with. */
-  readonly decrypt?: ReadonlyArray<HsmJwk.KeyManagementAlgorithm>
+  readonly decrypt?: ReadonlyArray<Algorithm.KeyManagementAlgorithm>
   /** Mechanisms the token lists. */
   readonly mechanisms?: ReadonlyArray<number>
   /** HMAC secrets generated in the token. */
@@ -36,7 +36,7 @@ export interface Needs {
   /** Key types the token must NOT generate: for tests of how hsmkey refuses what a token lacks. */
   readonly lacksGenerate?: ReadonlyArray<HsmJwk.GenerateType>
   /** JWE algorithms the token must NOT decrypt with, likewise. */
-  readonly lacksDecrypt?: ReadonlyArray<HsmJwk.KeyManagementAlgorithm>
+  readonly lacksDecrypt?: ReadonlyArray<Algorithm.KeyManagementAlgorithm>
 }
 
 /** What a backend lacks of `needs`, or `undefined` when it offers them all. */

@@ -3,7 +3,8 @@
  * by the `pkcsslotd` daemon, shared by every process. Test files that use it take a machine-wide lock
  * and re-initialize the token for themselves (C_InitToken wipes it), so they run one at a time.
  */
-import { Constants, NodePkcs11, type Pkcs11 } from "@hsmkey/pkcs11"
+import { NodePkcs11 } from "@hsmkey/node"
+import { Constants, type Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Redacted, type Scope } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"

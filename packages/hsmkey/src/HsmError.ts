@@ -35,14 +35,16 @@ export {
 export class TokenNotFound extends Schema.TaggedError<TokenNotFound>("hsmkey/TokenNotFound")("TokenNotFound", {
   /** What was asked: `label "x"` or `serial "y"`. */
   selector: Schema.String,
-  available: Schema.Array(Schema.String)
+  available: Schema.Array(Schema.String),
+  /** What to check, when the library is known to hide tokens behind its configuration (SoftHSM2). */
+  hint: Schema.optional(Schema.String)
 }) {
   /** @since 0.1.0 */
   override get message(): string {
     const present = this.available.length === 0
       ? "no initialized token"
       : this.available.map((l) => `"${l}"`).join(", ")
-    return `No token with ${this.selector}; present: ${present}`
+    return `No token with ${this.selector}; present: ${present}${this.hint === undefined ? "" : `; ${this.hint}`}`
   }
 }
 
@@ -153,9 +155,11 @@ export class InvalidKeyReference
 }
 
 /**
- * No private key matches, or only its public half is on the token (`reason: "public-only"`), or the
- * private key has no public half hsmkey can read (`"no-public-key"`), or the object the reference names
- * now is another key than the one loaded (`"changed"`: replaced under the same CKA_ID or label).
+ * No private key matches (`reason: "absent"`, with the labels of the private keys `present`), or only
+ * its public half is on the token (`"public-only"`), or private keys are hidden because the session is not
+ * logged in (`"not-logged-in"`: the pool has no PIN), or the private key has no public half hsmkey can read
+ * (`"no-public-key"`), or the object the reference names now is another key than the one loaded
+ * (`"changed"`: replaced under the same CKA_ID or label).
  *
  * @since 0.1.0
  * @category errors
@@ -164,15 +168,22 @@ export class KeyNotFound extends Schema.TaggedError<KeyNotFound>("hsmkey/KeyNotF
   /** What was asked: `label "x"`, `id 0a0b`, or both. */
   query: Schema.String,
   token: Schema.String,
-  reason: Schema.Literal("absent", "public-only", "no-public-key", "changed")
+  reason: Schema.Literal("absent", "public-only", "not-logged-in", "no-public-key", "changed"),
+  /** The labels of the private keys the session sees, for `"absent"`. */
+  present: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] })
 }) {
   /** @since 0.1.0 */
   override get message(): string {
     switch (this.reason) {
       case "absent":
-        return `No private key with ${this.query} on token "${this.token}"`
+        return `No private key with ${this.query} on token "${this.token}"; private keys present: ${
+          this.present.length === 0 ? "none" : this.present.map((label) => `"${label}"`).join(", ")
+        }`
       case "public-only":
         return `Token "${this.token}" holds only the public key with ${this.query}; it cannot sign`
+      case "not-logged-in":
+        return `No private key with ${this.query} is visible on token "${this.token}": private keys are hidden ` +
+          "until the pool logs in; give the SessionPool a userPin (HSM_PIN)"
       case "no-public-key":
         return `The private key with ${this.query} on token "${this.token}" has no readable public key ` +
           "(no public object with its CKA_ID, and no public attributes on it)"

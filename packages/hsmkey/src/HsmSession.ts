@@ -1,33 +1,16 @@
 /**
- * A session borrowed from a `SessionPool`: a PKCS#11 session handle with what is needed to use it.
+ * A session lent by a `SessionPool`. It travels in context while it is lent, as a database
+ * transaction's connection does in `@effect/sql`: `SessionPool.withSession(effect)` provides it, and every
+ * key and JOSE operation inside uses it (or borrows a read/write one when it must write and this one is
+ * read-only). Outside, operations borrow from the pool on their own.
  *
- * A session is valid until the scope that borrowed it closes; never keep one beyond it. Keys loaded
- * through a session stay usable after it is gone: they keep CKA_ID and label, not the handle.
+ * A session is opaque: it says which token it is on and whether it is read/write. It is valid until its
+ * lease ends; keys loaded through it outlive it (they keep CKA_ID and label, not a handle). The raw Cryptoki
+ * service is `Pkcs11` from `@hsmkey/pkcs11`, for those who want it.
  *
  * @since 0.1.0
  */
-import type { Pkcs11, SessionHandle, SlotId } from "@hsmkey/pkcs11/Pkcs11"
-
-/**
- * A borrowed session.
- *
- * @since 0.1.0
- * @category models
- */
-export interface HsmSession {
-  readonly handle: SessionHandle
-  readonly slotId: SlotId
-  /** Whether the session is read/write; sessions are read-only unless asked for. */
-  readonly rw: boolean
-  readonly token: TokenRef
-  /**
-   * The login epoch at checkout. It changes whenever the token was logged in again (after a lost login
-   * or a re-inserted token): object handles found in an earlier epoch are no longer valid.
-   */
-  readonly epoch: number
-  /** The Cryptoki service the session belongs to. */
-  readonly pkcs11: Pkcs11.Service
-}
+import * as Context from "effect/Context"
 
 /**
  * How a token is named: by label for people, by serial number for identity.
@@ -41,3 +24,23 @@ export interface TokenRef {
   /** The library the token is reached through (`Pkcs11.Service.moduleId`). */
   readonly moduleId: string
 }
+
+/**
+ * A lent session.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HsmSession {
+  readonly token: TokenRef
+  /** Whether the session is read/write; sessions are read-only unless asked for. */
+  readonly rw: boolean
+}
+
+/**
+ * The session the current effect runs in, provided by `SessionPool.withSession`.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class CurrentSession extends Context.Tag("hsmkey/CurrentSession")<CurrentSession, HsmSession>() {}

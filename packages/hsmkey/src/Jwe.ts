@@ -18,21 +18,24 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
+import type { KeyManagementAlgorithm } from "./Algorithm.js"
 import {
+  type AlgorithmMismatch,
   DecryptionFailed,
-  type HsmError,
   InvalidHeader,
   InvalidOptions,
   MechanismUnsupported,
   UnsupportedAlgorithm
 } from "./HsmError.js"
-import * as HsmJwk from "./HsmJwk.js"
-import type { HsmSession } from "./HsmSession.js"
+import type * as HsmJwk from "./HsmJwk.js"
 import * as Algorithms from "./internal/algorithms.js"
+import * as Borrow from "./internal/borrow.js"
 import * as Encoding from "./internal/encoding.js"
+import * as Policy from "./internal/policy.js"
+import type { Session } from "./internal/session.js"
 import * as TokenSigner from "./internal/signer.js"
 import * as TokenState from "./internal/tokenState.js"
-import type { SessionPool } from "./SessionPool.js"
+import type { AcquireError, SessionPool } from "./SessionPool.js"
 
 /**
  * The content encryption algorithms hsmkey decrypts.
@@ -104,12 +107,31 @@ export interface Decrypted {
  */
 export interface DecryptOptions {
   /** Key management algorithms to accept (default both RSA-OAEP variants). */
-  readonly algorithms?: ReadonlyArray<HsmJwk.KeyManagementAlgorithm> | undefined
+  readonly algorithms?: ReadonlyArray<KeyManagementAlgorithm> | undefined
   /** Content encryption algorithms to accept (default all six). */
   readonly contentEncryptionAlgorithms?: ReadonlyArray<ContentEncryption> | undefined
-  /** The session to decrypt in; else one is borrowed from the pool. */
-  readonly session?: HsmSession | undefined
 }
+
+/**
+ * What decrypting can fail with. `DecryptionFailed` is every failure that depends on the JWE's bytes,
+ * alike; the others say what the caller or the token must change: an algorithm not accepted or not
+ * fitting the key (`UnsupportedAlgorithm`, `AlgorithmMismatch`), a header hsmkey does not process
+ * (`InvalidHeader`), a token without the OAEP variant (`MechanismUnsupported`), the key gone from the token
+ * (`KeyNotFound`, `KeyAmbiguous`), no session (`AcquireError`), a pool on another token (`InvalidOptions`),
+ * and the token's own failures that no ciphertext causes (a lost session, login or token).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DecryptError =
+  | DecryptionFailed
+  | UnsupportedAlgorithm
+  | AlgorithmMismatch
+  | InvalidHeader
+  | MechanismUnsupported
+  | TokenSigner.LookupError
+  | AcquireError
+  | InvalidOptions
 
 interface Content {
   readonly keyBytes: number
@@ -142,7 +164,7 @@ const header = (text: unknown): Header => {
     const value: unknown = JSON.parse(Buffer.from(bytes(text)).toString("utf8"))
     if (Predicate.isRecord(value)) return value
   } catch {
-    // Not JSON: the same failure as any other.
+    // Not JSON: the same failure as every other.
   }
   throw failed
 }
@@ -259,7 +281,7 @@ export const decrypt = (
   jwe: string | FlattenedJwe | GeneralJwe,
   key: HsmJwk.HsmJwk,
   options: DecryptOptions = {}
-): Effect.Effect<Decrypted, HsmError, SessionPool> =>
+): Effect.Effect<Decrypted, DecryptError, SessionPool> =>
   Effect.gen(function*() {
     const parsed = yield* parse(jwe)
     const accepted = options.algorithms ?? ["RSA-OAEP", "RSA-OAEP-256"]
@@ -267,7 +289,7 @@ export const decrypt = (
     const aad = new TextEncoder().encode(
       parsed.aadText === undefined ? parsed.protectedText : `${parsed.protectedText}.${parsed.aadText}`
     )
-    return yield* TokenSigner.withKeySession(key, options.session, (session) =>
+    return yield* Borrow.inKeySession(key, { rw: false }, (session) =>
       Effect.gen(function*() {
         // A general JWE may be for several parties: try each recipient whose algorithm this key can
         // decrypt, those naming its kid first, and fail alike when none of them decrypts.
@@ -291,7 +313,7 @@ export const decrypt = (
           if (joint.zip !== undefined) {
             return yield* new InvalidHeader({ detail: "compressed JWEs (\"zip\") are not supported" })
           }
-          const keyManagement = yield* HsmJwk.checkKeyManagement(key, String(joint.alg))
+          const keyManagement = yield* Policy.checkKeyManagement(key, String(joint.alg))
           const enc = String(joint.enc)
           if (!(acceptedContent as ReadonlyArray<string>).includes(enc)) {
             return yield* new UnsupportedAlgorithm({ alg: enc })
@@ -321,18 +343,20 @@ export const decrypt = (
 
 // Failures of C_Decrypt that do not depend on the ciphertext: the session, the token, its login or the
 // library itself is gone.
-const keepsItsCause = (error: HsmError): boolean =>
+const keepsItsCause = (error: TokenSigner.LookupError): boolean =>
   error._tag === "TokenNotPresent" ||
   (error._tag === "SessionFailed" && (error.reason === "closed" || error.reason === "not-logged-in")) ||
   (error._tag === "Pkcs11Error" && error.code === CKR.CRYPTOKI_NOT_INITIALIZED)
 
 // C_DecryptInit refusing the OAEP parameters: the token cannot do this variant (SoftHSM2 2.6 answers
 // SHA-256 parameters with CKR_ARGUMENTS_BAD). It depends on the header's alg, never on the ciphertext.
-const refusesParameters = (error: HsmError): boolean =>
+const refusesParameters = (error: TokenSigner.LookupError): boolean =>
   (error._tag === "Pkcs11Error" && error.code === CKR.ARGUMENTS_BAD) ||
   (error._tag === "MechanismInvalid")
 
-const oaepUnsupported = (session: HsmSession, alg: HsmJwk.KeyManagementAlgorithm) =>
+const methodOf = (error: TokenSigner.LookupError): string | undefined => "method" in error ? error.method : undefined
+
+const oaepUnsupported = (session: Session, alg: KeyManagementAlgorithm): MechanismUnsupported =>
   new MechanismUnsupported({
     operation: "decrypt",
     alg,
@@ -343,18 +367,18 @@ const oaepUnsupported = (session: HsmSession, alg: HsmJwk.KeyManagementAlgorithm
 /**
  * The CEK, decrypted inside the token. Whatever the token answers about the ciphertext itself (another
  * key's block, a tampered one, a CEK of the wrong size) yields a random CEK instead: the JWE then fails at
- * its tag, as any other tampering does, so that no answer tells an attacker which part was wrong (an OAEP
+ * its tag, as every other tampering does, so that no answer tells an attacker which part was wrong (an OAEP
  * decryption oracle). Tokens differ in that answer: CKR_ENCRYPTED_DATA_INVALID by the spec,
  * CKR_GENERAL_ERROR from SoftHSM2, CKR_FUNCTION_FAILED from openCryptoki. Only a lost session, a removed
  * token or a lost login, which no ciphertext causes, keep their own error.
  */
 const unwrap = (
-  session: HsmSession,
+  session: Session,
   key: HsmJwk.HsmJwk,
-  alg: HsmJwk.KeyManagementAlgorithm,
+  alg: KeyManagementAlgorithm,
   encryptedKey: Uint8Array,
   size: number
-): Effect.Effect<Uint8Array, HsmError> =>
+): Effect.Effect<Uint8Array, MechanismUnsupported | TokenSigner.LookupError> =>
   Effect.gen(function*() {
     const mechanisms = yield* TokenState.mechanisms(session)
     if (!mechanisms.oaep.has(alg)) return yield* oaepUnsupported(session, alg)
@@ -367,11 +391,11 @@ const unwrap = (
       (handle) => session.pkcs11.decrypt(session.handle, Algorithms.oaep[alg], handle, encryptedKey)
     ).pipe(
       Effect.catchIf(
-        (error) => "method" in error && error.method === "C_Decrypt" && !keepsItsCause(error),
+        (error) => methodOf(error) === "C_Decrypt" && !keepsItsCause(error),
         () => Effect.succeed(random())
       ),
       Effect.catchIf(
-        (error) => "method" in error && error.method === "C_DecryptInit" && refusesParameters(error),
+        (error) => methodOf(error) === "C_DecryptInit" && refusesParameters(error),
         () => Effect.fail(oaepUnsupported(session, alg))
       )
     )
@@ -386,7 +410,7 @@ const unwrap = (
  */
 export interface EncryptOptions {
   /** Default: the key's algorithm. */
-  readonly alg?: HsmJwk.KeyManagementAlgorithm | undefined
+  readonly alg?: KeyManagementAlgorithm | undefined
   readonly enc: ContentEncryption
   readonly protectedHeader?: Header | undefined
 }
@@ -402,9 +426,9 @@ export const encrypt = (
   plaintext: string | Uint8Array,
   key: HsmJwk.HsmJwk,
   options: EncryptOptions
-): Effect.Effect<string, UnsupportedAlgorithm | InvalidOptions | HsmError> =>
+): Effect.Effect<string, UnsupportedAlgorithm | AlgorithmMismatch | InvalidOptions> =>
   Effect.gen(function*() {
-    const alg = yield* HsmJwk.checkKeyManagement(key, options.alg ?? key.alg)
+    const alg = yield* Policy.checkKeyManagement(key, options.alg ?? key.alg)
     if (!(options.enc in contents)) return yield* new UnsupportedAlgorithm({ alg: options.enc })
     const data = typeof plaintext === "string" ? new TextEncoder().encode(plaintext) : plaintext
     return yield* Effect.tryPromise({

@@ -5,9 +5,8 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import type { HsmError } from "./HsmError.js"
 import * as HsmJwk from "./HsmJwk.js"
-import type { HsmSession } from "./HsmSession.js"
+import type { SessionPool } from "./SessionPool.js"
 
 /**
  * A JWK set.
@@ -33,15 +32,13 @@ export const fromKeys = (keys: Iterable<HsmJwk.HsmJwk>): JsonWebKeySet => {
 }
 
 /**
- * The set of every key pair on the token.
+ * The set of every key pair on the token of the `SessionPool` in context (in the session in context when
+ * there is one), in `HsmJwk.list` order.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const fromToken = (
-  session: HsmSession,
-  options?: { readonly kid?: HsmJwk.KidFrom }
-): Effect.Effect<JsonWebKeySet, HsmError> =>
-  Effect.map(HsmJwk.list(session, options), fromKeys).pipe(
+export const fromToken = (options?: HsmJwk.ListOptions): Effect.Effect<JsonWebKeySet, HsmJwk.ListError, SessionPool> =>
+  Effect.map(HsmJwk.list(options), fromKeys).pipe(
     Effect.withSpan("Jwks.fromToken", { captureStackTrace: false })
   )

@@ -5,27 +5,37 @@
  * jose cannot sign with a key it cannot hold, so hsmkey assembles the JWS itself: it builds the protected
  * header (always the real `alg`, and the key's `kid` unless told otherwise), encodes it and the payload
  * with jose's base64url, and has the token sign `BASE64URL(header) . BASE64URL(payload)`. Verification
- * needs no token and is jose's.
+ * with a public key needs no token and is jose's (node:crypto's for Ed448); an HMAC is checked inside the
+ * token, with the secret there.
  *
- * Without a `session` option, signing borrows a session from the `SessionPool` in context.
+ * Signing runs in the session in context (`SessionPool.withSession`) when it is on the key's token, and
+ * otherwise in one borrowed from the `SessionPool` in context.
  *
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import { dual } from "effect/Function"
-import * as Pipeable from "effect/Pipeable"
-import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
-import type * as Crypto from "node:crypto"
-import { type HsmError, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
-import * as HsmJwk from "./HsmJwk.js"
-import type { HsmSession } from "./HsmSession.js"
+import type { SigningKey } from "./Algorithm.js"
+import {
+  type AlgorithmMismatch,
+  InvalidHeader,
+  InvalidOptions,
+  type InvalidSignature,
+  type KeyAmbiguous,
+  type KeyNotFound,
+  type MechanismUnsupported,
+  type UnsupportedAlgorithm,
+  VerificationFailed
+} from "./HsmError.js"
+import * as HsmSecret from "./HsmSecret.js"
+import { CurrentSession } from "./HsmSession.js"
+import * as Borrow from "./internal/borrow.js"
 import * as Encoding from "./internal/encoding.js"
 import * as JwsParse from "./internal/jwsParse.js"
+import * as Policy from "./internal/policy.js"
 import * as TokenSigner from "./internal/signer.js"
 import * as Verification from "./internal/verification.js"
-import { SessionPool as SessionPoolTag } from "./SessionPool.js"
-import type { SessionPool } from "./SessionPool.js"
+import { type AcquireError, SessionPool } from "./SessionPool.js"
 
 /**
  * A payload: bytes, or text signed as UTF-8.
@@ -63,14 +73,22 @@ export interface SignatureOptions {
 }
 
 /**
- * Options of signing: the signature's, and the session to sign in (else one is borrowed from the pool).
+ * What signing can fail with: an algorithm or header that cannot be signed, a token that cannot compute
+ * it, a key that is no longer on the token, a session that cannot be had.
  *
  * @since 0.1.0
  * @category models
  */
-export interface SignOptions extends SignatureOptions {
-  readonly session?: HsmSession | undefined
-}
+export type SignError =
+  | UnsupportedAlgorithm
+  | AlgorithmMismatch
+  | InvalidHeader
+  | MechanismUnsupported
+  | InvalidSignature
+  | KeyNotFound
+  | KeyAmbiguous
+  | InvalidOptions
+  | AcquireError
 
 /**
  * The flattened JWS JSON serialization.
@@ -143,12 +161,11 @@ const checkProtected = (header: Header): Effect.Effect<void, InvalidHeader> => {
  */
 const signature = (
   encodedPayload: string,
-  key: HsmJwk.SigningKey,
-  options: SignatureOptions,
-  session: HsmSession | undefined
-): Effect.Effect<Omit<FlattenedJws, "payload">, HsmError, SessionPool> =>
+  key: SigningKey,
+  options: SignatureOptions
+): Effect.Effect<Omit<FlattenedJws, "payload">, SignError, SessionPool> =>
   Effect.gen(function*() {
-    const alg = yield* HsmJwk.checkAlgorithm(key, options.alg ?? key.alg)
+    const alg = yield* Policy.checkAlgorithm(key, options.alg ?? key.alg)
     const given = yield* headerOf("protectedHeader", options.protectedHeader)
     const unprotected = yield* headerOf("unprotectedHeader", options.unprotectedHeader)
     if (given.alg !== undefined && given.alg !== alg) {
@@ -170,9 +187,9 @@ const signature = (
     const withKid = options.kid !== false && !("kid" in unprotected)
     const header: Header = { alg, ...(withKid ? { kid: key.kid } : {}), ...given }
     const encodedHeader = yield* encodeJson("protectedHeader", header)
-    const raw = yield* TokenSigner.withKeySession(
+    const raw = yield* Borrow.inKeySession(
       key,
-      session,
+      { rw: false },
       (s) => TokenSigner.sign(s, key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
     )
     return {
@@ -182,34 +199,25 @@ const signature = (
     }
   })
 
-const compactOnly = (options: SignatureOptions) =>
-  options.unprotectedHeader === undefined
-    ? Effect.void
-    : Effect.fail(new InvalidHeader({ detail: "a compact JWS has no unprotected header" }))
-
 /**
  * Signs a payload into a compact JWS.
  *
  * @since 0.1.0
  * @category signing
  */
-export const sign: {
-  (payload: Payload, key: HsmJwk.SigningKey, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
-    string,
-    HsmError
-  >
-  (payload: Payload, key: HsmJwk.SigningKey, options?: SignOptions): Effect.Effect<string, HsmError, SessionPool>
-} = ((
+export const sign = (
   payload: Payload,
-  key: HsmJwk.SigningKey,
-  options: SignOptions = {}
-): Effect.Effect<string, HsmError, SessionPool> =>
+  key: SigningKey,
+  options: SignatureOptions = {}
+): Effect.Effect<string, SignError, SessionPool> =>
   Effect.gen(function*() {
-    yield* compactOnly(options)
+    if (options.unprotectedHeader !== undefined) {
+      return yield* new InvalidHeader({ detail: "a compact JWS has no unprotected header" })
+    }
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
-    const signed = yield* signature(encodedPayload, key, options, options.session)
+    const signed = yield* signature(encodedPayload, key, options)
     return `${signed.protected}.${encodedPayload}.${signed.signature}`
-  }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))) as any
+  }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
  * Signs a payload into a flattened JWS JSON serialization.
@@ -217,20 +225,16 @@ export const sign: {
  * @since 0.1.0
  * @category signing
  */
-export const signFlattened: {
-  (payload: Payload, key: HsmJwk.SigningKey, options: SignOptions & { readonly session: HsmSession }): Effect.Effect<
-    FlattenedJws,
-    HsmError
-  >
-  (payload: Payload, key: HsmJwk.SigningKey, options?: SignOptions): Effect.Effect<FlattenedJws, HsmError, SessionPool>
-} = ((payload: Payload, key: HsmJwk.SigningKey, options: SignOptions = {}) =>
+export const signFlattened = (
+  payload: Payload,
+  key: SigningKey,
+  options: SignatureOptions = {}
+): Effect.Effect<FlattenedJws, SignError, SessionPool> =>
   Effect.gen(function*() {
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
-    const signed = yield* signature(encodedPayload, key, options, options.session)
+    const signed = yield* signature(encodedPayload, key, options)
     return { payload: encodedPayload, ...signed }
-  }).pipe(
-    Effect.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false })
-  )) as any
+  }).pipe(Effect.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
  * Signs a payload under a protected header given already encoded, byte for byte as it must appear (to
@@ -243,9 +247,8 @@ export const signFlattened: {
 export const signEncoded = (
   encodedHeader: string,
   payload: Payload,
-  key: HsmJwk.SigningKey,
-  options: { readonly session?: HsmSession | undefined } = {}
-): Effect.Effect<string, HsmError, SessionPool> =>
+  key: SigningKey
+): Effect.Effect<string, SignError, SessionPool> =>
   Effect.gen(function*() {
     const header = yield* Effect.try({
       try: () => JSON.parse(Buffer.from(encodedHeader, "base64url").toString("utf8")) as unknown,
@@ -258,11 +261,11 @@ export const signEncoded = (
       return yield* new InvalidHeader({ detail: "the encoded protected header is not canonical base64url" })
     }
     yield* checkProtected(header)
-    const alg = yield* HsmJwk.checkAlgorithm(key, header.alg)
+    const alg = yield* Policy.checkAlgorithm(key, header.alg)
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
-    const raw = yield* TokenSigner.withKeySession(
+    const raw = yield* Borrow.inKeySession(
       key,
-      options.session,
+      { rw: false },
       (s) => TokenSigner.sign(s, key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
     )
     return `${encodedHeader}.${encodedPayload}.${jose.base64url.encode(raw)}`
@@ -275,14 +278,12 @@ export const signEncoded = (
  * @category models
  */
 export interface Signer extends SignatureOptions {
-  readonly key: HsmJwk.SigningKey
-  /** The session to sign in; else one is borrowed from the pool. */
-  readonly session?: HsmSession | undefined
+  readonly key: SigningKey
 }
 
 /**
  * Signs a payload with several keys into a general JWS JSON serialization. The signatures are made
- * concurrently.
+ * concurrently (keys on other tokens than the pool's need their own pools).
  *
  * @since 0.1.0
  * @category signing
@@ -290,13 +291,13 @@ export interface Signer extends SignatureOptions {
 export const signGeneral = (
   payload: Payload,
   signers: ReadonlyArray<Signer>
-): Effect.Effect<GeneralJws, HsmError, SessionPool> =>
+): Effect.Effect<GeneralJws, SignError, SessionPool> =>
   Effect.gen(function*() {
     if (signers.length === 0) return yield* new InvalidOptions({ detail: "a general JWS needs at least one signer" })
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
     const signatures = yield* Effect.forEach(
       signers,
-      (signer) => signature(encodedPayload, signer.key, signer, signer.session),
+      (signer) => signature(encodedPayload, signer.key, signer),
       { concurrency: "unbounded" }
     )
     return { payload: encodedPayload, signatures }
@@ -305,127 +306,35 @@ export const signGeneral = (
   )
 
 /**
- * Signs many payloads with one key into compact JWSs, in order. The work is shared by `concurrency`
- * lanes (default: the pool's size), each holding one session for its share, so a batch pays for one
- * checkout per lane rather than one per payload.
+ * Signs many payloads with one key into compact JWSs, in order. In the session in context, one after the
+ * other; else the work is shared by `concurrency` lanes (default: the pool's size), each holding one
+ * session for its share, so a batch pays for one checkout per lane rather than one per payload.
  *
  * @since 0.1.0
  * @category signing
  */
 export const signMany = (
   payloads: Iterable<Payload>,
-  key: HsmJwk.SigningKey,
-  options: SignOptions & { readonly concurrency?: number | undefined } = {}
-): Effect.Effect<ReadonlyArray<string>, HsmError, SessionPool> =>
+  key: SigningKey,
+  options: SignatureOptions & { readonly concurrency?: number | undefined } = {}
+): Effect.Effect<ReadonlyArray<string>, SignError, SessionPool> =>
   Effect.gen(function*() {
     const items = Array.from(payloads)
-    const signIn = (session: HsmSession) => (payload: Payload) => sign(payload, key, { ...options, session })
-    if (options.session !== undefined) return yield* Effect.forEach(items, signIn(options.session))
-    const pool = yield* SessionPoolTag
+    const signOne = (payload: Payload) => sign(payload, key, options)
+    if ((yield* Effect.serviceOption(CurrentSession))._tag === "Some") return yield* Effect.forEach(items, signOne)
+    const pool = yield* SessionPool
     const lanes = Math.max(1, Math.min(options.concurrency ?? (yield* pool.stats).maxSessions, items.length))
     const results = new Array<string>(items.length)
     yield* Effect.forEach(
       Array.from({ length: lanes }, (_, lane) => lane),
       (lane) =>
-        pool.withSession((session) =>
-          Effect.gen(function*() {
-            for (let i = lane; i < items.length; i += lanes) results[i] = yield* signIn(session)(items[i])
-          })
-        ),
+        pool.withSession(Effect.gen(function*() {
+          for (let i = lane; i < items.length; i += lanes) results[i] = yield* signOne(items[i])
+        })),
       { concurrency: lanes, discard: true }
     )
     return results
   }).pipe(Effect.withSpan("Jws.signMany", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
-
-const BuilderTypeId: unique symbol = Symbol.for("hsmkey/Jws/Builder")
-
-/**
- * A JWS being put together: a payload, then signatures, then a serialization.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Builder extends Pipeable.Pipeable {
-  readonly [BuilderTypeId]: typeof BuilderTypeId
-  readonly payload: Payload
-  readonly signers: ReadonlyArray<Signer>
-}
-
-const BuilderProto = {
-  [BuilderTypeId]: BuilderTypeId,
-  pipe(this: Builder) {
-    // eslint-disable-next-line prefer-rest-params -- pipeArguments takes the arguments object, as Effect's own classes pass it
-    return Pipeable.pipeArguments(this, arguments)
-  }
-}
-
-const makeBuilder = (payload: Payload, signers: ReadonlyArray<Signer>): Builder =>
-  Object.assign(Object.create(BuilderProto), { payload, signers })
-
-/**
- * Starts a JWS over a payload.
- *
- * @since 0.1.0
- * @category builder
- */
-export const make = (payload: Payload): Builder => makeBuilder(payload, [])
-
-/**
- * Adds a signature to make when the JWS is serialized.
- *
- * @since 0.1.0
- * @category builder
- */
-export const addSignature: {
-  (key: HsmJwk.SigningKey, options?: SignatureOptions & { readonly session?: HsmSession | undefined }): (
-    self: Builder
-  ) => Builder
-  (
-    self: Builder,
-    key: HsmJwk.SigningKey,
-    options?: SignatureOptions & { readonly session?: HsmSession | undefined }
-  ): Builder
-} = dual(
-  (args) => Predicate.hasProperty(args[0], BuilderTypeId),
-  (
-    self: Builder,
-    key: HsmJwk.SigningKey,
-    options: SignatureOptions & { readonly session?: HsmSession | undefined } = {}
-  ) => makeBuilder(self.payload, [...self.signers, { ...options, key }])
-)
-
-/**
- * Signs and serializes a JWS: `compact` and `flattened` take exactly one signature, `general` any
- * number (default: `compact` for one signature, `general` otherwise).
- *
- * @since 0.1.0
- * @category builder
- */
-export const serialize: {
-  (options: { readonly format: "compact" }): (self: Builder) => Effect.Effect<string, HsmError, SessionPool>
-  (options: { readonly format: "flattened" }): (self: Builder) => Effect.Effect<FlattenedJws, HsmError, SessionPool>
-  (options: { readonly format: "general" }): (self: Builder) => Effect.Effect<GeneralJws, HsmError, SessionPool>
-  (self: Builder, options: { readonly format: "compact" }): Effect.Effect<string, HsmError, SessionPool>
-  (self: Builder, options: { readonly format: "flattened" }): Effect.Effect<FlattenedJws, HsmError, SessionPool>
-  (self: Builder, options: { readonly format: "general" }): Effect.Effect<GeneralJws, HsmError, SessionPool>
-} = dual(
-  2,
-  (
-    self: Builder,
-    options: { readonly format: "compact" | "flattened" | "general" }
-  ): Effect.Effect<string | FlattenedJws | GeneralJws, HsmError, SessionPool> => {
-    if (options.format === "general") return signGeneral(self.payload, self.signers)
-    if (self.signers.length !== 1) {
-      return Effect.fail(
-        new InvalidOptions({
-          detail: `a ${options.format} JWS has exactly one signature, this one has ${self.signers.length}`
-        })
-      )
-    }
-    const [{ key, ...rest }] = self.signers
-    return options.format === "compact" ? sign(self.payload, key, rest) : signFlattened(self.payload, key, rest)
-  }
-) as any
 
 /**
  * A key to verify with: an `HsmJwk`, a `KeyObject` or `CryptoKey`, a public JWK, or a JWK set (the key
@@ -466,14 +375,14 @@ const signatureFailed = new VerificationFailed({
  * Verification jose cannot do: with a secret inside the token (`C_Verify`), or with an Ed448 key
  * (node:crypto). A general JWS verifies when one of its signatures does.
  */
-const verifyOutsideJose = <R>(
+const verifyOutsideJose = <E, R>(
   jws: string | FlattenedJws | GeneralJws,
   check: (
     header: JwsParse.ParsedSignature["joined"],
     input: Uint8Array,
     signature: Uint8Array
-  ) => Effect.Effect<boolean, HsmError, R>
-): Effect.Effect<Verified, HsmError, R> =>
+  ) => Effect.Effect<boolean, E, R>
+): Effect.Effect<Verified, E | VerificationFailed, R> =>
   Effect.gen(function*() {
     const parsed = yield* JwsParse.parse(jws)
     for (const signature of parsed.signatures) {
@@ -485,18 +394,23 @@ const verifyOutsideJose = <R>(
 
 const verifyWithJose = (
   jws: string | FlattenedJws | GeneralJws,
-  key: Crypto.KeyObject | jose.CryptoKey | jose.JWK | jose.JWTVerifyGetKey,
+  key: NonNullable<Verification.Resolved["jose"]>,
   options: jose.VerifyOptions
 ): Effect.Effect<Verified, VerificationFailed> =>
   Verification.viaJose(async (): Promise<Verified> => {
-    const input = key as any
     if (typeof jws === "string") {
-      const { payload, protectedHeader } = await jose.compactVerify(jws, input, options)
+      const { payload, protectedHeader } = typeof key === "function"
+        ? await jose.compactVerify(jws, key, options)
+        : await jose.compactVerify(jws, key, options)
       return { payload, protectedHeader }
     }
     const { payload, protectedHeader, unprotectedHeader } = "signatures" in jws
-      ? await jose.generalVerify(jws as jose.GeneralJWSInput, input, options)
-      : await jose.flattenedVerify(jws as jose.FlattenedJWSInput, input, options)
+      ? typeof key === "function"
+        ? await jose.generalVerify(jws, key, options)
+        : await jose.generalVerify(jws, key, options)
+      : typeof key === "function"
+      ? await jose.flattenedVerify(jws, key, options)
+      : await jose.flattenedVerify(jws, key, options)
     return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
   })
 
@@ -513,31 +427,25 @@ const verifyWithJose = (
  * @since 0.1.0
  * @category verification
  */
-export const verify: {
-  (
-    jws: string | FlattenedJws | GeneralJws,
-    key: HsmJwk.HsmSecretKey,
-    options?: { readonly session?: HsmSession | undefined }
-  ): Effect.Effect<Verified, HsmError, SessionPool>
-  (
-    jws: string | FlattenedJws | GeneralJws,
-    key: VerificationKey,
-    options?: jose.VerifyOptions
-  ): Effect.Effect<Verified, VerificationFailed>
-} = ((
+export function verify(
   jws: string | FlattenedJws | GeneralJws,
-  key: VerificationKey | HsmJwk.HsmSecretKey,
-  options?: jose.VerifyOptions & { readonly session?: HsmSession | undefined }
-): Effect.Effect<Verified, HsmError, SessionPool> => {
-  if (HsmJwk.isHsmSecretKey(key)) {
+  key: HsmSecret.HsmSecretKey
+): Effect.Effect<Verified, VerifyInTokenError, SessionPool>
+export function verify(
+  jws: string | FlattenedJws | GeneralJws,
+  key: VerificationKey,
+  options?: jose.VerifyOptions
+): Effect.Effect<Verified, VerificationFailed>
+export function verify(
+  jws: string | FlattenedJws | GeneralJws,
+  key: VerificationKey | HsmSecret.HsmSecretKey,
+  options?: jose.VerifyOptions
+): Effect.Effect<Verified, VerificationFailed | VerifyInTokenError, SessionPool> {
+  if (HsmSecret.isHsmSecretKey(key)) {
     return verifyOutsideJose(jws, ({ alg }, input, signature) =>
       alg !== key.alg
         ? Effect.succeed(false)
-        : TokenSigner.withKeySession(
-          key,
-          options?.session,
-          (s) => TokenSigner.verify(s, key, key.alg, input, signature)
-        ))
+        : Borrow.inKeySession(key, { rw: false }, (s) => TokenSigner.verify(s, key, key.alg, input, signature)))
       .pipe(Effect.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
   }
   return Effect.gen(function*() {
@@ -560,4 +468,18 @@ export const verify: {
         Effect.mapError(byJose, (joseError) => joseError.code === "ERR_JWKS_NO_MATCHING_KEY" ? nodeError : joseError)
     )
   }).pipe(Effect.withSpan("Jws.verify", { captureStackTrace: false }))
-}) as any
+}
+
+/**
+ * What verifying a MAC inside the token can fail with, besides a MAC that does not verify.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type VerifyInTokenError =
+  | VerificationFailed
+  | MechanismUnsupported
+  | KeyNotFound
+  | KeyAmbiguous
+  | InvalidOptions
+  | AcquireError

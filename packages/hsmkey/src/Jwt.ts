@@ -14,9 +14,8 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as jose from "jose"
-import { type HsmError, InvalidClaims, VerificationFailed } from "./HsmError.js"
-import type * as HsmJwk from "./HsmJwk.js"
-import type { HsmSession } from "./HsmSession.js"
+import type { SigningKey } from "./Algorithm.js"
+import { InvalidClaims, VerificationFailed } from "./HsmError.js"
 import * as Encoding from "./internal/encoding.js"
 import * as Verification from "./internal/verification.js"
 import * as Jws from "./Jws.js"
@@ -78,7 +77,7 @@ export const Claims: Schema.Schema<{ readonly [key: string]: Json }, { readonly 
  * @since 0.1.0
  * @category models
  */
-export interface SignOptions extends Omit<Jws.SignOptions, "unprotectedHeader"> {
+export interface SignOptions extends Omit<Jws.SignatureOptions, "unprotectedHeader"> {
   readonly expiresIn?: Duration.DurationInput | undefined
   /** The token is not valid before now plus this. */
   readonly notBefore?: Duration.DurationInput | undefined
@@ -93,41 +92,39 @@ export interface SignOptions extends Omit<Jws.SignOptions, "unprotectedHeader"> 
 const seconds = (millis: number) => Math.floor(millis / 1000)
 
 /**
- * Signs claims into a compact JWT, inside the token.
+ * Signs claims into a compact JWT, inside the token, in the session in context or one borrowed from the
+ * `SessionPool` in context. Claims that are not a JSON object fail with `InvalidClaims` before anything
+ * is signed.
  *
  * @since 0.1.0
  * @category signing
  */
-export const sign: {
-  (
-    claims: unknown,
-    key: HsmJwk.SigningKey,
-    options: SignOptions & { readonly session: HsmSession }
-  ): Effect.Effect<string, HsmError>
-  (claims: unknown, key: HsmJwk.SigningKey, options?: SignOptions): Effect.Effect<string, HsmError, SessionPool>
-} =
-  ((claims: unknown, key: HsmJwk.SigningKey, options: SignOptions = {}): Effect.Effect<string, HsmError, SessionPool> =>
-    Effect.gen(function*() {
-      const decoded = Schema.decodeUnknownEither(Claims)(claims)
-      if (Either.isLeft(decoded)) {
-        return yield* new InvalidClaims({ detail: ParseResult.TreeFormatter.formatErrorSync(decoded.left) })
-      }
-      const now = seconds(yield* Clock.currentTimeMillis)
-      const payload: Record<string, Json> = { ...decoded.right, iat: now }
-      if (options.expiresIn !== undefined) payload.exp = now + seconds(Duration.toMillis(options.expiresIn))
-      if (options.notBefore !== undefined) payload.nbf = now + seconds(Duration.toMillis(options.notBefore))
-      if (options.issuer !== undefined) payload.iss = options.issuer
-      if (options.subject !== undefined) payload.sub = options.subject
-      if (options.jti !== undefined) payload.jti = options.jti
-      if (options.audience !== undefined) {
-        payload.aud = typeof options.audience === "string" ? options.audience : [...options.audience]
-      }
-      const { typ, ...rest } = options
-      return yield* Jws.sign(JSON.stringify(payload), key, {
-        ...rest,
-        protectedHeader: { typ: typ ?? "JWT", ...options.protectedHeader }
-      })
-    }).pipe(Effect.withSpan("Jwt.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))) as any
+export const sign = (
+  claims: unknown,
+  key: SigningKey,
+  options: SignOptions = {}
+): Effect.Effect<string, InvalidClaims | Jws.SignError, SessionPool> =>
+  Effect.gen(function*() {
+    const decoded = Schema.decodeUnknownEither(Claims)(claims)
+    if (Either.isLeft(decoded)) {
+      return yield* new InvalidClaims({ detail: ParseResult.TreeFormatter.formatErrorSync(decoded.left) })
+    }
+    const now = seconds(yield* Clock.currentTimeMillis)
+    const payload: Record<string, Json> = { ...decoded.right, iat: now }
+    if (options.expiresIn !== undefined) payload.exp = now + seconds(Duration.toMillis(options.expiresIn))
+    if (options.notBefore !== undefined) payload.nbf = now + seconds(Duration.toMillis(options.notBefore))
+    if (options.issuer !== undefined) payload.iss = options.issuer
+    if (options.subject !== undefined) payload.sub = options.subject
+    if (options.jti !== undefined) payload.jti = options.jti
+    if (options.audience !== undefined) {
+      payload.aud = typeof options.audience === "string" ? options.audience : [...options.audience]
+    }
+    return yield* Jws.sign(JSON.stringify(payload), key, {
+      alg: options.alg,
+      kid: options.kid,
+      protectedHeader: { typ: options.typ ?? "JWT", ...options.protectedHeader }
+    })
+  }).pipe(Effect.withSpan("Jwt.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
  * What a verified JWT says.
@@ -171,15 +168,17 @@ export const verify = (
       detail: "Jwt.verify cannot check a JWT signed with Ed448: verify it with Jws.verify and check its claims"
     })
     if (resolved.jose === undefined) return yield* ed448
-    const joseKey = resolved.jose as any
+    const joseKey = resolved.jose
     const now = yield* Clock.currentTimeMillis
     const joseOptions: jose.JWTVerifyOptions = {
       ...options,
       ...(resolved.algorithms === undefined ? {} : { algorithms: [...resolved.algorithms] }),
       currentDate: new Date(now)
     }
-    return yield* Verification.viaJose(async () => {
-      const { payload, protectedHeader } = await jose.jwtVerify(jwt, joseKey, joseOptions)
+    return yield* Verification.viaJose(async (): Promise<Verified> => {
+      const { payload, protectedHeader } = typeof joseKey === "function"
+        ? await jose.jwtVerify(jwt, joseKey, joseOptions)
+        : await jose.jwtVerify(jwt, joseKey, joseOptions)
       return { payload, protectedHeader }
     }).pipe(
       Effect.mapError((error) =>

@@ -12,10 +12,10 @@
  *
  * @since 0.1.0
  */
-import * as FifoSemaphore from "@hsmkey/pkcs11/FifoSemaphore"
-import * as NodePkcs11 from "@hsmkey/pkcs11/NodePkcs11"
+import { CKR } from "@hsmkey/pkcs11/Constants"
+import * as FifoSemaphore from "@hsmkey/pkcs11/internal/fifoSemaphore"
 import { Pkcs11, type SessionHandle, type SlotId } from "@hsmkey/pkcs11/Pkcs11"
-import type { SessionFailed } from "@hsmkey/pkcs11/Pkcs11Error"
+import type { Pkcs11Failure, SessionFailed } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -25,17 +25,19 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Pool from "effect/Pool"
 import * as Predicate from "effect/Predicate"
 import type * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import type * as Capabilities from "./Capabilities.js"
-import { type HsmError, InvalidOptions, PoolTimeout } from "./HsmError.js"
-import type { HsmSession, TokenRef } from "./HsmSession.js"
+import { InvalidOptions, type PinMismatch, PoolTimeout, type TokenAmbiguous, type TokenNotFound } from "./HsmError.js"
+import { CurrentSession, type HsmSession, type TokenRef } from "./HsmSession.js"
 import * as CapabilitiesReader from "./internal/capabilities.js"
 import * as LoginRegistry from "./internal/loginRegistry.js"
 import * as Metrics from "./internal/metrics.js"
+import * as Session from "./internal/session.js"
 import * as TokenLookup from "./internal/tokenLookup.js"
 
 /**
@@ -108,21 +110,51 @@ export declare namespace SessionPool {
    */
   export interface Service {
     readonly token: TokenRef
-    readonly pkcs11: Pkcs11.Service
     /** What the token can do, read once from its mechanism list. */
-    readonly capabilities: Effect.Effect<Capabilities.Capabilities, HsmError>
+    readonly capabilities: Effect.Effect<Capabilities.Capabilities, Pkcs11Failure>
     /** Lends a session until the scope closes: read-only unless `rw` is asked for. */
-    readonly session: (
-      options?: { readonly rw?: boolean | undefined }
-    ) => Effect.Effect<HsmSession, HsmError, Scope.Scope>
-    /** Lends a session for the duration of `f`. */
+    readonly session: (options?: SessionOptions) => Effect.Effect<HsmSession, AcquireError, Scope.Scope>
+    /**
+     * Runs `effect` in a session lent for its duration, in context as `CurrentSession`: every key and JOSE
+     * operation inside uses it.
+     */
     readonly withSession: <A, E, R>(
-      f: (session: HsmSession) => Effect.Effect<A, E, R>,
-      options?: { readonly rw?: boolean | undefined }
-    ) => Effect.Effect<A, E | HsmError, R>
+      effect: Effect.Effect<A, E, R>,
+      options?: SessionOptions
+    ) => Effect.Effect<A, E | AcquireError, Exclude<R, CurrentSession>>
     readonly stats: Effect.Effect<Stats>
   }
 }
+
+/**
+ * How a session is lent: read-only unless `rw` is asked for (key generation and import borrow a read/write
+ * one on their own when the session in context is read-only).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SessionOptions {
+  readonly rw?: boolean | undefined
+}
+
+/**
+ * What lending a session can fail with: no session in time, a PIN the pool cannot log in with again (a
+ * lost login is restored on the way), a token gone, a session the token refuses.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AcquireError = PoolTimeout | PinMismatch | Pkcs11Failure
+
+/**
+ * What building a pool can fail with: options that name no token or a bad size, no such token or more
+ * than one, a PIN the token refuses or that differs from the one another pool of the process logged in
+ * with, the token's own failures.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MakeError = InvalidOptions | TokenNotFound | TokenAmbiguous | PinMismatch | Pkcs11Failure
 
 interface Pooled {
   readonly handle: SessionHandle
@@ -140,7 +172,7 @@ interface Pooled {
 interface Kind {
   readonly rw: boolean
   readonly gate: FifoSemaphore.FifoSemaphore
-  readonly pool: Pool.Pool<Pooled, HsmError>
+  readonly pool: Pool.Pool<Pooled, AcquireError>
   readonly items: Set<Pooled>
 }
 
@@ -154,8 +186,8 @@ const isDead = (error: unknown): error is SessionFailed =>
 
 // A session that answered CKR_OPERATION_ACTIVE is stuck in an operation.
 const isStuck = (error: unknown): boolean =>
-  Predicate.isTagged(error, "Pkcs11Error") && Predicate.hasProperty(error, "name") &&
-  error.name === "CKR_OPERATION_ACTIVE"
+  Predicate.isTagged(error, "Pkcs11Error") && Predicate.hasProperty(error, "code") &&
+  error.code === CKR.OPERATION_ACTIVE
 
 /**
  * Builds a pool in the current scope: finds the token, logs in (or shares this process's login), and
@@ -165,7 +197,11 @@ const isStuck = (error: unknown): boolean =>
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fn("SessionPool.make")(function*(options: SessionPoolOptions) {
+export const make: (options: SessionPoolOptions) => Effect.Effect<
+  SessionPool.Service,
+  MakeError,
+  Pkcs11 | Scope.Scope
+> = Effect.fn("SessionPool.make")(function*(options: SessionPoolOptions) {
   const pkcs11 = yield* Pkcs11
   const selector = yield* TokenLookup.selectorOf(options)
   const requested = options.maxSessions ?? DEFAULT_MAX_SESSIONS
@@ -221,7 +257,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       return Effect.void
     })
 
-  const openSession = (rw: boolean, items: Set<Pooled>): Effect.Effect<Pooled, HsmError, Scope.Scope> =>
+  const openSession = (rw: boolean, items: Set<Pooled>): Effect.Effect<Pooled, AcquireError, Scope.Scope> =>
     Effect.gen(function*() {
       yield* evictIdle(rw)
       yield* bound.takeScopedWithin(acquireTimeout, poolTimeout)
@@ -289,7 +325,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
     })
 
   // Every session may have died at once: try each, and one fresh one.
-  const borrow = (kind: Kind): Effect.Effect<Pooled, HsmError, Scope.Scope> =>
+  const borrow = (kind: Kind): Effect.Effect<Pooled, AcquireError, Scope.Scope> =>
     Effect.gen(function*() {
       const scope = yield* Effect.scope
       for (let attempt = 0;; attempt++) {
@@ -319,7 +355,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       if (unusable || bound.waiting > 0) yield* kind.pool.invalidate(item)
     })
 
-  const session = (options?: { readonly rw?: boolean | undefined }): Effect.Effect<HsmSession, HsmError, Scope.Scope> =>
+  const session = (options?: SessionOptions): Effect.Effect<HsmSession, AcquireError, Scope.Scope> =>
     Effect.gen(function*() {
       const kind = options?.rw === true ? kinds.rw! : kinds.ro!
       const start = yield* Clock.currentTimeMillis
@@ -340,14 +376,14 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
       )
       yield* metrics.recordWait((yield* Clock.currentTimeMillis) - start)
       yield* metrics.setInUse(leased)
-      return {
+      return Session.toPublic({
         handle: item.handle,
         slotId: item.slot,
         rw: item.rw,
         token,
         epoch: entry.epoch,
         pkcs11
-      } satisfies HsmSession
+      })
     }).pipe(
       metrics.countErrors,
       Effect.withSpan("SessionPool.acquire", {
@@ -358,7 +394,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
 
   // Read once, on first use; a failure (a token briefly gone) is not remembered.
   let knownCapabilities: Capabilities.Capabilities | undefined
-  const capabilities: Effect.Effect<Capabilities.Capabilities, HsmError> = Effect.suspend(() =>
+  const capabilities: Effect.Effect<Capabilities.Capabilities, Pkcs11Failure> = Effect.suspend(() =>
     knownCapabilities !== undefined ? Effect.succeed(knownCapabilities) : Effect.gen(function*() {
       const slot = yield* LoginRegistry.currentSlot(entry)
       knownCapabilities = yield* CapabilitiesReader.read(pkcs11, slot, yield* pkcs11.tokenInfo(slot))
@@ -368,10 +404,10 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
 
   const service: SessionPool.Service = {
     token,
-    pkcs11,
     capabilities,
     session,
-    withSession: (f, options) => Effect.scoped(Effect.flatMap(session(options), f)),
+    withSession: (effect, options) =>
+      Effect.scoped(Effect.flatMap(session(options), (lent) => Effect.provideService(effect, CurrentSession, lent))),
     stats: Effect.sync(() => ({
       open: (kinds.ro?.items.size ?? 0) + (kinds.rw?.items.size ?? 0),
       leased,
@@ -388,7 +424,7 @@ export const make = Effect.fn("SessionPool.make")(function*(options: SessionPool
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: SessionPoolOptions): Layer.Layer<SessionPool, HsmError, Pkcs11> =>
+export const layer = (options: SessionPoolOptions): Layer.Layer<SessionPool, MakeError, Pkcs11> =>
   Layer.scoped(SessionPool, make(options))
 
 /**
@@ -400,7 +436,7 @@ export const layer = (options: SessionPoolOptions): Layer.Layer<SessionPool, Hsm
  */
 export const layerConfig = (
   options: Config.Config.Wrap<SessionPoolOptions>
-): Layer.Layer<SessionPool, HsmError | ConfigError.ConfigError, Pkcs11> =>
+): Layer.Layer<SessionPool, MakeError | ConfigError.ConfigError, Pkcs11> =>
   Layer.scoped(SessionPool, Effect.flatMap(Config.unwrap(options), make))
 
 /**
@@ -410,44 +446,30 @@ export const layerConfig = (
  * @category accessors
  */
 export const session = (
-  options?: { readonly rw?: boolean | undefined }
-): Effect.Effect<HsmSession, HsmError, SessionPool | Scope.Scope> =>
+  options?: SessionOptions
+): Effect.Effect<HsmSession, AcquireError, SessionPool | Scope.Scope> =>
   Effect.flatMap(SessionPool, (pool) => pool.session(options))
 
 /**
- * Lends a session of the pool in context for the duration of `f`.
+ * Runs `effect` in a session of the pool in context, lent for its duration and in context as
+ * `CurrentSession`: the keys it loads or makes and the JOSE it signs all use that one session.
  *
  * @since 0.1.0
  * @category accessors
  */
-export const withSession = <A, E, R>(
-  f: (session: HsmSession) => Effect.Effect<A, E, R>,
-  options?: { readonly rw?: boolean | undefined }
-): Effect.Effect<A, E | HsmError, R | SessionPool> =>
-  Effect.flatMap(SessionPool, (pool) => pool.withSession(f, options))
-
-/**
- * Options of a one-shot session: the library and the pool's options.
- *
- * @since 0.1.0
- * @category models
- */
-export interface HsmSessionOptions extends SessionPoolOptions {
-  readonly modulePath: string
-  readonly rw?: boolean | undefined
-}
-
-/**
- * A session on a token of a library, with its own pool, for the scope's lifetime: loads the library
- * (or shares it), logs in (or shares the login), lends one session, and undoes it all when the scope
- * closes.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const hsmSession = (options: HsmSessionOptions): Effect.Effect<HsmSession, HsmError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const pkcs11 = yield* NodePkcs11.make({ modulePath: options.modulePath })
-    const pool = yield* Effect.provideService(make(options), Pkcs11, pkcs11)
-    return yield* pool.session({ rw: options.rw })
-  }).pipe(Effect.withSpan("SessionPool.hsmSession", { captureStackTrace: false }))
+export const withSession: {
+  (options?: SessionOptions): <A, E, R>(
+    effect: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | AcquireError, Exclude<R, CurrentSession> | SessionPool>
+  <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: SessionOptions
+  ): Effect.Effect<A, E | AcquireError, Exclude<R, CurrentSession> | SessionPool>
+} = dual(
+  (args) => Effect.isEffect(args[0]),
+  <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: SessionOptions
+  ): Effect.Effect<A, E | AcquireError, Exclude<R, CurrentSession> | SessionPool> =>
+    Effect.flatMap(SessionPool, (pool) => pool.withSession(effect, options))
+)

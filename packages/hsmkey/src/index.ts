@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Algorithm from "./Algorithm.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Capabilities from "./Capabilities.js"
 
 /**
@@ -16,7 +21,7 @@ export * as HsmJwk from "./HsmJwk.js"
 /**
  * @since 0.1.0
  */
-export * as HsmLive from "./HsmLive.js"
+export * as HsmSecret from "./HsmSecret.js"
 
 /**
  * @since 0.1.0

@@ -3,13 +3,12 @@
  * failures, a token pulled out and put back in another slot.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, Curve, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Exit, Layer, Metric, Option, Redacted, Scope, TestClock, TestServices, Tracer } from "effect"
-import { type HsmSession, SessionPool } from "hsmkey"
-import * as LoginRegistry from "../src/internal/loginRegistry.js"
+import { HsmJwk, Jws, SessionPool } from "hsmkey"
 import * as Metrics from "../src/internal/metrics.js"
 
-const { CKM, CKO, CKR } = Constants
+const { CKR } = Constants
 
 const userPin = Redacted.make("pool-user-4711")
 
@@ -21,19 +20,13 @@ const emulator = (
 const pool = (options: Partial<SessionPool.SessionPoolOptions> = {}) =>
   SessionPool.make({ tokenLabel: "emu", userPin, maxSessions: 4, ...options })
 
-const keyId = new Uint8Array([0x42])
+/** A P-256 signing key made on the token through the pool (in a read/write session it borrows). */
+const generateKey = (p: SessionPool.SessionPool.Service) =>
+  Effect.provideService(HsmJwk.generate({ type: "P-256", label: "pool-key" }), SessionPool.SessionPool, p)
 
-const generateKey = (session: HsmSession.HsmSession) =>
-  session.pkcs11.generateKeyPair(session.handle, { type: CKM.EC_KEY_PAIR_GEN }, {
-    publicKey: { ecParams: Curve.ecParams("P-256"), token: true, id: keyId },
-    privateKey: { sign: true, token: true, private: true, id: keyId }
-  })
-
-const sign = (session: HsmSession.HsmSession) =>
-  Effect.gen(function*() {
-    const [key] = yield* session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY, id: keyId })
-    return yield* session.pkcs11.sign(session.handle, { type: CKM.ECDSA }, key, new Uint8Array(32))
-  })
+/** A compact JWS, signed in a session the pool lends. */
+const sign = (p: SessionPool.SessionPool.Service, key: HsmJwk.HsmJwk) =>
+  Effect.provideService(Jws.sign("pool payload", key), SessionPool.SessionPool, p)
 
 describe("SessionPool on the emulator", () => {
   it.scoped("1,000 borrowers never see more than 4 sessions plus the login one, per the token's own count", () =>
@@ -41,9 +34,9 @@ describe("SessionPool on the emulator", () => {
       const control = yield* MemoryPkcs11.Control
       yield* Effect.scoped(Effect.gen(function*() {
         const p = yield* pool()
-        yield* p.withSession(generateKey, { rw: true })
+        const key = yield* generateKey(p)
         yield* control.resetPeak("emu")
-        yield* Effect.forEach(Array.from({ length: 1000 }), () => p.withSession(sign), {
+        yield* Effect.forEach(Array.from({ length: 1000 }), () => sign(p, key), {
           concurrency: "unbounded",
           discard: true
         })
@@ -91,7 +84,7 @@ describe("SessionPool on the emulator", () => {
       const p = yield* pool({ maxSessions: 8 })
       assert.strictEqual((yield* p.stats).maxSessions, 2)
       const control = yield* MemoryPkcs11.Control
-      yield* Effect.forEach(Array.from({ length: 20 }), () => p.withSession(() => Effect.yieldNow()), {
+      yield* Effect.forEach(Array.from({ length: 20 }), () => p.withSession(Effect.yieldNow()), {
         concurrency: "unbounded",
         discard: true
       })
@@ -102,7 +95,7 @@ describe("SessionPool on the emulator", () => {
     Effect.gen(function*() {
       const control = yield* MemoryPkcs11.Control
       const p = yield* pool({ idleTimeToLive: "1 minute" })
-      yield* Effect.forEach(Array.from({ length: 3 }), () => p.withSession(() => Effect.yieldNow()), {
+      yield* Effect.forEach(Array.from({ length: 3 }), () => p.withSession(Effect.yieldNow()), {
         concurrency: "unbounded",
         discard: true
       })
@@ -110,7 +103,9 @@ describe("SessionPool on the emulator", () => {
       yield* TestClock.adjust("2 minutes")
       assert.strictEqual((yield* control.stats("emu")).openSessions, 1)
       assert.strictEqual((yield* control.stats("emu")).loggedIn, "user")
-      assert.strictEqual((yield* p.withSession((s) => s.pkcs11.sessionInfo(s.handle))).state, "ro-user")
+      // New sessions are logged in, without another C_Login: they make a private key and sign with it.
+      yield* sign(p, yield* generateKey(p))
+      assert.strictEqual((yield* control.stats("emu")).loginCalls, 1)
     }).pipe(Effect.provide(emulator())))
 
   it.scoped("two tokens with one label are TokenAmbiguous; the serial number picks one", () =>
@@ -127,11 +122,11 @@ describe("SessionPool on the emulator", () => {
     Effect.gen(function*() {
       const control = yield* MemoryPkcs11.Control
       const p = yield* pool({ maxSessions: 2 })
-      yield* p.withSession(generateKey, { rw: true })
+      const key = yield* generateKey(p)
       yield* control.failNext({ method: "C_Sign", code: CKR.SESSION_HANDLE_INVALID })
-      const failed = yield* Effect.flip(p.withSession(sign))
+      const failed = yield* Effect.flip(sign(p, key))
       assert.strictEqual(failed._tag, "SessionFailed")
-      const results = yield* Effect.forEach(Array.from({ length: 10 }), () => p.withSession(sign), {
+      const results = yield* Effect.forEach(Array.from({ length: 10 }), () => sign(p, key), {
         concurrency: "unbounded"
       })
       assert.strictEqual(results.length, 10)
@@ -144,13 +139,13 @@ describe("SessionPool on the emulator", () => {
     Effect.gen(function*() {
       const control = yield* MemoryPkcs11.Control
       const p = yield* pool({ maxSessions: 2 })
-      yield* p.withSession(generateKey, { rw: true })
-      yield* Effect.forEach(Array.from({ length: 4 }), () => p.withSession(sign), { concurrency: "unbounded" })
+      const key = yield* generateKey(p)
+      yield* Effect.forEach(Array.from({ length: 4 }), () => sign(p, key), { concurrency: "unbounded" })
       const oldSlot = (yield* control.stats("emu")).slotId
       const logins = (yield* control.stats("emu")).loginCalls
 
       yield* control.removeToken("emu")
-      const outcomes = yield* Effect.forEach(Array.from({ length: 20 }), () => Effect.either(p.withSession(sign)), {
+      const outcomes = yield* Effect.forEach(Array.from({ length: 20 }), () => Effect.either(sign(p, key)), {
         concurrency: "unbounded"
       }).pipe(TestServices.provideLive, Effect.timeout("10 seconds"))
       for (const outcome of outcomes) {
@@ -160,51 +155,45 @@ describe("SessionPool on the emulator", () => {
 
       const newSlot = yield* control.insertToken("emu")
       assert.notStrictEqual(newSlot, oldSlot)
-      const signed = yield* Effect.forEach(Array.from({ length: 4 }), () => p.withSession(sign), {
+      // The key loaded before the token went away signs again: keys are found by CKA_ID, not by handle.
+      const signed = yield* Effect.forEach(Array.from({ length: 4 }), () => sign(p, key), {
         concurrency: "unbounded"
       })
       assert.strictEqual(signed.length, 4)
       assert.strictEqual((yield* control.stats("emu")).loginCalls, logins + 1)
-      const slots = yield* p.withSession((s) => Effect.succeed(s.slotId))
-      assert.strictEqual(slots, newSlot)
-    }).pipe(Effect.provide(emulator())))
-
-  it.scoped("leases that see a lost login at once log in again once", () =>
-    Effect.gen(function*() {
-      const control = yield* MemoryPkcs11.Control
-      const pkcs11 = yield* Pkcs11.Pkcs11
-      const [slot] = yield* pkcs11.slots()
-      const info = yield* pkcs11.tokenInfo(slot)
-      const entry = yield* LoginRegistry.acquire(pkcs11, info, userPin)
-      yield* LoginRegistry.ensureLoggedIn(entry, userPin)
-      const epoch = entry.epoch
-      yield* control.forceLogout("emu")
-      const before = (yield* control.stats("emu")).loginCalls
-      yield* Effect.all(Array.from({ length: 10 }, () => LoginRegistry.relogin(entry, userPin, epoch)), {
-        concurrency: "unbounded"
-      })
-      assert.strictEqual((yield* control.stats("emu")).loginCalls, before + 1)
-      assert.isAbove(entry.epoch, epoch)
       assert.strictEqual((yield* control.stats("emu")).loggedIn, "user")
     }).pipe(Effect.provide(emulator())))
 
-  it.scoped("pools that joined with a PIN the token then rejects fail without another C_Login", () =>
+  it.scoped("pools whose PIN was changed behind their back fail after one C_Login; the new PIN logs in", () =>
     Effect.gen(function*() {
       const control = yield* MemoryPkcs11.Control
       const pkcs11 = yield* Pkcs11.Pkcs11
-      const [slot] = yield* pkcs11.slots()
-      const info = yield* pkcs11.tokenInfo(slot)
-      const wrong = Redacted.make("not-the-pin-6160")
-      const first = yield* LoginRegistry.acquire(pkcs11, info, wrong)
-      const second = yield* LoginRegistry.acquire(pkcs11, info, wrong)
+      const first = yield* pool()
+      const second = yield* pool()
+      const key = yield* generateKey(first)
+      // Someone changes the user PIN while the pools are up (they share one login), and the token loses
+      // its login, as after a reset.
+      const newPin = Redacted.make("pool-user-0815")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const [slot] = yield* pkcs11.slots()
+        const session = yield* Effect.acquireRelease(
+          pkcs11.openSession(slot, { rw: true }),
+          (session) => Effect.orDie(pkcs11.closeSession(session))
+        )
+        yield* pkcs11.setPin(session, userPin, newPin)
+      }))
+      yield* control.forceLogout("emu")
       const before = (yield* control.stats("emu")).loginCalls
-      assert.strictEqual((yield* Effect.flip(LoginRegistry.ensureLoggedIn(first, wrong)))._tag, "PinIncorrect")
-      assert.strictEqual((yield* Effect.flip(LoginRegistry.ensureLoggedIn(second, wrong)))._tag, "PinIncorrect")
-      assert.strictEqual((yield* Effect.flip(LoginRegistry.relogin(second, wrong, second.epoch)))._tag, "PinIncorrect")
+      const failures = yield* Effect.all(
+        Array.from({ length: 10 }, (_, i) => Effect.flip(sign(i % 2 === 0 ? first : second, key))),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(failures.map((e) => e._tag), Array.from({ length: 10 }, () => "PinIncorrect"))
       assert.strictEqual((yield* control.stats("emu")).loginCalls, before + 1)
-      // The rejected PIN no longer holds the token: the right one may join and log in.
-      const right = yield* LoginRegistry.acquire(pkcs11, info, userPin)
-      yield* LoginRegistry.ensureLoggedIn(right, userPin)
+      // The rejected PIN no longer holds the token: a pool with the new one may join, and logs in.
+      const third = yield* pool({ userPin: newPin })
+      yield* sign(third, key)
+      assert.strictEqual((yield* control.stats("emu")).loginCalls, before + 2)
       assert.strictEqual((yield* control.stats("emu")).loggedIn, "user")
     }).pipe(Effect.provide(emulator())))
 
@@ -220,7 +209,7 @@ describe("SessionPool on the emulator", () => {
       yield* Scope.extend(p.session(), scope)
       assert.strictEqual((yield* tagged(Metrics.sessionsInUse, ["token", "metrics"])).value, 1)
       const timeouts = (yield* tagged(Metrics.errors, ["token", "metrics"], ["error", "PoolTimeout"])).count
-      yield* Effect.flip(p.withSession(() => Effect.void)).pipe(TestServices.provideLive)
+      yield* Effect.flip(p.withSession(Effect.void)).pipe(TestServices.provideLive)
       assert.strictEqual(
         (yield* tagged(Metrics.errors, ["token", "metrics"], ["error", "PoolTimeout"])).count,
         timeouts + 1
@@ -259,8 +248,7 @@ describe("SessionPool on the emulator", () => {
       })
       yield* Effect.gen(function*() {
         const p = yield* pool()
-        yield* p.withSession(generateKey, { rw: true })
-        yield* p.withSession(sign)
+        yield* sign(p, yield* generateKey(p))
       }).pipe(Effect.withTracer(tracer), Effect.scoped)
       const acquire = spans.find((s) => s.name === "SessionPool.acquire")
       assert.strictEqual(acquire?.attributes.get("hsm.token"), "emu")
@@ -275,14 +263,19 @@ describe("SessionPool on the emulator", () => {
 describe("SessionPool layers", () => {
   it.effect("SessionPool.layer provides the pool; the accessors borrow from it", () =>
     Effect.gen(function*() {
-      const state = yield* SessionPool.withSession((session) =>
-        Effect.map(session.pkcs11.sessionInfo(session.handle), (info) => info.state)
-      )
-      assert.strictEqual(state, "ro-user")
+      const control = yield* MemoryPkcs11.Control
+      // Operations borrow from the layer's pool on their own; its sessions are logged in.
+      const key = yield* HsmJwk.generate({ type: "P-256", label: "layer-key" })
+      const found = yield* SessionPool.withSession(HsmJwk.fromHsm({ label: "layer-key" }))
+      assert.strictEqual(found.kid, key.kid)
+      assert.strictEqual((yield* control.stats("emu")).loggedIn, "user")
+      assert.strictEqual((yield* control.stats("emu")).loginCalls, 1)
+      const ro = yield* Effect.scoped(SessionPool.session())
+      assert.deepStrictEqual([ro.token.label, ro.rw], ["emu", false])
       const rw = yield* Effect.scoped(Effect.map(SessionPool.session({ rw: true }), (s) => s.rw))
       assert.isTrue(rw)
     }).pipe(
-      Effect.provide(SessionPool.layer({ tokenLabel: "emu", userPin }).pipe(Layer.provide(emulator())))
+      Effect.provide(SessionPool.layer({ tokenLabel: "emu", userPin }).pipe(Layer.provideMerge(emulator())))
     ))
 
   it.effect("a missing token fails the layer build with TokenNotFound", () =>

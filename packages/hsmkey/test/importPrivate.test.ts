@@ -5,9 +5,9 @@
  * typed error, and this file's process must live on.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+import { MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { Cause, Effect, Exit, FastCheck, Layer, Redacted } from "effect"
-import { HsmJwk, type HsmSession, Jws, SessionPool } from "hsmkey"
+import { HsmJwk, Jws, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
 
 const userPin = Redacted.make("import-user-pin")
@@ -16,13 +16,10 @@ const live = SessionPool.layer({ tokenLabel: "emu", userPin }).pipe(
   Layer.provideMerge(MemoryPkcs11.layer({ tokens: [{ label: "emu", userPin }] }))
 )
 
-const rw = <A, E>(f: (session: HsmSession.HsmSession) => Effect.Effect<A, E>) =>
-  SessionPool.withSession(f, { rw: true })
-
 const b64 = (bytes: Uint8Array | Buffer) => Buffer.from(bytes).toString("base64url")
 
 let n = 0
-const importKey = (key: HsmJwk.PrivateKeyInput) => rw((s) => HsmJwk.importPrivate(s, { key, label: `k-${++n}` }))
+const importKey = (key: HsmJwk.PrivateKeyInput) => HsmJwk.importPrivate({ key, label: `k-${++n}` })
 
 /** The tag of a typed failure; a success or a defect fails the test. */
 const failureTag = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
@@ -33,7 +30,17 @@ const failureTag = <A, E extends { readonly _tag: string }, R>(effect: Effect.Ef
     return failure.value._tag
   })
 
-const objectCount = SessionPool.withSession((s) => Effect.map(s.pkcs11.findObjects(s.handle, {}), (o) => o.length))
+/** How many objects the token holds, all of them, seen through a session of the test's own (logged in by the pool). */
+const objectCount = Effect.gen(function*() {
+  const pkcs11 = yield* Pkcs11.Pkcs11
+  const [slot] = yield* pkcs11.slots({ tokenPresent: true })
+  if (slot === undefined) return yield* Effect.dieMessage("no token")
+  const session = yield* Effect.acquireRelease(
+    pkcs11.openSession(slot),
+    (session) => Effect.ignore(pkcs11.closeSession(session))
+  )
+  return (yield* pkcs11.findObjects(session, {})).length
+}).pipe(Effect.scoped)
 
 const p256 = () => Crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "jwk" })
 

@@ -8,8 +8,9 @@
  * hidden, and real signatures through node:crypto. It also models what SoftHSM2 lacks: a maximum session
  * count and a PIN retry counter with the COUNT_LOW, FINAL_TRY and LOCKED flags.
  *
- * `MemoryPkcs11.Control` lets tests inject return values, remove and re-insert tokens, and count
- * sessions and logins.
+ * Tokens may start with keys (`keys` in their options: JWK, PKCS#8 or `KeyObject`), as a token provisioned
+ * beforehand would. `MemoryPkcs11.Control` lets tests inject return values, remove and re-insert tokens,
+ * and count sessions and logins.
  *
  * @since 0.1.0
  */
@@ -19,7 +20,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Crypto from "node:crypto"
 import { CKR } from "./Constants.js"
-import { Emulator, type Method as EmulatorMethod } from "./internal/memory/emulator.js"
+import { Emulator, type Method as EmulatorMethod, type PreloadedKey } from "./internal/memory/emulator.js"
 import * as Service from "./internal/service.js"
 import { Pkcs11, type SlotId } from "./Pkcs11.js"
 
@@ -66,6 +67,83 @@ export interface TokenOptions {
    * `CKR_GENERAL_ERROR`, openCryptoki `CKR_FUNCTION_FAILED`.
    */
   readonly undecryptable?: number | undefined
+  /** Keys the token holds from the start, as token objects (a key pair is a private and a public object). */
+  readonly keys?: ReadonlyArray<KeyOptions> | undefined
+}
+
+/**
+ * A key an emulated token starts with. Its objects are token objects, private and sensitive, labelled
+ * `label` and identified by `id` (both halves of a pair alike), as a key imported with OpenSC or hsmkey
+ * would be. A key the emulator cannot hold is a defect of the test, with a message that says why.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyOptions {
+  readonly label: string
+  /**
+   * CKA_ID as hex or bytes. By default a key pair's is the SHA-1 of its public key material (the RSA
+   * modulus, the EC point, the Edwards key), as OpenSC and hsmkey give one, and a secret has none.
+   */
+  readonly id?: string | Uint8Array | undefined
+  /**
+   * The private key: a private JWK, PKCS#8 as PEM text or DER bytes, or a private `KeyObject` (RSA,
+   * P-256/384/521, Ed25519, Ed448); or an `oct` JWK, for an HMAC secret.
+   */
+  readonly key: Crypto.JsonWebKey | string | Uint8Array | Crypto.KeyObject
+  /** What a key pair is for: signatures (default), or decryption (RSA only). */
+  readonly use?: "sig" | "enc" | undefined
+}
+
+const publicKeyId = (privateKey: Crypto.KeyObject): Uint8Array => {
+  const jwk = Crypto.createPublicKey(privateKey).export({ format: "jwk" })
+  const part = (name: "n" | "x" | "y") => Buffer.from(jwk[name] ?? "", "base64url")
+  const material = jwk.kty === "RSA"
+    ? part("n")
+    : jwk.kty === "EC"
+    ? Buffer.concat([Buffer.from([4]), part("x"), part("y")])
+    : part("x")
+  return new Uint8Array(Crypto.createHash("sha1").update(material).digest())
+}
+
+const preloaded = (token: string, options: KeyOptions): PreloadedKey => {
+  const where = `MemoryPkcs11: key "${options.label}" of token "${token}"`
+  const given = options.id === undefined
+    ? undefined
+    : typeof options.id === "string"
+    ? new Uint8Array(Buffer.from(options.id, "hex"))
+    : options.id
+  const id = given ?? new Uint8Array(0)
+  const input = options.key
+  if (!(input instanceof Crypto.KeyObject) && typeof input === "object" && !(input instanceof Uint8Array)) {
+    if (input.kty === "oct") {
+      if (typeof input.k !== "string" || input.k.length === 0) throw new Error(`${where}: an oct JWK needs its "k"`)
+      return { kind: "secret", label: options.label, id, value: new Uint8Array(Buffer.from(input.k, "base64url")) }
+    }
+  }
+  let privateKey: Crypto.KeyObject
+  try {
+    privateKey = input instanceof Crypto.KeyObject
+      ? input
+      : typeof input === "string"
+      ? Crypto.createPrivateKey(input)
+      : input instanceof Uint8Array
+      ? Crypto.createPrivateKey({ key: Buffer.from(input), format: "der", type: "pkcs8" })
+      : Crypto.createPrivateKey({ key: input, format: "jwk" })
+  } catch (error) {
+    throw new Error(`${where} is not a private key: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  if (privateKey.type !== "private") throw new Error(`${where} is a ${privateKey.type} key, not a private one`)
+  if (!["rsa", "ec", "ed25519", "ed448"].includes(privateKey.asymmetricKeyType ?? "")) {
+    throw new Error(`${where} is a ${privateKey.asymmetricKeyType} key, a type or curve the emulator does not hold`)
+  }
+  return {
+    kind: "pair",
+    label: options.label,
+    id: given ?? publicKeyId(privateKey),
+    privateKey,
+    use: options.use ?? "sig"
+  }
 }
 
 /**
@@ -145,6 +223,11 @@ export declare namespace Control {
     readonly stats: (token: string) => Effect.Effect<TokenStats>
     /** Restarts `peakSessions` from the number of sessions open now. */
     readonly resetPeak: (token: string) => Effect.Effect<void>
+    /**
+     * A second `Pkcs11` service, built on its own over the same emulated library, as a second
+     * `NodePkcs11.make` on the same path is: the same `moduleId`, tokens, sessions and login state.
+     */
+    readonly reopen: Effect.Effect<Pkcs11.Service>
   }
 }
 
@@ -169,7 +252,8 @@ const control = (emulator: Emulator): Control.Service => {
         const stats = emulator.stats(t)
         return { ...stats, slotId: stats.slotId as SlotId | undefined }
       }),
-    resetPeak: (name) => Effect.map(tokenNamed(name), (t) => emulator.resetPeak(t))
+    resetPeak: (name) => Effect.map(tokenNamed(name), (t) => emulator.resetPeak(t)),
+    reopen: Effect.sync(() => Service.make(emulator))
   }
 }
 
@@ -197,7 +281,8 @@ export const make = (
         minPinLength: token.minPinLength ?? 4,
         maxPinLength: token.maxPinLength ?? 255,
         createdSecretValueLen: token.createdSecretValueLen ?? "actual",
-        undecryptable: token.undecryptable ?? CKR.ENCRYPTED_DATA_INVALID
+        undecryptable: token.undecryptable ?? CKR.ENCRYPTED_DATA_INVALID,
+        keys: (token.keys ?? []).map((key) => preloaded(token.label, key))
       })),
       options.emptySlots ?? 0
     )

@@ -19,7 +19,7 @@ const callFields = {
   /** The `CK_RV` returned by the token. */
   code: Schema.Number,
   /** The name of `code`, such as `"CKR_PIN_INCORRECT"`. */
-  name: Schema.String
+  returnValue: Schema.String
 }
 
 /**
@@ -36,7 +36,7 @@ export class Pkcs11Error extends Schema.TaggedError<Pkcs11Error>("@hsmkey/pkcs11
     const advice = this.code === CKR.CRYPTOKI_NOT_INITIALIZED
       ? "; the library was closed (nothing holds it any more: its layers and pools were released)"
       : ""
-    return `${this.method} failed: ${this.name} (${hex(this.code)})${advice}`
+    return `${this.method} failed: ${this.returnValue} (${hex(this.code)})${advice}`
   }
 }
 
@@ -119,7 +119,7 @@ export class PinInvalid extends Schema.TaggedError<PinInvalid>("@hsmkey/pkcs11/P
     const range = this.minLength !== undefined && this.maxLength !== undefined
       ? `; it takes ${this.minLength} to ${this.maxLength} characters`
       : "; check its length and characters"
-    return `The token refused the new PIN: ${this.name} (${this.method})${range}`
+    return `The token refused the new PIN: ${this.returnValue} (${this.method})${range}`
   }
 }
 
@@ -163,7 +163,7 @@ export class SessionFailed extends Schema.TaggedError<SessionFailed>("@hsmkey/pk
 ) {
   /** @since 0.1.0 */
   override get message(): string {
-    return `${this.method} failed: ${this.name}; ${sessionAdvice[this.reason]}`
+    return `${this.method} failed: ${this.returnValue}; ${sessionAdvice[this.reason]}`
   }
 }
 
@@ -188,7 +188,7 @@ export class TokenNotPresent extends Schema.TaggedError<TokenNotPresent>("@hsmke
 ) {
   /** @since 0.1.0 */
   override get message(): string {
-    return `${this.method} failed: ${this.name}; the token is not present, find it again by label or serial`
+    return `${this.method} failed: ${this.returnValue}; the token is not present, find it again by label or serial`
   }
 }
 
@@ -209,7 +209,7 @@ export class MechanismInvalid extends Schema.TaggedError<MechanismInvalid>("@hsm
   /** @since 0.1.0 */
   override get message(): string {
     const mechanism = this.mechanism === undefined ? "the mechanism" : mechanismName(this.mechanism)
-    return `${this.method} failed: ${this.name}; the token does not support ${mechanism}${
+    return `${this.method} failed: ${this.returnValue}; the token does not support ${mechanism}${
       this.code === CKR.MECHANISM_PARAM_INVALID ? " with these parameters" : ""
     }`
   }
@@ -229,7 +229,7 @@ export class ObjectHandleInvalid
 {
   /** @since 0.1.0 */
   override get message(): string {
-    return `${this.method} failed: ${this.name}; the handle is stale, find the object again by CKA_ID or label`
+    return `${this.method} failed: ${this.returnValue}; the handle is stale, find the object again by CKA_ID or label`
   }
 }
 
@@ -293,7 +293,7 @@ export interface FailureContext {
  * @category constructors
  */
 export const fromReturnValue = (method: string, code: number, context: FailureContext = {}): Pkcs11Failure => {
-  const call = { method, code, name: returnValueName(code) }
+  const call = { method, code, returnValue: returnValueName(code) }
   const token = context.token
   const session = context.session
   switch (code) {

@@ -16,17 +16,7 @@ export * as Curve from "./Curve.js"
 /**
  * @since 0.1.0
  */
-export * as FifoSemaphore from "./FifoSemaphore.js"
-
-/**
- * @since 0.1.0
- */
 export * as MemoryPkcs11 from "./MemoryPkcs11.js"
-
-/**
- * @since 0.1.0
- */
-export * as NodePkcs11 from "./NodePkcs11.js"
 
 /**
  * @since 0.1.0
@@ -36,9 +26,9 @@ export * as Pkcs11 from "./Pkcs11.js"
 /**
  * @since 0.1.0
  */
-export * as Pkcs11Error from "./Pkcs11Error.js"
+export * as Pkcs11Driver from "./Pkcs11Driver.js"
 
 /**
  * @since 0.1.0
  */
-export * as PublicKey from "./PublicKey.js"
+export * as Pkcs11Error from "./Pkcs11Error.js"

@@ -86,7 +86,10 @@ describe("MemoryPkcs11", () => {
           value: Crypto.randomBytes(32),
           valueLen: 32
         }))
-        assert.strictEqual(refused._tag === "Pkcs11Error" ? refused.name : refused._tag, "CKR_ATTRIBUTE_READ_ONLY")
+        assert.strictEqual(
+          refused._tag === "Pkcs11Error" ? refused.returnValue : refused._tag,
+          "CKR_ATTRIBUTE_READ_ONLY"
+        )
         const pair = yield* pkcs11.generateKeyPair(handle, { type: CKM.RSA_PKCS_KEY_PAIR_GEN }, {
           publicKey: { modulusBits: 2048 },
           privateKey: { decrypt: true }
@@ -96,7 +99,7 @@ describe("MemoryPkcs11", () => {
           parameter: { _tag: "RsaOaep", hashAlg: CKM.SHA_1, mgf: CKG.MGF1_SHA1 }
         } as const
         const failed = yield* Effect.flip(pkcs11.decrypt(handle, oaep, pair.privateKey, Crypto.randomBytes(256)))
-        assert.strictEqual(failed._tag === "Pkcs11Error" ? failed.name : failed._tag, "CKR_FUNCTION_FAILED")
+        assert.strictEqual(failed._tag === "Pkcs11Error" ? failed.returnValue : failed._tag, "CKR_FUNCTION_FAILED")
         assert.strictEqual(failed._tag === "Pkcs11Error" ? failed.method : "", "C_Decrypt")
         // Parameters are checked when the operation starts, as SoftHSM2 checks them.
         const sha384 = { ...oaep, parameter: { ...oaep.parameter, hashAlg: CKM.SHA384, mgf: CKG.MGF1_SHA1 } }
@@ -213,7 +216,7 @@ describe("MemoryPkcs11", () => {
         for (let i = 0; i < 2; i++) {
           const error = yield* Effect.flip(pkcs11.tokenInfo(slot))
           assert.strictEqual(error._tag, "Pkcs11Error")
-          assert.strictEqual(error._tag === "Pkcs11Error" ? error.name : "", "CKR_DEVICE_ERROR")
+          assert.strictEqual(error._tag === "Pkcs11Error" ? error.returnValue : "", "CKR_DEVICE_ERROR")
           assert.strictEqual(error._tag === "Pkcs11Error" ? error.method : "", "C_GetTokenInfo")
         }
         assert.strictEqual((yield* pkcs11.tokenInfo(slot)).label, "emu")
@@ -273,7 +276,7 @@ describe("MemoryPkcs11", () => {
 
         const removed = yield* Effect.flip(pkcs11.sessionInfo(handle))
         assert.strictEqual(removed._tag, "TokenNotPresent")
-        assert.strictEqual(removed._tag === "TokenNotPresent" ? removed.name : "", "CKR_DEVICE_REMOVED")
+        assert.strictEqual(removed._tag === "TokenNotPresent" ? removed.returnValue : "", "CKR_DEVICE_REMOVED")
         assert.strictEqual((yield* Effect.flip(pkcs11.tokenInfo(slot)))._tag, "TokenNotPresent")
         assert.deepStrictEqual(yield* pkcs11.slots(), [])
         assert.isFalse((yield* control.stats("emu")).present)
@@ -284,7 +287,7 @@ describe("MemoryPkcs11", () => {
         assert.deepStrictEqual(yield* pkcs11.slots(), [newSlot])
         const stale = yield* Effect.flip(pkcs11.openSession(slot))
         assert.strictEqual(stale._tag, "TokenNotPresent")
-        assert.strictEqual(stale._tag === "TokenNotPresent" ? stale.name : "", "CKR_SLOT_ID_INVALID")
+        assert.strictEqual(stale._tag === "TokenNotPresent" ? stale.returnValue : "", "CKR_SLOT_ID_INVALID")
         const fresh = yield* pkcs11.openSession(newSlot)
         assert.strictEqual((yield* pkcs11.sessionInfo(fresh)).state, "ro-public")
         assert.strictEqual(yield* pkcs11.login(fresh, userPin), "logged-in")
@@ -385,7 +388,7 @@ describe("MemoryPkcs11", () => {
         publicKey: { modulusBits: 512 },
         privateKey: { sign: true }
       }))
-      assert.strictEqual(tooSmall._tag === "Pkcs11Error" ? tooSmall.name : tooSmall._tag, "CKR_KEY_SIZE_RANGE")
+      assert.strictEqual(tooSmall._tag === "Pkcs11Error" ? tooSmall.returnValue : tooSmall._tag, "CKR_KEY_SIZE_RANGE")
       const mismatched = yield* Effect.flip(pkcs11.sign(
         handle,
         {
@@ -552,12 +555,18 @@ describe("MemoryPkcs11", () => {
           const tampered = Buffer.from(ciphertext)
           tampered[10] ^= 1
           const error = yield* Effect.flip(pkcs11.decrypt(handle, mechanism, pair.privateKey, tampered))
-          assert.strictEqual(error._tag === "Pkcs11Error" ? error.name : error._tag, "CKR_ENCRYPTED_DATA_INVALID")
+          assert.strictEqual(
+            error._tag === "Pkcs11Error" ? error.returnValue : error._tag,
+            "CKR_ENCRYPTED_DATA_INVALID"
+          )
         }
         const noSign = yield* Effect.flip(
           pkcs11.sign(handle, { type: CKM.SHA256_RSA_PKCS }, pair.privateKey, plaintext)
         )
-        assert.strictEqual(noSign._tag === "Pkcs11Error" ? noSign.name : noSign._tag, "CKR_KEY_FUNCTION_NOT_PERMITTED")
+        assert.strictEqual(
+          noSign._tag === "Pkcs11Error" ? noSign.returnValue : noSign._tag,
+          "CKR_KEY_FUNCTION_NOT_PERMITTED"
+        )
       }).pipe(Effect.provide(emulator())))
 
     it.scoped("refuses read-only attributes and private objects without a login", () =>
@@ -567,7 +576,10 @@ describe("MemoryPkcs11", () => {
         const readOnly = yield* Effect.flip(
           pkcs11.createObject(handle, { class: CKO.DATA, private: false, local: true })
         )
-        assert.strictEqual(readOnly._tag === "Pkcs11Error" ? readOnly.name : readOnly._tag, "CKR_ATTRIBUTE_READ_ONLY")
+        assert.strictEqual(
+          readOnly._tag === "Pkcs11Error" ? readOnly.returnValue : readOnly._tag,
+          "CKR_ATTRIBUTE_READ_ONLY"
+        )
         const notLoggedIn = yield* Effect.flip(pkcs11.createObject(handle, { class: CKO.DATA, private: true }))
         assert.strictEqual(notLoggedIn._tag === "SessionFailed" ? notLoggedIn.reason : "", "not-logged-in")
         const publicData = yield* pkcs11.createObject(handle, { class: CKO.DATA, private: false, label: "public" })

@@ -2,7 +2,8 @@
  * What the service adds over a driver, checked with a driver that records what it is asked.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, FifoSemaphore, type Pkcs11 } from "@hsmkey/pkcs11"
+import { Constants, type Pkcs11 } from "@hsmkey/pkcs11"
+import * as FifoSemaphore from "@hsmkey/pkcs11/internal/fifoSemaphore"
 import { Deferred, Effect, Fiber, Redacted } from "effect"
 import { CryptokiError, type Driver } from "../src/internal/driver.js"
 import * as Service from "../src/internal/service.js"
@@ -103,7 +104,7 @@ describe("Pkcs11 service", () => {
         ]
       ) {
         const error = yield* Effect.flip(call)
-        assert.strictEqual(error._tag === "Pkcs11Error" ? error.name : error._tag, "CKR_ARGUMENTS_BAD")
+        assert.strictEqual(error._tag === "Pkcs11Error" ? error.returnValue : error._tag, "CKR_ARGUMENTS_BAD")
       }
       assert.strictEqual(calls, 0)
     }))

@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as SessionPool from "hsmkey/SessionPool"
 import * as Crypto from "node:crypto"
 import { installAdvice, locate } from "./internal/locate.js"
 import * as Sandbox from "./internal/sandbox.js"
@@ -43,7 +44,8 @@ export class SoftHsmError extends Schema.TaggedError<SoftHsmError>("@hsmkey/soft
     "Provisioning"
   ),
   detail: Schema.String,
-  cause: Schema.optional(Schema.Defect)
+  /** The failure underneath: a Cryptoki error, a file system error, a library that did not load. */
+  underlying: Schema.optional(Schema.Defect)
 }) {
   /** @since 0.1.0 */
   override get message(): string {
@@ -103,8 +105,8 @@ const randomSecret = () => Redacted.make(Crypto.randomBytes(12).toString("hex"))
 
 const invalid = (detail: string) => new SoftHsmError({ reason: "InvalidOptions", detail })
 
-const provisioning = (step: string) => (cause: Pkcs11Failure) =>
-  new SoftHsmError({ reason: "Provisioning", detail: `${step}: ${cause.message}`, cause })
+const provisioning = (step: string) => (underlying: Pkcs11Failure) =>
+  new SoftHsmError({ reason: "Provisioning", detail: `${step}: ${underlying.message}`, underlying })
 
 const checkPin = (name: string, pin: Redacted.Redacted<string>) => {
   const length = Buffer.byteLength(Redacted.value(pin), "utf8")
@@ -246,13 +248,13 @@ const openFailure = (failure: Sandbox.OpenFailure): SoftHsmError => {
       return new SoftHsmError({
         reason: "NotInstalled",
         detail: `the SoftHSM2 library did not load: ${String(failure.error)}`,
-        cause: failure.error
+        underlying: failure.error
       })
     case "FileSystem":
       return new SoftHsmError({
         reason: "FileSystem",
         detail: `cannot prepare the SoftHSM2 directory: ${failure.error.message}`,
-        cause: failure.error
+        underlying: failure.error
       })
   }
 }
@@ -285,3 +287,33 @@ export const layerWithFileSystem = (
  */
 export const layer = (options: SoftHsmOptions = {}): Layer.Layer<Pkcs11 | Token, SoftHsmError> =>
   layerWithFileSystem(options).pipe(Layer.provide([NodeFileSystem.layer, NodePath.layer]))
+
+/**
+ * Options of a pool on a throwaway token: the token's, and the pool's but for the token and the PIN,
+ * which are the throwaway token's own.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolOptions
+  extends SoftHsmOptions, Omit<SessionPool.SessionPoolOptions, "tokenLabel" | "tokenSerial" | "userPin">
+{}
+
+/**
+ * A `SessionPool` logged in on a throwaway SoftHSM2 token, with the `Pkcs11` under it and the token's
+ * `SoftHsm.Token`: everything a test or a demo of hsmkey needs, in one layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPool = (
+  options: PoolOptions = {}
+): Layer.Layer<SessionPool.SessionPool | Pkcs11 | Token, SoftHsmError | SessionPool.MakeError> => {
+  const { modulePath, soPin, tokenLabel, userPin, ...pool } = options
+  return Layer.unwrapEffect(
+    Effect.map(
+      Token,
+      (token) => SessionPool.layer({ ...pool, tokenSerial: token.serialNumber, userPin: token.userPin })
+    )
+  ).pipe(Layer.provideMerge(layer({ modulePath, soPin, tokenLabel, userPin })))
+}

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, NodePkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { NodePkcs11 } from "@hsmkey/node"
+import { Constants, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Effect, Redacted } from "effect"
 import * as Fs from "node:fs"

@@ -1,11 +1,11 @@
-import * as FifoSemaphore from "@hsmkey/pkcs11/FifoSemaphore"
+import * as FifoSemaphore from "@hsmkey/pkcs11/internal/fifoSemaphore"
 import type { Pkcs11, SessionHandle, SlotId, TokenInfo } from "@hsmkey/pkcs11/Pkcs11"
 import { PinExpired, PinIncorrect, PinLocked, PinNotInitialized, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
-import { type HsmError, PinMismatch } from "../HsmError.js"
+import { PinMismatch } from "../HsmError.js"
 import type { TokenRef } from "../HsmSession.js"
 import * as Metrics from "./metrics.js"
 import * as TokenLookup from "./tokenLookup.js"
@@ -15,7 +15,7 @@ import * as TokenLookup from "./tokenLookup.js"
  *
  * PKCS#11 login belongs to the application and the token, not to a session: a logout on any session
  * logs out all of them, and closing the last session logs out. So one login session per token stays
- * open for as long as any pool with a PIN lives on the token, leases never log out, and the last pool
+ * open while a pool with a PIN lives on the token, leases never log out, and the last pool
  * with a PIN to close logs out.
  */
 export interface Entry {
@@ -44,6 +44,9 @@ export interface Entry {
   readonly lock: FifoSemaphore.FifoSemaphore
 }
 
+/** What logging in can fail with: a PIN the token refuses or another pool's PIN, a token gone. */
+export type LoginError = PinMismatch | Pkcs11Failure
+
 interface Registry {
   epochs: number
   readonly entries: Map<string, Entry>
@@ -54,14 +57,14 @@ interface Registry {
 }
 
 // One registry per process, shared by every copy of this package: login state is per process.
-const registryKey = Symbol.for("hsmkey/LoginRegistry")
-const registry: Registry = ((globalThis as any)[registryKey] ??= {
+const processWide = globalThis as unknown as Record<symbol, unknown>
+const registry = (processWide[Symbol.for("hsmkey/LoginRegistry")] ??= {
   epochs: 0,
   entries: new Map(),
   rejected: new Map(),
   lock: FifoSemaphore.unsafeMake(1),
   digestKey: Crypto.randomBytes(32)
-})
+}) as Registry
 
 // PINs are compared by a keyed digest that never leaves the process, never by their text.
 const digest = (pin: Redacted.Redacted<string>): string =>
@@ -191,7 +194,7 @@ export const ensureLoggedIn = (
   entry: Entry,
   pin: Redacted.Redacted<string> | undefined,
   policy: LoginPolicy = defaultPolicy
-): Effect.Effect<void, HsmError> =>
+): Effect.Effect<void, LoginError> =>
   pin === undefined ? Effect.void : entry.lock.withPermit(Effect.suspend(() =>
     Effect.zipRight(
       checkPin(entry, pin),
@@ -206,7 +209,7 @@ const restoreLogin = (
   entry: Entry,
   pin: Redacted.Redacted<string>,
   policy: LoginPolicy
-): Effect.Effect<void, HsmError> => {
+): Effect.Effect<void, LoginError> => {
   const loginSession = entry.loginSession
   if (loginSession === undefined) return loginFresh(entry, pin, policy)
   return entry.pkcs11.sessionInfo(loginSession).pipe(
@@ -234,7 +237,7 @@ export const relogin = (
   pin: Redacted.Redacted<string> | undefined,
   observedEpoch: number,
   policy: LoginPolicy = defaultPolicy
-): Effect.Effect<void, HsmError> =>
+): Effect.Effect<void, LoginError> =>
   pin === undefined ?
     Effect.void :
     entry.lock.withPermit(Effect.suspend(() =>

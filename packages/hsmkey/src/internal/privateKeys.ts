@@ -1,7 +1,7 @@
 import type { Attributes } from "@hsmkey/pkcs11/Attribute"
 import { CKK } from "@hsmkey/pkcs11/Constants"
 import * as Curve from "@hsmkey/pkcs11/Curve"
-import type * as PublicKey from "@hsmkey/pkcs11/PublicKey"
+import type * as PublicKey from "@hsmkey/pkcs11/internal/publicKey"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as Crypto from "node:crypto"

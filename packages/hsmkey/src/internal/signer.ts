@@ -2,15 +2,15 @@ import type { Attributes } from "@hsmkey/pkcs11/Attribute"
 import { CKK, CKO, mechanismName } from "@hsmkey/pkcs11/Constants"
 import * as Curve from "@hsmkey/pkcs11/Curve"
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
+import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
-import { type HsmError, InvalidOptions, InvalidSignature, KeyNotFound, MechanismUnsupported } from "../HsmError.js"
-import type { SigningKey } from "../HsmJwk.js"
-import type { HsmSession } from "../HsmSession.js"
-import { SessionPool } from "../SessionPool.js"
+import { InvalidSignature, type KeyAmbiguous, KeyNotFound, MechanismUnsupported } from "../HsmError.js"
 import * as Algorithms from "./algorithms.js"
 import * as KeyReference from "./keyReference.js"
 import * as MechanismSupport from "./mechanismSupport.js"
+import type { SigningKey } from "./policy.js"
+import type { Session } from "./session.js"
 import * as TokenObjects from "./tokenObjects.js"
 import * as TokenState from "./tokenState.js"
 
@@ -67,7 +67,7 @@ const proofAttributes = (key: SigningKey) =>
     ? ["class", "keyType", "id", "label", "modulus", "publicExponent"] as const
     : ["class", "keyType", "id", "label", "ecParams"] as const
 
-const prove = (session: HsmSession, key: SigningKey, handle: ObjectHandle): Effect.Effect<Proof, HsmError> =>
+const prove = (session: Session, key: SigningKey, handle: ObjectHandle): Effect.Effect<Proof, Pkcs11Failure> =>
   Effect.map(session.pkcs11.getAttributes(session.handle, handle, proofAttributes(key)), (read): Proof => {
     const attributes = read as Attributes
     const named = key.id.length > 0 ? sameBytes(attributes.id, key.id) : attributes.label === key.label
@@ -91,8 +91,11 @@ const prove = (session: HsmSession, key: SigningKey, handle: ObjectHandle): Effe
     return curve === key.keyType ? "unbound" : "other"
   })
 
-const changed = (session: HsmSession, key: SigningKey): Effect.Effect<never, KeyNotFound> =>
+const changed = (session: Session, key: SigningKey): Effect.Effect<never, KeyNotFound> =>
   Effect.fail(new KeyNotFound({ query: queryOf(key), token: session.token.label, reason: "changed" }))
+
+/** What finding a key's object again can fail with. */
+export type LookupError = KeyNotFound | KeyAmbiguous | Pkcs11Failure
 
 /**
  * Runs `use` with the key's handle in the session, and returns its result only when that handle was the
@@ -106,16 +109,16 @@ const changed = (session: HsmSession, key: SigningKey): Effect.Effect<never, Key
  * its result counts, by its attributes rather than a new search, so that keys used in turn do not search
  * for each other. A handle the token no longer knows, or that is no longer the key's, is found again.
  */
-export const withKeyHandle = <A>(
-  session: HsmSession,
+export const withKeyHandle = <A, E>(
+  session: Session,
   key: SigningKey,
-  use: (handle: ObjectHandle) => Effect.Effect<A, HsmError>,
+  use: (handle: ObjectHandle) => Effect.Effect<A, E>,
   /**
    * Checks a result against the key's public half, for keys whose handles prove `"unbound"`. Without one
    * (decryption, MAC verification: a wrong key only fails), the attributes are proof enough.
    */
   verifies?: (result: A) => boolean
-): Effect.Effect<A, HsmError> => {
+): Effect.Effect<A, E | LookupError> => {
   const pkcs11 = session.pkcs11
   const slot = cacheKey(key)
   const bound = (proof: Proof, result: A): boolean =>
@@ -128,8 +131,8 @@ export const withKeyHandle = <A>(
   const using = (
     handle: ObjectHandle,
     provenAt: number | undefined,
-    otherwise: Effect.Effect<A, HsmError>
-  ): Effect.Effect<A, HsmError> =>
+    otherwise: Effect.Effect<A, E | LookupError>
+  ): Effect.Effect<A, E | LookupError> =>
     Effect.gen(function*() {
       // Read once: the decision and the generation it rests on are one step, no other fiber between them.
       let generation = pkcs11.objectGeneration()
@@ -147,7 +150,7 @@ export const withKeyHandle = <A>(
       return result
     })
 
-  const resolve: Effect.Effect<A, HsmError> = Effect.suspend(() => {
+  const resolve: Effect.Effect<A, E | LookupError> = Effect.suspend(() => {
     TokenState.forgetHandle(session, slot)
     return Effect.flatMap(
       TokenObjects.findOne(session, findTemplate(key), queryOf(key)),
@@ -164,33 +167,10 @@ export const withKeyHandle = <A>(
   })
 }
 
-const sameToken = (session: HsmSession, key: SigningKey) =>
-  session.token.serialNumber === key.token.serialNumber && session.token.moduleId === key.token.moduleId
-
-/**
- * Runs `f` on the session given, or on one borrowed from the `SessionPool` in context; either must be on
- * the key's token.
- */
-export const withKeySession = <A, E, R>(
-  key: SigningKey,
-  session: HsmSession | undefined,
-  f: (session: HsmSession) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | HsmError, R | SessionPool> => {
-  const checked = (s: HsmSession): Effect.Effect<A, E | HsmError, R> =>
-    sameToken(s, key) ? f(s) : Effect.fail(
-      new InvalidOptions({
-        detail: `key ${key.kid} lives on token "${key.token.label}" (serial ${key.token.serialNumber}), ` +
-          `not on "${s.token.label}" (serial ${s.token.serialNumber})`
-      })
-    )
-  if (session !== undefined) return checked(session)
-  return Effect.flatMap(SessionPool, (pool) => pool.withSession(checked))
-}
-
 /**
  * The first way of computing `alg` that the token lists.
  */
-const candidateFor = (session: HsmSession, alg: Algorithms.Algorithm, operation: "sign" | "verify") =>
+const candidateFor = (session: Session, alg: Algorithms.Algorithm, operation: "sign" | "verify") =>
   Effect.flatMap(TokenState.mechanisms(session), (mechanisms) => {
     const candidate = MechanismSupport.signingCandidate(mechanisms, alg)
     return candidate !== undefined ? Effect.succeed(candidate) : Effect.fail(
@@ -248,11 +228,11 @@ const verifiesUnder =
  * Signs `signingInput` with the key inside the token, in a session of its token.
  */
 export const sign = (
-  session: HsmSession,
+  session: Session,
   key: SigningKey,
   alg: Algorithms.Algorithm,
   signingInput: Uint8Array
-): Effect.Effect<Uint8Array, HsmError> =>
+): Effect.Effect<Uint8Array, MechanismUnsupported | InvalidSignature | LookupError> =>
   Effect.gen(function*() {
     const spec = Algorithms.specs[alg]
     const candidate = yield* candidateFor(session, alg, "sign")
@@ -280,12 +260,12 @@ export const sign = (
  * Verifies a MAC inside the token (`C_Verify`): the comparison is the token's, in constant time.
  */
 export const verify = (
-  session: HsmSession,
+  session: Session,
   key: SigningKey,
   alg: Algorithms.Algorithm,
   signingInput: Uint8Array,
   signature: Uint8Array
-): Effect.Effect<boolean, HsmError> =>
+): Effect.Effect<boolean, MechanismUnsupported | LookupError> =>
   Effect.gen(function*() {
     const candidate = yield* candidateFor(session, alg, "verify")
     const input = candidate.prepare(signingInput)

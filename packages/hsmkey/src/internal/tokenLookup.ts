@@ -49,6 +49,16 @@ const presentTokens = (pkcs11: Pkcs11.Service): Effect.Effect<ReadonlyArray<Toke
       (infos) => infos.flat()
     ))
 
+// SoftHSM2 shows the tokens of the directory its configuration names, and one empty slot otherwise.
+const hintOf = (pkcs11: Pkcs11.Service): Effect.Effect<string | undefined, Pkcs11Failure> =>
+  Effect.map(pkcs11.info, (info) => {
+    if (!info.manufacturerId.startsWith("SoftHSM")) return undefined
+    const conf = process.env.SOFTHSM2_CONF
+    const named = conf === undefined || conf === "" ? "unset (so /etc/softhsm/softhsm2.conf)" : `"${conf}"`
+    return `SoftHSM2 finds its tokens in the directory its configuration names, and SOFTHSM2_CONF is ${named}: ` +
+      "point it at the configuration the token was made under"
+  })
+
 /**
  * Finds the one token a selector names.
  */
@@ -56,19 +66,25 @@ export const find = (
   pkcs11: Pkcs11.Service,
   selector: Selector
 ): Effect.Effect<TokenInfo, TokenNotFound | TokenAmbiguous | Pkcs11Failure> =>
-  Effect.flatMap(presentTokens(pkcs11), (tokens): Effect.Effect<TokenInfo, TokenNotFound | TokenAmbiguous> => {
-    const found = tokens.filter((info) => matches(selector, info))
-    if (found.length === 1) return Effect.succeed(found[0])
-    if (found.length === 0) {
-      return Effect.fail(new TokenNotFound({ selector: describe(selector), available: tokens.map((t) => t.label) }))
+  Effect.flatMap(
+    presentTokens(pkcs11),
+    (tokens): Effect.Effect<TokenInfo, TokenNotFound | TokenAmbiguous | Pkcs11Failure> => {
+      const found = tokens.filter((info) => matches(selector, info))
+      if (found.length === 1) return Effect.succeed(found[0])
+      if (found.length === 0) {
+        return Effect.flatMap(hintOf(pkcs11), (hint) =>
+          Effect.fail(
+            new TokenNotFound({ selector: describe(selector), available: tokens.map((t) => t.label), hint })
+          ))
+      }
+      return Effect.fail(
+        new TokenAmbiguous({
+          label: selector._tag === "label" ? selector.label : "",
+          serialNumbers: found.map((t) => t.serialNumber)
+        })
+      )
     }
-    return Effect.fail(
-      new TokenAmbiguous({
-        label: selector._tag === "label" ? selector.label : "",
-        serialNumbers: found.map((t) => t.serialNumber)
-      })
-    )
-  })
+  )
 
 /**
  * The slot holding the token with this serial number now, or `TokenNotPresent`.
@@ -78,7 +94,11 @@ export const slotOf = (pkcs11: Pkcs11.Service, serialNumber: string): Effect.Eff
     const token = tokens.find((info) => info.serialNumber === serialNumber)
     return token === undefined
       ? Effect.fail(
-        new TokenNotPresent({ method: "C_GetSlotList", code: CKR.TOKEN_NOT_PRESENT, name: "CKR_TOKEN_NOT_PRESENT" })
+        new TokenNotPresent({
+          method: "C_GetSlotList",
+          code: CKR.TOKEN_NOT_PRESENT,
+          returnValue: "CKR_TOKEN_NOT_PRESENT"
+        })
       )
       : Effect.succeed(token.slotId)
   })

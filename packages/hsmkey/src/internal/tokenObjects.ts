@@ -1,10 +1,11 @@
 import type { Attributes } from "@hsmkey/pkcs11/Attribute"
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
+import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { type HsmError, InvalidOptions, KeyAmbiguous, KeyExists, KeyNotFound } from "../HsmError.js"
-import type { HsmSession } from "../HsmSession.js"
+import { KeyAmbiguous, KeyExists, KeyNotFound } from "../HsmError.js"
 import * as KeyReference from "./keyReference.js"
+import type { Session } from "./session.js"
 
 /** The template of what a reference names: its label, its CKA_ID, or both. */
 export const templateOf = (reference: KeyReference.KeyReference): Attributes => ({
@@ -14,30 +15,31 @@ export const templateOf = (reference: KeyReference.KeyReference): Attributes => 
 
 /**
  * The one object a template finds: `KeyAmbiguous` when several match, `KeyNotFound` when none does,
- * with the reason `absent` tells (asked only then).
+ * with the reason `absent` tells and the labels `present` lists (both asked only then).
  */
 export const findOne = (
-  session: HsmSession,
+  session: Session,
   template: Attributes,
   query: string,
-  absent: Effect.Effect<KeyNotFound["reason"], HsmError> = Effect.succeed("absent")
-): Effect.Effect<ObjectHandle, HsmError> =>
+  absent: Effect.Effect<KeyNotFound["reason"], Pkcs11Failure> = Effect.succeed("absent"),
+  present: Effect.Effect<ReadonlyArray<string>, Pkcs11Failure> = Effect.succeed([])
+): Effect.Effect<ObjectHandle, KeyAmbiguous | KeyNotFound | Pkcs11Failure> =>
   Effect.gen(function*() {
     const found = yield* session.pkcs11.findObjects(session.handle, template)
     if (found.length === 1) return found[0]
     if (found.length > 1) return yield* new KeyAmbiguous({ query, token: session.token.label, count: found.length })
-    return yield* new KeyNotFound({ query, token: session.token.label, reason: yield* absent })
+    const reason = yield* absent
+    return yield* new KeyNotFound({ query, token: session.token.label, reason, present: yield* present })
   })
-
-export const requireRw = (session: HsmSession, operation: string): Effect.Effect<void, InvalidOptions> =>
-  session.rw
-    ? Effect.void
-    : Effect.fail(new InvalidOptions({ detail: `${operation} needs a read/write session: session({ rw: true })` }))
 
 /**
  * Fails with `KeyExists` when any object of the token already carries the label or the CKA_ID.
  */
-export const ensureAbsent = (session: HsmSession, label: string, id: Uint8Array | undefined) =>
+export const ensureAbsent = (
+  session: Session,
+  label: string,
+  id: Uint8Array | undefined
+): Effect.Effect<void, KeyExists | Pkcs11Failure> =>
   Effect.gen(function*() {
     const pkcs11 = session.pkcs11
     const byLabel = yield* pkcs11.findObjects(session.handle, { label })
@@ -54,7 +56,7 @@ export const ensureAbsent = (session: HsmSession, label: string, id: Uint8Array 
  * `KeyExists`. An object that cannot be destroyed is logged, never hidden.
  */
 export const creating = <H, A, E1, E2>(
-  session: HsmSession,
+  session: Session,
   create: Effect.Effect<H, E1>,
   objectsOf: (created: H) => ReadonlyArray<ObjectHandle>,
   finish: (created: H) => Effect.Effect<A, E2>

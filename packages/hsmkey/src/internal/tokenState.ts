@@ -1,8 +1,9 @@
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
-import type { HsmSession, TokenRef } from "../HsmSession.js"
+import type { TokenRef } from "../HsmSession.js"
 import * as MechanismSupport from "./mechanismSupport.js"
+import type { Session } from "./session.js"
 
 /**
  * A key's object handle, and when it was proven to be the key's: in which login epoch (handles die at
@@ -38,7 +39,7 @@ const stateOf = (token: TokenRef): TokenState => {
 /**
  * The token's mechanisms, read once (`C_GetMechanismList`, `C_GetMechanismInfo`, `C_GetInfo`).
  */
-export const mechanisms = (session: HsmSession): Effect.Effect<MechanismSupport.TokenMechanisms, Pkcs11Failure> =>
+export const mechanisms = (session: Session): Effect.Effect<MechanismSupport.TokenMechanisms, Pkcs11Failure> =>
   Effect.suspend(() => {
     const state = stateOf(session.token)
     if (state.mechanisms !== undefined) return Effect.succeed(state.mechanisms)
@@ -47,7 +48,7 @@ export const mechanisms = (session: HsmSession): Effect.Effect<MechanismSupport.
     })
   })
 
-const handles = (session: HsmSession): Map<string, KnownHandle> => {
+const handles = (session: Session): Map<string, KnownHandle> => {
   const state = stateOf(session.token)
   if (state.epoch !== session.epoch) {
     state.epoch = session.epoch
@@ -57,12 +58,12 @@ const handles = (session: HsmSession): Map<string, KnownHandle> => {
 }
 
 /** The handle proven for `key` in the session's epoch, if any. */
-export const knownHandle = (session: HsmSession, key: string): KnownHandle | undefined => handles(session).get(key)
+export const knownHandle = (session: Session, key: string): KnownHandle | undefined => handles(session).get(key)
 
-export const rememberHandle = (session: HsmSession, key: string, known: KnownHandle): void => {
+export const rememberHandle = (session: Session, key: string, known: KnownHandle): void => {
   handles(session).set(key, known)
 }
 
-export const forgetHandle = (session: HsmSession, key: string): void => {
+export const forgetHandle = (session: Session, key: string): void => {
   handles(session).delete(key)
 }

@@ -27,7 +27,7 @@ export interface Ed448Key {
 export interface Resolved {
   readonly ed448: ReadonlyArray<Ed448Key>
   /** `undefined` when every key is Ed448. */
-  readonly jose: Crypto.KeyObject | jose.CryptoKey | jose.JWK | jose.JWTVerifyGetKey | undefined
+  readonly jose: Crypto.KeyObject | jose.CryptoKey | jose.JWK | ReturnType<typeof jose.createLocalJWKSet> | undefined
   /** The caller's list, else an `HsmJwk`'s own `alg`: RFC 8725 §3.1, one algorithm per key. */
   readonly algorithms: ReadonlyArray<string> | undefined
 }

@@ -1,6 +1,6 @@
 import type * as Attribute from "../Attribute.js"
-import type * as FifoSemaphore from "../FifoSemaphore.js"
 import type { LibraryInfo, Mechanism } from "../Pkcs11.js"
+import type * as FifoSemaphore from "./fifoSemaphore.js"
 
 /**
  * A Cryptoki return value other than `CKR_OK`, thrown by a driver. `method` is recorded by the

@@ -4,7 +4,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Attribute from "../Attribute.js"
 import { CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION, CKF, CKR, CKS, CKU, mechanismName } from "../Constants.js"
-import * as FifoSemaphore from "../FifoSemaphore.js"
 import type {
   Count,
   LoginResult,
@@ -22,6 +21,7 @@ import type {
 } from "../Pkcs11.js"
 import { type FailureContext, fromReturnValue, Pkcs11Error, type Pkcs11Failure } from "../Pkcs11Error.js"
 import { type Driver, isCryptokiError, type RawTokenInfo } from "./driver.js"
+import * as FifoSemaphore from "./fifoSemaphore.js"
 
 const userTypes: Record<UserType, number> = { "user": CKU.USER, "so": CKU.SO, "context-specific": CKU.CONTEXT_SPECIFIC }
 
@@ -237,7 +237,7 @@ export const make = (
   const nonEmpty = <A>(method: string, data: Uint8Array, effect: Effect.Effect<A, Pkcs11Failure>) =>
     data.length > 0
       ? effect
-      : Effect.fail(new Pkcs11Error({ method, code: CKR.ARGUMENTS_BAD, name: "CKR_ARGUMENTS_BAD" }))
+      : Effect.fail(new Pkcs11Error({ method, code: CKR.ARGUMENTS_BAD, returnValue: "CKR_ARGUMENTS_BAD" }))
 
   return {
     moduleId: driver.moduleId,
@@ -250,7 +250,7 @@ export const make = (
           new Pkcs11Error({
             method: "C_Initialize",
             code: CKR.CRYPTOKI_NOT_INITIALIZED,
-            name: "CKR_CRYPTOKI_NOT_INITIALIZED"
+            returnValue: "CKR_CRYPTOKI_NOT_INITIALIZED"
           })
         )
       ),
@@ -299,7 +299,7 @@ export const make = (
         const bytes = Buffer.byteLength(label, "utf8")
         if (bytes > LABEL_BYTES) {
           return Effect.fail(
-            new Pkcs11Error({ method: "C_InitToken", code: CKR.ARGUMENTS_BAD, name: "CKR_ARGUMENTS_BAD" })
+            new Pkcs11Error({ method: "C_InitToken", code: CKR.ARGUMENTS_BAD, returnValue: "CKR_ARGUMENTS_BAD" })
           )
         }
         const padded = label + " ".repeat(LABEL_BYTES - bytes)

@@ -1,7 +1,7 @@
 import type * as PlatformError from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import * as NodePkcs11 from "@hsmkey/pkcs11/NodePkcs11"
+import * as NodePkcs11 from "@hsmkey/node/NodePkcs11"
 import type { Pkcs11 } from "@hsmkey/pkcs11/Pkcs11"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -31,8 +31,11 @@ interface State {
 }
 
 // Shared by every copy of this package in the process, as the native module is.
-const stateKey = Symbol.for("@hsmkey/softhsm/Sandbox")
-const state: State = ((globalThis as any)[stateKey] ??= { current: undefined, lock: Effect.unsafeMakeSemaphore(1) })
+const processWide = globalThis as unknown as Record<symbol, unknown>
+const state = (processWide[Symbol.for("@hsmkey/softhsm/Sandbox")] ??= {
+  current: undefined,
+  lock: Effect.unsafeMakeSemaphore(1)
+}) as State
 
 export type OpenFailure =
   | { readonly _tag: "AlreadyInitialized"; readonly modulePath: string }

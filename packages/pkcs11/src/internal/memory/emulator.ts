@@ -52,7 +52,21 @@ export interface TokenConfig {
   readonly maxPinLength: number
   readonly createdSecretValueLen: "actual" | "zero"
   readonly undecryptable: number
+  readonly keys: ReadonlyArray<PreloadedKey>
 }
+
+/**
+ * A key a token starts with, as token objects: a key pair (a private and a public object) or a secret.
+ */
+export type PreloadedKey =
+  | {
+    readonly kind: "pair"
+    readonly label: string
+    readonly id: Uint8Array
+    readonly privateKey: Crypto.KeyObject
+    readonly use: "sig" | "enc"
+  }
+  | { readonly kind: "secret"; readonly label: string; readonly id: Uint8Array; readonly value: Uint8Array }
 
 export interface TokenStats {
   readonly slotId: number | undefined
@@ -173,9 +187,64 @@ export class Emulator implements Driver {
       token.userPin = config.userPin
       token.soPin = config.soPin
       token.userPinToBeChanged = config.userPinToBeChanged
+      for (const key of config.keys) this.preload(token, key)
       this.insert(token)
     }
     for (let i = 0; i < emptySlots; i++) this.insert(this.newToken({ pinRetries: 3 }))
+  }
+
+  /** Puts a key on the token as objects it holds from the start, sensitive and not extractable. */
+  private preload(token: Token, key: PreloadedKey): void {
+    const put = (attributes: Attribute.Attributes, material: Keys.KeyMaterial) => {
+      const uid = this.nextUid++
+      token.objects.set(uid, { uid, attributes, material, owner: undefined })
+    }
+    const common = { token: true, label: key.label, id: key.id }
+    const hidden = { private: true, sensitive: true, extractable: false }
+    if (key.kind === "secret") {
+      const material: Keys.KeyMaterial = { kind: "secret", bytes: key.value }
+      put(
+        this.objectAttributes(
+          { ...common, ...hidden, class: CKO.SECRET_KEY, keyType: CKK.GENERIC_SECRET, verify: true },
+          material,
+          false
+        ),
+        material
+      )
+      return
+    }
+    const pair = Keys.pairOf(key.privateKey)
+    if (pair === undefined) {
+      throw new Error(`MemoryPkcs11: key "${key.label}" is of a type or curve the emulator does not hold`)
+    }
+    const forEncryption = key.use === "enc"
+    if (forEncryption && pair.keyType !== CKK.RSA) {
+      throw new Error(`MemoryPkcs11: key "${key.label}" is for encryption, and only RSA keys decrypt`)
+    }
+    const usage = { sign: !forEncryption, decrypt: forEncryption, unwrap: forEncryption }
+    put(
+      this.objectAttributes(
+        {
+          ...common,
+          class: CKO.PUBLIC_KEY,
+          keyType: pair.keyType,
+          private: false,
+          verify: !forEncryption,
+          encrypt: forEncryption
+        },
+        pair.publicMaterial,
+        false
+      ),
+      pair.publicMaterial
+    )
+    put(
+      this.objectAttributes(
+        { ...common, ...hidden, class: CKO.PRIVATE_KEY, keyType: pair.keyType, ...usage },
+        pair.privateMaterial,
+        false
+      ),
+      pair.privateMaterial
+    )
   }
 
   private newToken(config: Partial<TokenConfig> & { readonly pinRetries: number }): Token {
@@ -471,7 +540,7 @@ export class Emulator implements Driver {
 
   objectGeneration = (): number => this.generation
 
-  // Nothing to load or finalize: an emulator lives as long as anything references it.
+  // Nothing to load or finalize: an emulator lives while something references it.
   retain = (): boolean => true
 
   release = (): undefined => undefined

@@ -5,7 +5,7 @@ import type * as Attribute from "../../Attribute.js"
 import { CKG, CKK, CKM, CKO, CKR } from "../../Constants.js"
 import * as Curve from "../../Curve.js"
 import type { Mechanism } from "../../Pkcs11.js"
-import * as PublicKey from "../../PublicKey.js"
+import * as PublicKey from "../publicKey.js"
 
 /**
  * A return value the emulator reports, thrown from anywhere in it and turned into a `CryptokiError`
@@ -249,6 +249,45 @@ export const generateSecret = async (mechanism: Mechanism, template: Attribute.A
   if (length < 1 || length > 512) fail(CKR.KEY_SIZE_RANGE)
   const bytes = await promisify(Crypto.randomBytes)(length)
   return { kind: "secret", bytes: new Uint8Array(bytes) }
+}
+
+/**
+ * A key pair's material and key type from a private `KeyObject`, for keys a token starts with; `undefined`
+ * for a key type or curve the emulator does not hold.
+ */
+export const pairOf = (privateKey: Crypto.KeyObject): GeneratedPair | undefined => {
+  const publicKey = Crypto.createPublicKey(privateKey)
+  switch (privateKey.asymmetricKeyType) {
+    case "rsa": {
+      const bits = privateKey.asymmetricKeyDetails?.modulusLength ?? 0
+      return {
+        keyType: CKK.RSA,
+        publicMaterial: { kind: "rsa", key: publicKey, bits },
+        privateMaterial: { kind: "rsa", key: privateKey, bits }
+      }
+    }
+    case "ec": {
+      const named = privateKey.asymmetricKeyDetails?.namedCurve
+      const curve = (["P-256", "P-384", "P-521"] as const).find((c) => Curve.specs[c].nodeName === named)
+      if (curve === undefined) return undefined
+      return {
+        keyType: CKK.EC,
+        publicMaterial: { kind: "ec", curve, key: publicKey },
+        privateMaterial: { kind: "ec", curve, key: privateKey, scalar: ecScalar(curve, privateKey) }
+      }
+    }
+    case "ed25519":
+    case "ed448": {
+      const curve = privateKey.asymmetricKeyType === "ed25519" ? "Ed25519" : "Ed448"
+      return {
+        keyType: CKK.EC_EDWARDS,
+        publicMaterial: { kind: "edwards", curve, key: publicKey },
+        privateMaterial: { kind: "edwards", curve, key: privateKey }
+      }
+    }
+    default:
+      return undefined
+  }
 }
 
 const ecScalar = (curve: Curve.Curve, key: Crypto.KeyObject): Uint8Array =>

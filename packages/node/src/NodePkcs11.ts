@@ -8,6 +8,9 @@
  *
  * @since 0.1.0
  */
+import { Pkcs11 } from "@hsmkey/pkcs11/Pkcs11"
+import * as Pkcs11Driver from "@hsmkey/pkcs11/Pkcs11Driver"
+import { ModuleLoadFailed } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import type * as Duration from "effect/Duration"
@@ -16,9 +19,6 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as NodeDriver from "./internal/nodeDriver.js"
 import * as Registry from "./internal/registry.js"
-import * as Service from "./internal/service.js"
-import { Pkcs11 } from "./Pkcs11.js"
-import { ModuleLoadFailed } from "./Pkcs11Error.js"
 
 /**
  * Options of a native PKCS#11 module.
@@ -66,7 +66,7 @@ export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, 
         : Effect.fail(new ModuleLoadFailed({ path: options.modulePath, ...module }))
     }),
     ({ driver, module }) =>
-      Service.release(driver, options.closeTimeout ?? Service.DEFAULT_CLOSE_TIMEOUT).pipe(
+      Pkcs11Driver.release(driver, options.closeTimeout ?? Pkcs11Driver.DEFAULT_CLOSE_TIMEOUT).pipe(
         Effect.zipRight(Effect.suspend(() =>
           module.finalizeError === undefined
             ? Effect.void
@@ -76,7 +76,7 @@ export const make = (options: NodePkcs11Options): Effect.Effect<Pkcs11.Service, 
         ))
       )
   ).pipe(
-    Effect.map(({ driver }) => Service.make(driver, { closeTimeout: options.closeTimeout })),
+    Effect.map(({ driver }) => Pkcs11Driver.makeService(driver, { closeTimeout: options.closeTimeout })),
     Effect.withSpan("NodePkcs11.make", { attributes: { "pkcs11.modulePath": options.modulePath } })
   )
 

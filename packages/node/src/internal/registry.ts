@@ -1,7 +1,42 @@
+import { CKF, CKR } from "@hsmkey/pkcs11/Constants"
+import * as FifoSemaphore from "@hsmkey/pkcs11/internal/fifoSemaphore"
 import * as Fs from "node:fs"
-import pkcs11js from "pkcs11js"
-import { CKF, CKR } from "../Constants.js"
-import * as FifoSemaphore from "../FifoSemaphore.js"
+import { createRequire } from "node:module"
+import * as Path from "node:path"
+import type pkcs11js from "pkcs11js"
+
+/** pkcs11js's API: loaded with the first library, so that importing hsmkey never loads a native addon. */
+export type Api = typeof pkcs11js
+
+const buildAdvice = "its native addon is built when it is installed: with pnpm, allow its build script " +
+  "(pnpm-workspace.yaml `allowBuilds: { pkcs11js: true }`, or `pnpm approve-builds`); with npm, do not " +
+  "install with --ignore-scripts; node-gyp needs a C++ compiler and Node's headers (npm_config_nodedir). " +
+  "Then run `pnpm rebuild pkcs11js` or `npm rebuild pkcs11js`"
+
+/**
+ * What to check when a library refuses to initialize: SoftHSM2 answers CKR_GENERAL_ERROR when it cannot read
+ * its configuration or its token directory.
+ */
+const initializeHint = (realPath: string, error: unknown): string => {
+  if (!/softhsm/iu.test(Path.basename(realPath)) || codeOf(error) !== CKR.GENERAL_ERROR) return ""
+  const conf = process.env.SOFTHSM2_CONF
+  const named = conf === undefined || conf === "" ? "unset (SoftHSM2 reads /etc/softhsm/softhsm2.conf)" : `"${conf}"`
+  return `; SoftHSM2 could not read its configuration: SOFTHSM2_CONF is ${named}; check that the file exists ` +
+    "and is readable, and that its directories.tokendir exists and is writable by this user"
+}
+
+let api: Api | undefined
+
+/** pkcs11js, loaded on first use; a missing or unbuilt addon is a load failure that says how to build it. */
+export const loadApi = (): Api | LoadFailure => {
+  if (api !== undefined) return api
+  try {
+    api = createRequire(import.meta.url)("pkcs11js") as Api
+    return api
+  } catch (error) {
+    return { reason: `pkcs11js did not load (${messageOf(error)}); ${buildAdvice}` }
+  }
+}
 
 /**
  * A loaded PKCS#11 library, shared by every `NodePkcs11` layer of the process that names the same
@@ -15,6 +50,7 @@ import * as FifoSemaphore from "../FifoSemaphore.js"
  */
 export interface Module {
   readonly realPath: string
+  readonly api: Api
   readonly library: pkcs11js.PKCS11
   /** Initialized by someone else in this process (`CKR_CRYPTOKI_ALREADY_INITIALIZED`): never finalized by us. */
   readonly adopted: boolean
@@ -54,10 +90,15 @@ interface Registry {
   readonly stats: Map<string, Stats>
 }
 
+const processWide = globalThis as unknown as Record<symbol, unknown>
+
 // One registry per process, even when two copies of this package are loaded: C_Initialize and
 // C_Finalize act on the whole process, so the refcount must be global too.
-const registryKey = Symbol.for("@hsmkey/pkcs11/ModuleRegistry")
-const registry: Registry = ((globalThis as any)[registryKey] ??= { modules: new Map(), stats: new Map() })
+// (Effect's GlobalValue would not do: its store is per version of effect.)
+const registry: Registry = (processWide[Symbol.for("@hsmkey/pkcs11/ModuleRegistry")] ??= {
+  modules: new Map(),
+  stats: new Map()
+}) as Registry
 
 const statsOf = (realPath: string): Stats => {
   let stats = registry.stats.get(realPath)
@@ -69,7 +110,7 @@ const statsOf = (realPath: string): Stats => {
 }
 
 const codeOf = (error: unknown): number | undefined =>
-  error instanceof pkcs11js.Pkcs11Error && typeof error.code === "number" ? error.code : undefined
+  api !== undefined && error instanceof api.Pkcs11Error && typeof error.code === "number" ? error.code : undefined
 
 const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
@@ -114,7 +155,9 @@ const exclusiveLock = (library: pkcs11js.PKCS11, concurrency: Concurrency): Fifo
 export const acquire = (realPath: string, concurrency: Concurrency = "auto"): Module | LoadFailure => {
   const existing = registry.modules.get(realPath)
   if (existing !== undefined && retain(existing)) return existing
-  const library = new pkcs11js.PKCS11()
+  const loaded = loadApi()
+  if (!("PKCS11" in loaded)) return loaded
+  const library = new loaded.PKCS11()
   try {
     library.load(realPath)
   } catch (error) {
@@ -129,7 +172,10 @@ export const acquire = (realPath: string, concurrency: Concurrency = "auto"): Mo
       adopted = true
     } else {
       library.close()
-      return { reason: `C_Initialize failed (${messageOf(error)})`, ...codeFields(error) }
+      return {
+        reason: `C_Initialize failed (${messageOf(error)})${initializeHint(realPath, error)}`,
+        ...codeFields(error)
+      }
     }
   }
   let markClosed: () => void = () => {}
@@ -138,6 +184,7 @@ export const acquire = (realPath: string, concurrency: Concurrency = "auto"): Mo
   })
   const module: Module = {
     realPath,
+    api: loaded,
     library,
     adopted,
     refs: 1,

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Constants, Curve, PublicKey } from "@hsmkey/pkcs11"
+import { Constants, Curve } from "@hsmkey/pkcs11"
+import * as PublicKey from "@hsmkey/pkcs11/internal/publicKey"
 import * as Crypto from "node:crypto"
 
 const { CKK } = Constants

@@ -3,7 +3,7 @@
  *
  * | variable              | meaning                                                         |
  * | --------------------- | --------------------------------------------------------------- |
- * | `HSM_MODULE`          | the PKCS#11 library; default: the SoftHSM2 library of the machine |
+ * | `HSM_MODULE`          | the PKCS#11 library (required)                                  |
  * | `HSM_TOKEN`           | the token's label, or                                           |
  * | `HSM_TOKEN_SERIAL`    | its serial number (exactly one of the two)                      |
  * | `HSM_PIN`             | the user PIN (optional: public sessions only without it)        |
@@ -16,10 +16,8 @@
  *
  * @since 0.1.0
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePkcs11 from "@hsmkey/pkcs11/NodePkcs11"
 import type { Pkcs11 } from "@hsmkey/pkcs11/Pkcs11"
-import * as SoftHsm from "@hsmkey/softhsm/SoftHsm"
+import type { ModuleLoadFailed } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -28,19 +26,17 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import type { HsmError } from "./HsmError.js"
-import * as SessionPool from "./SessionPool.js"
+import { CurrentSession } from "hsmkey/HsmSession"
+import * as SessionPool from "hsmkey/SessionPool"
+import * as NodePkcs11 from "./NodePkcs11.js"
 
 /**
- * What the environment configures.
+ * Options of the production layer: the library and the pool on one of its tokens.
  *
  * @since 0.1.0
  * @category models
  */
-export interface HsmLiveConfig extends SessionPool.SessionPoolOptions {
-  /** `undefined` when `HSM_MODULE` is not set: the SoftHSM2 library of the machine is used. */
-  readonly modulePath: string | undefined
-}
+export interface HsmLiveOptions extends SessionPool.SessionPoolOptions, NodePkcs11.NodePkcs11Options {}
 
 // An empty variable counts as unset: env files and shells write `HSM_PIN=` to mean "none".
 const optionalText = (name: string) => Config.map(Config.option(Config.nonEmptyString(name)), Option.getOrUndefined)
@@ -85,8 +81,20 @@ const poolSize = optionalParsed(
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<HsmLiveConfig> = Config.all({
-  modulePath: optionalText("HSM_MODULE"),
+export const config: Config.Config<HsmLiveOptions> = Config.all({
+  modulePath: Config.mapOrFail(
+    optionalText("HSM_MODULE"),
+    (path) =>
+      path === undefined
+        ? Either.left(
+          ConfigError.MissingData(
+            ["HSM_MODULE"],
+            "Expected HSM_MODULE to be set to the path of the PKCS#11 library (for a SoftHSM2 test token, " +
+              "@hsmkey/softhsm's SoftHsm.findModule finds it)"
+          )
+        )
+        : Either.right(path)
+  ),
   token,
   userPin: Config.map(optionalText("HSM_PIN"), (pin) => pin === undefined ? undefined : Redacted.make(pin)),
   maxSessions: poolSize,
@@ -100,28 +108,19 @@ export const config: Config.Config<HsmLiveConfig> = Config.all({
   Config.map(({ token, ...rest }) => ({ ...rest, ...token }))
 )
 
-const modulePathOf = (configured: string | undefined) =>
-  configured !== undefined
-    ? Effect.succeed(configured)
-    : SoftHsm.findModule.pipe(
-      Effect.provide(NodeFileSystem.layer),
-      Effect.mapError((error) =>
-        ConfigError.MissingData(["HSM_MODULE"], `Expected HSM_MODULE to be set: ${error.detail}`)
-      )
-    )
-
 /**
- * `Pkcs11` and a `SessionPool` from an `HsmLiveConfig`.
+ * `Pkcs11` over the library and a `SessionPool` on one of its tokens, with every option read from
+ * `Config`: `HsmLive.layerConfig({ modulePath: Config.string("MY_HSM"), tokenLabel: ..., userPin: ... })`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (
-  options: Config.Config<HsmLiveConfig>
-): Layer.Layer<SessionPool.SessionPool | Pkcs11, HsmError | ConfigError.ConfigError> =>
+  options: Config.Config.Wrap<HsmLiveOptions>
+): Layer.Layer<SessionPool.SessionPool | Pkcs11, SessionPool.MakeError | ModuleLoadFailed | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.gen(function*() {
-    const { modulePath, ...pool } = yield* options
-    const pkcs11 = NodePkcs11.layer({ modulePath: yield* modulePathOf(modulePath) })
+    const { closeTimeout, concurrency, modulePath, ...pool } = yield* Config.unwrap(options)
+    const pkcs11 = NodePkcs11.layer({ modulePath, closeTimeout, concurrency })
     return Layer.provideMerge(SessionPool.layer(pool), pkcs11)
   }))
 
@@ -131,6 +130,41 @@ export const layerConfig = (
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<SessionPool.SessionPool | Pkcs11, HsmError | ConfigError.ConfigError> = layerConfig(
-  config
-)
+export const layer: Layer.Layer<
+  SessionPool.SessionPool | Pkcs11,
+  SessionPool.MakeError | ModuleLoadFailed | ConfigError.ConfigError
+> = layerConfig(config)
+
+/**
+ * Options of a one-shot session: the library, the pool on one of its tokens, and the kind of session.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HsmSessionOptions extends HsmLiveOptions {
+  readonly rw?: boolean | undefined
+}
+
+/**
+ * One session on a token, in context for the layer's lifetime, with the pool it was lent from and the
+ * library under it: for a script or a command that does its work in one session. Every key and JOSE
+ * operation of the program runs in that session (one at a time); one that needs read/write where the
+ * session is read-only borrows its own from the pool. Closing the layer returns the session, closes the
+ * pool (logging out if it logged in) and releases the library.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const hsmSession = (
+  options: HsmSessionOptions
+): Layer.Layer<
+  CurrentSession | SessionPool.SessionPool | Pkcs11,
+  SessionPool.MakeError | SessionPool.AcquireError | ModuleLoadFailed
+> => {
+  const { closeTimeout, concurrency, modulePath, rw, ...pool } = options
+  const pooled = Layer.provideMerge(
+    SessionPool.layer(pool),
+    NodePkcs11.layer({ modulePath, closeTimeout, concurrency })
+  )
+  return Layer.provideMerge(Layer.scoped(CurrentSession, SessionPool.session({ rw })), pooled)
+}

@@ -1,8 +1,8 @@
-import pkcs11js from "pkcs11js"
-import * as Attribute from "../Attribute.js"
-import { CKR, CKZ } from "../Constants.js"
-import type { Mechanism } from "../Pkcs11.js"
-import { CryptokiError, type Driver } from "./driver.js"
+import * as Attribute from "@hsmkey/pkcs11/Attribute"
+import { CKR, CKZ } from "@hsmkey/pkcs11/Constants"
+import type { Mechanism } from "@hsmkey/pkcs11/Pkcs11"
+import { CryptokiError, type Driver } from "@hsmkey/pkcs11/Pkcs11Driver"
+import type pkcs11js from "pkcs11js"
 import * as Registry from "./registry.js"
 
 // Large enough for an RSA-8192 signature and every EC and EdDSA signature.
@@ -62,14 +62,14 @@ const toTemplate = (attributes: Attribute.Attributes): pkcs11js.Template =>
     return { type: spec.type, value: encodeValue(spec.kind, value) }
   })
 
-const toMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => {
+const toPkcs11jsMechanism = (api: Registry.Api, mechanism: Mechanism): pkcs11js.Mechanism => {
   const parameter = mechanism.parameter
   if (parameter === undefined) return { mechanism: mechanism.type }
   if (parameter instanceof Uint8Array) return { mechanism: mechanism.type, parameter: toBuffer(parameter) }
   switch (parameter._tag) {
     case "RsaPss": {
       const pss: pkcs11js.RsaPSS = {
-        type: pkcs11js.CK_PARAMS_RSA_PSS,
+        type: api.CK_PARAMS_RSA_PSS,
         hashAlg: parameter.hashAlg,
         mgf: parameter.mgf,
         saltLen: parameter.saltLength
@@ -78,7 +78,7 @@ const toMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => {
     }
     case "RsaOaep": {
       const oaep: pkcs11js.RsaOAEP = {
-        type: pkcs11js.CK_PARAMS_RSA_OAEP,
+        type: api.CK_PARAMS_RSA_OAEP,
         hashAlg: parameter.hashAlg,
         mgf: parameter.mgf,
         source: CKZ.DATA_SPECIFIED,
@@ -96,8 +96,8 @@ const toMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => {
 // is "CKR_NAME:code".
 const nativeMessage = /^CKR_\w+:(\d+)$/u
 
-const codeOf = (error: unknown): number | undefined => {
-  if (error instanceof pkcs11js.Pkcs11Error && typeof error.code === "number") return error.code
+const codeOf = (api: Registry.Api, error: unknown): number | undefined => {
+  if (error instanceof api.Pkcs11Error && typeof error.code === "number") return error.code
   if (error instanceof Error && !(error instanceof TypeError)) {
     const match = nativeMessage.exec(error.message)
     if (match !== null) return Number(match[1])
@@ -117,16 +117,16 @@ const callSync = <A>(module: Registry.Module, method: string, f: () => A): A => 
   try {
     return f()
   } catch (error) {
-    const code = codeOf(error)
+    const code = codeOf(module.api, error)
     throw code === undefined ? error : new CryptokiError(method, code)
   }
 }
 
-const callAsync = async <A>(method: string, f: () => Promise<A>): Promise<A> => {
+const callAsyncWith = async <A>(api: Registry.Api, method: string, f: () => Promise<A>): Promise<A> => {
   try {
     return await f()
   } catch (error) {
-    const code = codeOf(error)
+    const code = codeOf(api, error)
     throw code === undefined ? error : new CryptokiError(method, code)
   }
 }
@@ -138,6 +138,8 @@ const callAsync = async <A>(method: string, f: () => Promise<A>): Promise<A> => 
 export const make = (module: Registry.Module): Driver => {
   const p11 = module.library
   const call = <A>(method: string, f: () => A): A => callSync(module, method, f)
+  const callAsync = <A>(method: string, f: () => Promise<A>): Promise<A> => callAsyncWith(module.api, method, f)
+  const toMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => toPkcs11jsMechanism(module.api, mechanism)
   // A threadpool call holds the library loaded until it settles: C_Finalize under it would crash.
   const threadpool = <A>(method: string, f: () => Promise<A>): Promise<A> =>
     module.state === "open" ? Registry.inflight(module, f) : Promise.reject(notLoaded(method))

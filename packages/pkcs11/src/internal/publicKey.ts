@@ -5,9 +5,9 @@
  *
  * @since 0.1.0
  */
-import type * as Attribute from "./Attribute.js"
-import { CKK } from "./Constants.js"
-import * as Curve from "./Curve.js"
+import type * as Attribute from "../Attribute.js"
+import { CKK } from "../Constants.js"
+import * as Curve from "../Curve.js"
 
 /**
  * The attributes `toJwk` reads; ask the token for these.

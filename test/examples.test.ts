@@ -59,6 +59,19 @@ describe.skipIf(!softHsmAvailable)("examples", () => {
     }))
 })
 
+describe("examples without SoftHSM2", () => {
+  it.live("in-memory: signs with the key an emulated token started with; a missing key names those present", () =>
+    Effect.gen(function*() {
+      const { code, stderr, stdout } = yield* run("examples/in-memory.ts")
+      assert.strictEqual(code, 0, stderr)
+      assert.include(stdout, "signed in the token for alice; verified with the key it started with")
+      assert.include(
+        stdout,
+        "No private key with label \"retired\" on token \"test\"; private keys present: \"signing\""
+      )
+    }))
+})
+
 describe("README", () => {
   it("shows only code that the examples hold, as they hold it", () => {
     const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")

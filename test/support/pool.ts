@@ -1,9 +1,10 @@
-import { Pkcs11 } from "@hsmkey/pkcs11"
+import { type Pkcs11 } from "@hsmkey/pkcs11"
 import { Cause, Effect, Exit, Layer, type Scope } from "effect"
 import { Capabilities, type HsmError, type HsmJwk, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
 import { assert } from "vitest"
 import { TestToken } from "./backends.js"
+import { type RawSession, sessionOn } from "./rawSession.js"
 
 /**
  * A backend with a `SessionPool` on its test token.
@@ -22,35 +23,13 @@ export const unique = (prefix: string) => `${prefix}-${Crypto.randomBytes(4).toS
 /** Runs `effect` in a read/write session of the pool, in context. */
 export const rw = <A, E, R>(effect: Effect.Effect<A, E, R>) => SessionPool.withSession(effect, { rw: true })
 
-/** A Cryptoki session of the test's own, beside hsmkey's: to look at or change the token behind its back. */
-export interface RawSession {
-  readonly pkcs11: Pkcs11.Pkcs11.Service
-  readonly handle: Pkcs11.SessionHandle
-  readonly slotId: Pkcs11.SlotId
-}
+export type { RawSession } from "./rawSession.js"
 
-/**
- * A session opened on the test token with the raw `Pkcs11` service, closed with the scope. It is logged in
- * when a pool with the PIN is up (login belongs to the token).
- */
+/** A raw session on the test token (see `sessionOn`), closed with the scope. */
 export const rawSession = (
   options: { readonly rw?: boolean } = {}
 ): Effect.Effect<RawSession, unknown, Pkcs11.Pkcs11 | TestToken | Scope.Scope> =>
-  Effect.gen(function*() {
-    const pkcs11 = yield* Pkcs11.Pkcs11
-    const token = yield* TestToken
-    let slotId: Pkcs11.SlotId | undefined
-    for (const slot of yield* pkcs11.slots()) {
-      if ((yield* pkcs11.tokenInfo(slot)).serialNumber === token.serialNumber) slotId = slot
-    }
-    if (slotId === undefined) return yield* Effect.dieMessage(`test token ${token.label} not found`)
-    const slot = slotId
-    const handle = yield* Effect.acquireRelease(
-      pkcs11.openSession(slot, { rw: options.rw === true }),
-      (handle) => Effect.ignore(pkcs11.closeSession(handle))
-    )
-    return { pkcs11, handle, slotId: slot }
-  })
+  Effect.flatMap(TestToken, (token) => sessionOn(token.serialNumber, options))
 
 /** The typed failure of an effect; a success or a defect (which would say "bug") fails the test. */
 export const typedFailure = <A>(effect: Effect.Effect<A, HsmError.HsmError, any>) =>

@@ -112,11 +112,15 @@ export declare namespace SessionPool {
     readonly token: TokenRef
     /** What the token can do, read once from its mechanism list. */
     readonly capabilities: Effect.Effect<Capabilities.Capabilities, Pkcs11Failure>
-    /** Lends a session until the scope closes: read-only unless `rw` is asked for. */
+    /**
+     * Lends a session until the scope closes: read-only unless `rw` is asked for. Work uses it once it is
+     * in context: `Effect.provideService(work, CurrentSession, session)`, or `layerSession`.
+     */
     readonly session: (options?: SessionOptions) => Effect.Effect<HsmSession, AcquireError, Scope.Scope>
     /**
      * Runs `effect` in a session lent for its duration, in context as `CurrentSession`: every key and JOSE
-     * operation inside uses it.
+     * operation inside uses it. Nested in a session of this token that serves (read/write where asked),
+     * it uses that one.
      */
     readonly withSession: <A, E, R>(
       effect: Effect.Effect<A, E, R>,
@@ -127,8 +131,9 @@ export declare namespace SessionPool {
 }
 
 /**
- * How a session is lent: read-only unless `rw` is asked for (key generation and import borrow a read/write
- * one on their own when the session in context is read-only).
+ * How a session is lent: read-only unless `rw` is asked for. Key generation and import in a read-only
+ * session in context borrow a read/write one beside it, which a pool of one session never has free (it
+ * waits until `PoolTimeout`): lend `{ rw: true }` for work that writes.
  *
  * @since 0.1.0
  * @category models
@@ -358,6 +363,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   const session = (options?: SessionOptions): Effect.Effect<HsmSession, AcquireError, Scope.Scope> =>
     Effect.gen(function*() {
       const kind = options?.rw === true ? kinds.rw! : kinds.ro!
+      const lease = { ended: false }
       const start = yield* Clock.currentTimeMillis
       // The lease lives in a scope of its own, closed at once if the lease cannot be had (a timeout, an
       // interruption, an error) and otherwise with the caller's scope.
@@ -370,7 +376,10 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
           Effect.tap((item) => {
             item.leased = true
             leased++
-            return Scope.addFinalizerExit(leaseScope, onLeaseEnd(kind, item))
+            return Scope.addFinalizerExit(leaseScope, (exit) => {
+              lease.ended = true
+              return onLeaseEnd(kind, item)(exit)
+            })
           })
         )
       )
@@ -381,8 +390,14 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
         slotId: item.slot,
         rw: item.rw,
         token,
-        epoch: entry.epoch,
-        pkcs11
+        pkcs11,
+        get epoch() {
+          return entry.epoch
+        },
+        get active() {
+          return !lease.ended
+        },
+        refresh: Effect.flatMap(validate(item), (dead) => dead === undefined ? Effect.void : Effect.fail(dead))
       })
     }).pipe(
       metrics.countErrors,
@@ -402,12 +417,30 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
     })
   )
 
+  const lendFor = <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: SessionOptions
+  ): Effect.Effect<A, E | AcquireError, Exclude<R, CurrentSession>> =>
+    Effect.scoped(Effect.flatMap(session(options), (lent) => Effect.provideService(effect, CurrentSession, lent)))
+
+  const withSession = <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: SessionOptions
+  ): Effect.Effect<A, E | AcquireError, Exclude<R, CurrentSession>> =>
+    Effect.flatMap(
+      Effect.serviceOption(CurrentSession),
+      (current): Effect.Effect<A, E | AcquireError, Exclude<R, CurrentSession>> =>
+        // Nested in a session that serves already (this token, read/write where asked): that one.
+        current._tag === "Some" && Session.serving(current, token, options?.rw === true) !== undefined
+          ? Effect.provideService(effect, CurrentSession, current.value)
+          : lendFor(effect, options)
+    )
+
   const service: SessionPool.Service = {
     token,
     capabilities,
     session,
-    withSession: (effect, options) =>
-      Effect.scoped(Effect.flatMap(session(options), (lent) => Effect.provideService(effect, CurrentSession, lent))),
+    withSession,
     stats: Effect.sync(() => ({
       open: (kinds.ro?.items.size ?? 0) + (kinds.rw?.items.size ?? 0),
       leased,
@@ -440,7 +473,20 @@ export const layerConfig = (
   Layer.scoped(SessionPool, Effect.flatMap(Config.unwrap(options), make))
 
 /**
- * Lends a session of the pool in context until the scope closes.
+ * A layer with a session of the pool in context as `CurrentSession`, lent for the layer's lifetime: for a
+ * program or a script that works in one session. The session is checked at every use, as at lending (a lost
+ * login is restored).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSession = (
+  options?: SessionOptions
+): Layer.Layer<CurrentSession, AcquireError, SessionPool> => Layer.scoped(CurrentSession, session(options))
+
+/**
+ * Lends a session of the pool in context until the scope closes. Work uses it once it is in context:
+ * `Effect.provideService(work, CurrentSession, session)`; `withSession` does both.
  *
  * @since 0.1.0
  * @category accessors
@@ -452,7 +498,9 @@ export const session = (
 
 /**
  * Runs `effect` in a session of the pool in context, lent for its duration and in context as
- * `CurrentSession`: the keys it loads or makes and the JOSE it signs all use that one session.
+ * `CurrentSession`: the keys it loads or makes and the JOSE it signs all use that one session, one
+ * operation at a time. Nested in a session of the pool's token that serves (read/write where asked), it
+ * uses that one rather than lend another.
  *
  * @since 0.1.0
  * @category accessors

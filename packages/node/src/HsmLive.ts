@@ -26,7 +26,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { CurrentSession } from "hsmkey/HsmSession"
+import type { CurrentSession } from "hsmkey/HsmSession"
 import * as SessionPool from "hsmkey/SessionPool"
 import * as NodePkcs11 from "./NodePkcs11.js"
 
@@ -142,15 +142,16 @@ export const layer: Layer.Layer<
  * @category models
  */
 export interface HsmSessionOptions extends HsmLiveOptions {
+  /** A read/write session (default), or a read-only one (`false`). */
   readonly rw?: boolean | undefined
 }
 
 /**
  * One session on a token, in context for the layer's lifetime, with the pool it was lent from and the
  * library under it: for a script or a command that does its work in one session. Every key and JOSE
- * operation of the program runs in that session (one at a time); one that needs read/write where the
- * session is read-only borrows its own from the pool. Closing the layer returns the session, closes the
- * pool (logging out if it logged in) and releases the library.
+ * operation of the program runs in that session, one at a time, checked at each use as the pool checks
+ * what it lends (a lost login is restored). Closing the layer returns the session, closes the pool
+ * (logging out if it logged in) and releases the library.
  *
  * @since 0.1.0
  * @category layers
@@ -166,5 +167,5 @@ export const hsmSession = (
     SessionPool.layer(pool),
     NodePkcs11.layer({ modulePath, closeTimeout, concurrency })
   )
-  return Layer.provideMerge(Layer.scoped(CurrentSession, SessionPool.session({ rw })), pooled)
+  return Layer.provideMerge(SessionPool.layerSession({ rw: rw !== false }), pooled)
 }

@@ -155,11 +155,11 @@ export class InvalidKeyReference
 }
 
 /**
- * No private key matches (`reason: "absent"`, with the labels of the private keys `present`), or only
- * its public half is on the token (`"public-only"`), or private keys are hidden because the session is not
- * logged in (`"not-logged-in"`: the pool has no PIN), or the private key has no public half hsmkey can read
- * (`"no-public-key"`), or the object the reference names now is another key than the one loaded
- * (`"changed"`: replaced under the same CKA_ID or label).
+ * No key matches. `reason` says why: none there (`"absent"`, with the labels of the keys of that kind
+ * `present`), only its public half (`"public-only"`), keys hidden because the session is not logged in
+ * (`"not-logged-in"`: give the pool a PIN), no readable public key for the private key
+ * (`"no-public-key"`), or a key replaced since it was loaded (`"changed"`: nothing was signed with it).
+ * `kind` is what was looked for: a key pair's private key, or a secret.
  *
  * @since 0.1.0
  * @category errors
@@ -168,22 +168,27 @@ export class KeyNotFound extends Schema.TaggedError<KeyNotFound>("hsmkey/KeyNotF
   /** What was asked: `label "x"`, `id 0a0b`, or both. */
   query: Schema.String,
   token: Schema.String,
+  kind: Schema.optionalWith(Schema.Literal("private key", "secret"), { default: () => "private key" }),
   reason: Schema.Literal("absent", "public-only", "not-logged-in", "no-public-key", "changed"),
-  /** The labels of the private keys the session sees, for `"absent"`. */
-  present: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] })
+  /** For `"absent"`: the labels of the keys of that kind the session sees. */
+  present: Schema.optional(Schema.Array(Schema.String))
 }) {
   /** @since 0.1.0 */
   override get message(): string {
     switch (this.reason) {
-      case "absent":
-        return `No private key with ${this.query} on token "${this.token}"; private keys present: ${
-          this.present.length === 0 ? "none" : this.present.map((label) => `"${label}"`).join(", ")
-        }`
+      case "absent": {
+        const there = this.present === undefined
+          ? ""
+          : `; ${this.kind}s present: ${
+            this.present.length === 0 ? "none" : this.present.map((label) => `"${label}"`).join(", ")
+          }`
+        return `No ${this.kind} with ${this.query} on token "${this.token}"${there}`
+      }
       case "public-only":
         return `Token "${this.token}" holds only the public key with ${this.query}; it cannot sign`
       case "not-logged-in":
-        return `No private key with ${this.query} is visible on token "${this.token}": private keys are hidden ` +
-          "until the pool logs in; give the SessionPool a userPin (HSM_PIN)"
+        return `No ${this.kind} with ${this.query} is visible on token "${this.token}": private keys and ` +
+          "secrets are hidden until the pool logs in; give the SessionPool a userPin (HSM_PIN)"
       case "no-public-key":
         return `The private key with ${this.query} on token "${this.token}" has no readable public key ` +
           "(no public object with its CKA_ID, and no public attributes on it)"

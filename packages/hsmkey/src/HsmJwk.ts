@@ -70,12 +70,23 @@ export type Use = Templates.Use
 export type GenerateType = KeyTypes.GenerateType
 
 /**
+ * A public JWK (RFC 7517, RFC 8037), members as RFC 7638 orders them for a thumbprint.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PublicJwk =
+  | { readonly kty: "RSA"; readonly e: string; readonly n: string }
+  | { readonly kty: "EC"; readonly crv: "P-256" | "P-384" | "P-521"; readonly x: string; readonly y: string }
+  | { readonly kty: "OKP"; readonly crv: "Ed25519" | "Ed448"; readonly x: string }
+
+/**
  * A public JWK as published: the key's members and `kid`, `alg` and `use`.
  *
  * @since 0.1.0
  * @category models
  */
-export type PublishedJwk = PublicKey.PublicJwk & {
+export type PublishedJwk = PublicJwk & {
   readonly kid: string
   readonly alg: Algorithms.Algorithm | Algorithms.KeyManagementAlgorithm
   readonly use: Use
@@ -266,7 +277,7 @@ const publicJwkOf = (session: Session, privateKey: ObjectHandle, query: string) 
   })
 
 const kidOf = (
-  jwk: PublicKey.PublicJwk,
+  jwk: PublicJwk,
   id: Uint8Array,
   label: string | undefined,
   from: KidFrom
@@ -330,25 +341,6 @@ const fromHandle = (
     return options.alg === undefined ? key : yield* withAlgorithm(key, options.alg)
   })
 
-// Private keys hide without a login: a public session cannot tell an absent key from a hidden one.
-const absentReason = (
-  session: Session,
-  template: Record<string, unknown>
-): Effect.Effect<KeyNotFound["reason"], Pkcs11Failure> =>
-  Effect.gen(function*() {
-    const state = (yield* session.pkcs11.sessionInfo(session.handle)).state
-    if (state === "ro-public" || state === "rw-public") return "not-logged-in"
-    const publicKeys = yield* session.pkcs11.findObjects(session.handle, { ...template, class: CKO.PUBLIC_KEY })
-    return publicKeys.length === 0 ? "absent" : "public-only"
-  })
-
-const labelsOn = (session: Session): Effect.Effect<ReadonlyArray<string>, Pkcs11Failure> =>
-  Effect.flatMap(session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY }), (handles) =>
-    Effect.map(
-      Effect.forEach(handles, (handle) => session.pkcs11.getAttributes(session.handle, handle, ["label"])),
-      (read) => [...new Set(read.flatMap(({ label }) => label === undefined || label === "" ? [] : [label]))].sort()
-    ))
-
 /**
  * Loads a key pair by label, CKA_ID, or both. Fails with `KeyNotFound` (saying what was asked, the labels
  * of the private keys present, and whether only a public key matched or the session is not logged in) or
@@ -369,8 +361,7 @@ export const fromHsm = (options: LoadOptions): Effect.Effect<HsmJwk, LoadError, 
             session,
             { ...template, class: CKO.PRIVATE_KEY },
             query,
-            absentReason(session, template),
-            labelsOn(session)
+            "private key"
           )
           return yield* fromHandle(session, privateKey, query, options)
         }))
@@ -392,7 +383,7 @@ export interface ListOptions {
  * @since 0.1.0
  * @category models
  */
-export type ListError = InvalidKeyReference | UnsupportedAlgorithm | AlgorithmMismatch | AcquireError
+export type ListError = InvalidKeyReference | AcquireError
 
 const compareText = (a: string, b: string): number => a < b ? -1 : a > b ? 1 : 0
 
@@ -413,7 +404,10 @@ export const list = (options?: ListOptions): Effect.Effect<ReadonlyArray<HsmJwk>
           Effect.map(Option.some),
           Effect.catchTags({
             UnsupportedKey: () => Effect.succeedNone,
-            KeyNotFound: () => Effect.succeedNone
+            KeyNotFound: () => Effect.succeedNone,
+            // Asked for no algorithm, each key gets its own: a failure here is a bug.
+            UnsupportedAlgorithm: Effect.die,
+            AlgorithmMismatch: Effect.die
           })
         )
         if (Option.isSome(key)) keys.push(key.value)
@@ -431,7 +425,7 @@ export const list = (options?: ListOptions): Effect.Effect<ReadonlyArray<HsmJwk>
  * @since 0.1.0
  * @category utils
  */
-export const defaultId = (jwk: PublicKey.PublicJwk): Uint8Array => {
+export const defaultId = (jwk: PublicJwk): Uint8Array => {
   const material = jwk.kty === "RSA"
     ? Buffer.from(jwk.n, "base64url")
     : jwk.kty === "EC"
@@ -563,7 +557,8 @@ export const withAlgorithm = (
 export const toPem = (key: HsmJwk): string => key.publicKey.export({ type: "spki", format: "pem" }).toString()
 
 /**
- * The public key as a WebCrypto `CryptoKey` for an algorithm, through jose.
+ * The public key as a WebCrypto `CryptoKey` for an algorithm, through jose. Ed448 has no WebCrypto
+ * `CryptoKey` in jose: it is `UnsupportedKey` (its `publicKey`, a `KeyObject`, verifies with node:crypto).
  *
  * @since 0.1.0
  * @category conversions
@@ -571,8 +566,13 @@ export const toPem = (key: HsmJwk): string => key.publicKey.export({ type: "spki
 export const toCryptoKey = (
   key: HsmJwk,
   alg: Algorithms.Algorithm | Algorithms.KeyManagementAlgorithm = key.alg
-): Effect.Effect<jose.CryptoKey | Uint8Array, AlgorithmMismatch | UnsupportedAlgorithm> =>
+): Effect.Effect<jose.CryptoKey | Uint8Array, AlgorithmMismatch | UnsupportedAlgorithm | UnsupportedKey> =>
   Effect.flatMap(
     Policy.checkForUse(key, alg),
-    (checked) => Effect.promise(() => jose.importJWK({ ...key.publicJwk, alg: checked }, checked))
+    (checked): Effect.Effect<jose.CryptoKey | Uint8Array, UnsupportedKey> =>
+      key.keyType === "Ed448"
+        ? Effect.fail(
+          new UnsupportedKey({ detail: `jose makes no CryptoKey of Ed448 key ${key.kid}: use its publicKey` })
+        )
+        : Effect.promise(() => jose.importJWK({ ...key.publicJwk, alg: checked }, checked))
   )

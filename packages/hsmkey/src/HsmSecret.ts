@@ -104,19 +104,26 @@ export interface SecretOptions {
 }
 
 /**
- * What generating or importing a secret can fail with.
+ * What generating a secret can fail with.
  *
  * @since 0.1.0
  * @category models
  */
-export type CreateError =
+export type GenerateError =
   | UnsupportedAlgorithm
   | AlgorithmMismatch
   | InvalidKeyReference
-  | InvalidKeyMaterial
   | KeyExists
   | MechanismUnsupported
   | AcquireError
+
+/**
+ * What importing a secret can fail with: as generating, and material that is no secret or too short.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ImportError = GenerateError | InvalidKeyMaterial
 
 /**
  * An `HsmSecretKey` from its handle. Its length is `CKA_VALUE_LEN`, except where the token reads it as 0
@@ -154,7 +161,7 @@ const fromHandle = (
  * @since 0.1.0
  * @category constructors
  */
-export const generate = (options: SecretOptions): Effect.Effect<HsmSecretKey, CreateError, SessionPool> =>
+export const generate = (options: SecretOptions): Effect.Effect<HsmSecretKey, GenerateError, SessionPool> =>
   Effect.gen(function*() {
     const alg = yield* Policy.checkHmac(options.alg)
     const label = yield* KeyReference.parseLabel(options.label)
@@ -191,7 +198,7 @@ export const generate = (options: SecretOptions): Effect.Effect<HsmSecretKey, Cr
  */
 export const importSecret = (
   options: SecretOptions & { readonly key: Uint8Array | jose.JWK }
-): Effect.Effect<HsmSecretKey, CreateError, SessionPool> =>
+): Effect.Effect<HsmSecretKey, ImportError, SessionPool> =>
   Effect.gen(function*() {
     const alg = yield* Policy.checkHmac(options.alg)
     const label = yield* KeyReference.parseLabel(options.label)
@@ -270,7 +277,12 @@ export const fromHsm = (options: LoadOptions): Effect.Effect<HsmSecretKey, LoadE
     const query = KeyReference.describe(reference)
     return yield* Borrow.inSession({ rw: false }, (session) =>
       Effect.flatMap(
-        TokenObjects.findOne(session, { ...TokenObjects.templateOf(reference), class: CKO.SECRET_KEY }, query),
+        TokenObjects.findOne(
+          session,
+          { ...TokenObjects.templateOf(reference), class: CKO.SECRET_KEY },
+          query,
+          "secret"
+        ),
         (handle) => fromHandle(session, handle, alg, query, options.kid ?? "id")
       ))
   }).pipe(Effect.withSpan("HsmSecret.fromHsm", { captureStackTrace: false }))

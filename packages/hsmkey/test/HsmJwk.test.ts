@@ -150,7 +150,10 @@ describe("HsmJwk loading", () => {
       assert.strictEqual(error.reason, "not-logged-in")
       assert.include(error.message, "label \"hidden\"")
       assert.include(error.message, "\"emu\"")
-      assert.include(error.message, "private keys are hidden until the pool logs in; give the SessionPool a userPin")
+      assert.include(
+        error.message,
+        "private keys and secrets are hidden until the pool logs in; give the SessionPool a userPin"
+      )
       // The key is there: with the PIN it loads.
       const key = yield* HsmJwk.fromHsm({ label: "hidden" }).pipe(
         Effect.provide(SessionPool.layer({ tokenLabel: "emu", userPin }))
@@ -241,7 +244,7 @@ describe("HsmJwk signing", () => {
       assert.strictEqual((yield* control.stats("emu")).loginCalls, 2)
     }).pipe(Effect.provide(live())))
 
-  it.effect("signs in the session at hand, with no pool in context", () =>
+  it.effect("signs in the session at hand, never in the pool in context", () =>
     Effect.gen(function*() {
       const pool = yield* SessionPool.make({ tokenLabel: "emu", userPin })
       // The pool in context may lend nothing: generating and signing use the session in context.

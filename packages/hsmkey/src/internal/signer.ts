@@ -92,7 +92,14 @@ const prove = (session: Session, key: SigningKey, handle: ObjectHandle): Effect.
   })
 
 const changed = (session: Session, key: SigningKey): Effect.Effect<never, KeyNotFound> =>
-  Effect.fail(new KeyNotFound({ query: queryOf(key), token: session.token.label, reason: "changed" }))
+  Effect.fail(
+    new KeyNotFound({
+      query: queryOf(key),
+      token: session.token.label,
+      kind: key.keyType === "oct" ? "secret" : "private key",
+      reason: "changed"
+    })
+  )
 
 /** What finding a key's object again can fail with. */
 export type LookupError = KeyNotFound | KeyAmbiguous | Pkcs11Failure
@@ -153,7 +160,7 @@ export const withKeyHandle = <A, E>(
   const resolve: Effect.Effect<A, E | LookupError> = Effect.suspend(() => {
     TokenState.forgetHandle(session, slot)
     return Effect.flatMap(
-      TokenObjects.findOne(session, findTemplate(key), queryOf(key)),
+      TokenObjects.findOne(session, findTemplate(key), queryOf(key), key.keyType === "oct" ? "secret" : "private key"),
       (handle) => using(handle, undefined, changed(session, key))
     )
   })

@@ -1,4 +1,5 @@
 import type { Attributes } from "@hsmkey/pkcs11/Attribute"
+import { CKO } from "@hsmkey/pkcs11/Constants"
 import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
@@ -13,23 +14,57 @@ export const templateOf = (reference: KeyReference.KeyReference): Attributes => 
   ...(reference.id === undefined ? {} : { id: reference.id })
 })
 
+/** The kind of key a search is for, as `KeyNotFound` names it. */
+export type KeyKind = "private key" | "secret"
+
+const isPublic = (state: string): boolean => state === "ro-public" || state === "rw-public"
+
 /**
- * The one object a template finds: `KeyAmbiguous` when several match, `KeyNotFound` when none does,
- * with the reason `absent` tells and the labels `present` lists (both asked only then).
+ * Why a search for a key of `kind` found nothing: private keys and secrets hide from a session that is
+ * not logged in, a key pair may have only its public half there, and otherwise the labels of the keys of
+ * that kind the session sees say what is there instead.
+ */
+const missing = (
+  session: Session,
+  template: Attributes,
+  kind: KeyKind
+): Effect.Effect<Pick<KeyNotFound, "reason" | "present">, Pkcs11Failure> =>
+  Effect.gen(function*() {
+    const pkcs11 = session.pkcs11
+    if (isPublic((yield* pkcs11.sessionInfo(session.handle)).state)) {
+      return { reason: "not-logged-in", present: undefined }
+    }
+    const { class: _, ...named } = template
+    if (
+      kind === "private key" &&
+      (yield* pkcs11.findObjects(session.handle, { ...named, class: CKO.PUBLIC_KEY })).length > 0
+    ) {
+      return { reason: "public-only", present: undefined }
+    }
+    const objectClass = kind === "private key" ? CKO.PRIVATE_KEY : CKO.SECRET_KEY
+    const handles = yield* pkcs11.findObjects(session.handle, { class: objectClass })
+    const labels = yield* Effect.forEach(handles, (handle) => pkcs11.getAttributes(session.handle, handle, ["label"]))
+    const present = [...new Set(labels.flatMap(({ label }) => label === undefined || label === "" ? [] : [label]))]
+    // By code unit, not by locale: the same order on every machine.
+    return { reason: "absent", present: present.sort((a, b) => a < b ? -1 : a > b ? 1 : 0) }
+  })
+
+/**
+ * The one object a template finds: `KeyAmbiguous` when several match, `KeyNotFound` when none does, with
+ * the reason and, for an absent key, the labels of the keys of its kind that are there.
  */
 export const findOne = (
   session: Session,
   template: Attributes,
   query: string,
-  absent: Effect.Effect<KeyNotFound["reason"], Pkcs11Failure> = Effect.succeed("absent"),
-  present: Effect.Effect<ReadonlyArray<string>, Pkcs11Failure> = Effect.succeed([])
+  kind: KeyKind
 ): Effect.Effect<ObjectHandle, KeyAmbiguous | KeyNotFound | Pkcs11Failure> =>
   Effect.gen(function*() {
     const found = yield* session.pkcs11.findObjects(session.handle, template)
     if (found.length === 1) return found[0]
     if (found.length > 1) return yield* new KeyAmbiguous({ query, token: session.token.label, count: found.length })
-    const reason = yield* absent
-    return yield* new KeyNotFound({ query, token: session.token.label, reason, present: yield* present })
+    const { present, reason } = yield* missing(session, template, kind)
+    return yield* new KeyNotFound({ query, token: session.token.label, kind, reason, present })
   })
 
 /**

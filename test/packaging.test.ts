@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
 import * as Fs from "node:fs"
+import { createRequire } from "node:module"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { promisify } from "node:util"
@@ -89,8 +90,37 @@ const app = (base: string, name: string, packed: ReadonlyArray<Packed>, extra: R
   return { directory, tarballs }
 }
 
+const isRootOf = (directory: string, name: string) => {
+  const manifest = Path.join(directory, "package.json")
+  if (Fs.existsSync(manifest) && JSON.parse(Fs.readFileSync(manifest, "utf8")).name === name) return true
+  assert.notStrictEqual(Path.dirname(directory), directory, `no package.json named ${name} above the entry`)
+  return false
+}
+
+// Each package resolves its peers to the app's own copy: one hsmkey, one @hsmkey/pkcs11, one effect.
+const singleCopies = (directory: string) => {
+  // Resolves the main entry (our `./*` export maps `package.json` too) and walks up to the package's root.
+  const resolveFrom = (from: string, name: string) => {
+    let directory = Path.dirname(Fs.realpathSync(createRequire(Path.join(from, "package.json")).resolve(name)))
+    while (!isRootOf(directory, name)) directory = Path.dirname(directory)
+    return directory
+  }
+  const shared = ["effect", "hsmkey", "@hsmkey/pkcs11", "@hsmkey/node"]
+  const ours = ["hsmkey", "@hsmkey/pkcs11", "@hsmkey/node", "@hsmkey/softhsm"].map((name) =>
+    resolveFrom(directory, name)
+  )
+  for (const name of shared) {
+    const own = resolveFrom(directory, name)
+    for (const dependent of ours) {
+      if (dependent === own) continue
+      assert.strictEqual(resolveFrom(dependent, name), own, `${Path.basename(dependent)} sees the app's ${name}`)
+    }
+  }
+}
+
 const uses = (directory: string) =>
   Effect.gen(function*() {
+    singleCopies(directory)
     const env: Record<string, string> = softHsmModule === undefined ? {} : { SOFTHSM2_MODULE: softHsmModule }
     const { stdout } = yield* succeed(process.execPath, ["main.mjs"], directory, env)
     assert.deepStrictEqual(JSON.parse(stdout.trim()), {

@@ -9,9 +9,10 @@ import type pkcs11js from "pkcs11js"
 export type Api = typeof pkcs11js
 
 const buildAdvice = "its native addon is built when it is installed: with pnpm, allow its build script " +
-  "(pnpm-workspace.yaml `allowBuilds: { pkcs11js: true }`, or `pnpm approve-builds`); with npm, do not " +
-  "install with --ignore-scripts; node-gyp needs a C++ compiler and Node's headers (npm_config_nodedir). " +
-  "Then run `pnpm rebuild pkcs11js` or `npm rebuild pkcs11js`"
+  "(pnpm-workspace.yaml `allowBuilds: { pkcs11js: true }`, or `pnpm approve-builds`); with npm, approve it " +
+  "(`npm install-scripts approve pkcs11js`) and do not install with --ignore-scripts; node-gyp needs a C++ " +
+  "compiler, make, Python 3 and Node's headers (npm_config_nodedir). Then run `pnpm rebuild pkcs11js` or " +
+  "`npm rebuild pkcs11js`"
 
 /**
  * What to check when a library refuses to initialize: SoftHSM2 answers CKR_GENERAL_ERROR when it cannot read

@@ -320,10 +320,14 @@ export const signMany = (
 ): Effect.Effect<ReadonlyArray<string>, SignError, SessionPool> =>
   Effect.gen(function*() {
     const items = Array.from(payloads)
+    const concurrency = options.concurrency
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
+      return yield* new InvalidOptions({ detail: `concurrency must be a positive integer, not ${concurrency}` })
+    }
     const signOne = (payload: Payload) => sign(payload, key, options)
     if ((yield* Effect.serviceOption(CurrentSession))._tag === "Some") return yield* Effect.forEach(items, signOne)
     const pool = yield* SessionPool
-    const lanes = Math.max(1, Math.min(options.concurrency ?? (yield* pool.stats).maxSessions, items.length))
+    const lanes = Math.max(1, Math.min(concurrency ?? (yield* pool.stats).maxSessions, items.length))
     const results = new Array<string>(items.length)
     yield* Effect.forEach(
       Array.from({ length: lanes }, (_, lane) => lane),
@@ -436,6 +440,11 @@ export function verify(
   key: VerificationKey,
   options?: jose.VerifyOptions
 ): Effect.Effect<Verified, VerificationFailed>
+export function verify(
+  jws: string | FlattenedJws | GeneralJws,
+  key: VerificationKey | HsmSecret.HsmSecretKey,
+  options?: jose.VerifyOptions
+): Effect.Effect<Verified, VerificationFailed | VerifyInTokenError, SessionPool>
 export function verify(
   jws: string | FlattenedJws | GeneralJws,
   key: VerificationKey | HsmSecret.HsmSecretKey,

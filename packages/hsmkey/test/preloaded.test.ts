@@ -23,12 +23,13 @@ const token = (keys: ReadonlyArray<MemoryPkcs11.KeyOptions>) =>
     Layer.provideMerge(MemoryPkcs11.layer({ tokens: [{ label: "preloaded", userPin, keys }] }))
   )
 
+// Not in label order: `HsmJwk.list` orders them.
 const Preloaded = token([
-  { label: "ec-jwk", id: "01", key: ec.privateKey.export({ format: "jwk" }) },
-  { label: "ed-pem", key: ed.privateKey.export({ format: "pem", type: "pkcs8" }).toString() },
-  { label: "rsa-der", id: "03", key: new Uint8Array(rsa.privateKey.export({ format: "der", type: "pkcs8" })) },
   { label: "rsa-enc", id: "04", key: rsa.privateKey, use: "enc" },
-  { label: "hmac", id: "05", key: { kty: "oct", k: secret.toString("base64url") } }
+  { label: "ed-pem", key: ed.privateKey.export({ format: "pem", type: "pkcs8" }).toString() },
+  { label: "hmac", id: "05", key: { kty: "oct", k: secret.toString("base64url") } },
+  { label: "rsa-der", id: "03", key: new Uint8Array(rsa.privateKey.export({ format: "der", type: "pkcs8" })) },
+  { label: "ec-jwk", id: "01", key: ec.privateKey.export({ format: "jwk" }) }
 ])
 
 describe("MemoryPkcs11 tokens that start with keys", () => {
@@ -45,6 +46,13 @@ describe("MemoryPkcs11 tokens that start with keys", () => {
 
       const edKey = yield* HsmJwk.fromHsm({ label: "ed-pem" })
       assert.strictEqual(edKey.alg, "EdDSA")
+      // Given no CKA_ID, a pair gets OpenSC's (and hsmkey's): the SHA-1 of its public key.
+      const edId = Crypto.createHash("sha1").update(
+        Buffer.from(edKey.publicJwk.kty === "OKP" ? edKey.publicJwk.x : "", "base64url")
+      ).digest()
+      assert.deepStrictEqual(Buffer.from(edKey.id), edId)
+      assert.deepStrictEqual(edKey.id, HsmJwk.defaultId(edKey.publicJwk))
+      assert.strictEqual((yield* HsmJwk.fromHsm({ id: edId.toString("hex") })).label, "ed-pem")
       const edJws = yield* Jws.sign("ed", edKey)
       yield* Effect.promise(() => jose.compactVerify(edJws, ed.publicKey))
 

@@ -108,6 +108,9 @@ const publicKeyId = (privateKey: Crypto.KeyObject): Uint8Array => {
 
 const preloaded = (token: string, options: KeyOptions): PreloadedKey => {
   const where = `MemoryPkcs11: key "${options.label}" of token "${token}"`
+  if (typeof options.id === "string" && !/^(?:[0-9a-fA-F]{2})*$/u.test(options.id)) {
+    throw new Error(`${where}: its id "${options.id}" is not hex`)
+  }
   const given = options.id === undefined
     ? undefined
     : typeof options.id === "string"

@@ -1,8 +1,9 @@
 /**
  * The Cryptoki boundary: every PKCS#11 call hsmkey makes, as an Effect.
  *
- * Two implementations provide it: `NodePkcs11` over a real library (through pkcs11js) and
- * `MemoryPkcs11`, an in-memory token emulator with the same semantics. Handles are plain numbers,
+ * Two implementations provide it: `NodePkcs11` of `@hsmkey/node` over a real library (through pkcs11js),
+ * and `MemoryPkcs11`, an in-memory token emulator with the same semantics; `Pkcs11Driver` is what
+ * another driver implements. Handles are plain numbers,
  * attributes are named values, PINs stay `Redacted` until the native call, and failures are the typed
  * errors of `Pkcs11Error`.
  *

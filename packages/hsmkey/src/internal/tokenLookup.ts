@@ -49,15 +49,20 @@ const presentTokens = (pkcs11: Pkcs11.Service): Effect.Effect<ReadonlyArray<Toke
       (infos) => infos.flat()
     ))
 
-// SoftHSM2 shows the tokens of the directory its configuration names, and one empty slot otherwise.
-const hintOf = (pkcs11: Pkcs11.Service): Effect.Effect<string | undefined, Pkcs11Failure> =>
-  Effect.map(pkcs11.info, (info) => {
-    if (!info.manufacturerId.startsWith("SoftHSM")) return undefined
-    const conf = process.env.SOFTHSM2_CONF
-    const named = conf === undefined || conf === "" ? "unset (so /etc/softhsm/softhsm2.conf)" : `"${conf}"`
-    return `SoftHSM2 finds its tokens in the directory its configuration names, and SOFTHSM2_CONF is ${named}: ` +
-      "point it at the configuration the token was made under"
-  })
+// SoftHSM2 shows the tokens of the directory its configuration names, and one empty slot otherwise. What
+// SOFTHSM2_CONF says now need not be what the library read when it was initialized: it is not quoted.
+const hintOf = (
+  pkcs11: Pkcs11.Service,
+  tokens: ReadonlyArray<TokenInfo>
+): Effect.Effect<string | undefined, Pkcs11Failure> =>
+  tokens.length > 0 ?
+    Effect.succeed(undefined) :
+    Effect.map(pkcs11.info, (info) =>
+      info.manufacturerId.startsWith("SoftHSM")
+        ? "SoftHSM2 shows the tokens of the directory named by the configuration it read when the library was " +
+          "initialized (SOFTHSM2_CONF, else /etc/softhsm/softhsm2.conf): set SOFTHSM2_CONF to the configuration " +
+          "the token was made under before the library loads"
+        : undefined)
 
 /**
  * Finds the one token a selector names.
@@ -72,7 +77,7 @@ export const find = (
       const found = tokens.filter((info) => matches(selector, info))
       if (found.length === 1) return Effect.succeed(found[0])
       if (found.length === 0) {
-        return Effect.flatMap(hintOf(pkcs11), (hint) =>
+        return Effect.flatMap(hintOf(pkcs11, tokens), (hint) =>
           Effect.fail(
             new TokenNotFound({ selector: describe(selector), available: tokens.map((t) => t.label), hint })
           ))

@@ -19,6 +19,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as NodeDriver from "./internal/nodeDriver.js"
 import * as Registry from "./internal/registry.js"
+import * as SigningThreads from "./internal/signingThreads.js"
 
 /**
  * Options of a native PKCS#11 module.
@@ -100,6 +101,8 @@ export interface ModuleStatus {
   readonly serialized: boolean
   readonly initializeCalls: number
   readonly finalizeCalls: number
+  /** Signing threads loaded and listening (see `SessionPoolOptions.signingThreads`). */
+  readonly signingThreads: number
 }
 
 /**
@@ -122,7 +125,8 @@ export const moduleStatus = (modulePath: string): Effect.Effect<ModuleStatus, Mo
       inFlight: stats.inflight,
       serialized: stats.serialized,
       initializeCalls: stats.initializeCalls,
-      finalizeCalls: stats.finalizeCalls
+      finalizeCalls: stats.finalizeCalls,
+      signingThreads: SigningThreads.ready(realPath)
     })
   })
 

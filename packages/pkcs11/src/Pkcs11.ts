@@ -378,6 +378,39 @@ export declare namespace Pkcs11 {
       data: Uint8Array
     ) => Effect.Effect<Uint8Array, Pkcs11Failure>
     /**
+     * The signing hot path: `C_SignInit` and `C_Sign` as one plain call, with no lock and no span, for code
+     * that holds `session` alone and signs at the token's speed (hsmkey's signing lanes). It answers the
+     * signature or the failure as a value, at once when `inline` is asked for and the library signs on the
+     * calling thread (pkcs11js does: the event loop waits for the token), else as a promise of either.
+     * `undefined` for a library that must be called one call at a time: use `sign`.
+     */
+    /** Whether `signDirect` asked for `inline` answers at once, on the calling thread. */
+    readonly signsInline: boolean
+    readonly signDirect:
+      | ((
+        session: SessionHandle,
+        mechanism: Mechanism,
+        key: ObjectHandle,
+        data: Uint8Array,
+        inline: boolean
+      ) => Uint8Array | Pkcs11Failure | Promise<Uint8Array | Pkcs11Failure>)
+      | undefined
+    /**
+     * Signs a batch in `session` on signing thread `thread` of the library (a worker thread with its own
+     * handle on the library the process initialized, started on first use and stopped before the library
+     * is finalized), item by item: a signature or the failure, each. One message carries the whole batch,
+     * so the event loop's thread does none of the token's work. It rejects when the thread itself failed (it
+     * exited or threw): nothing of the batch is known then. `undefined` for
+     * a library without signing threads (the emulator), or one that must be called one call at a time.
+     */
+    readonly signBatch:
+      | ((
+        thread: number,
+        session: SessionHandle,
+        items: ReadonlyArray<{ readonly mechanism: Mechanism; readonly key: ObjectHandle; readonly data: Uint8Array }>
+      ) => Promise<ReadonlyArray<Uint8Array | Pkcs11Failure>>)
+      | undefined
+    /**
      * `C_VerifyInit` and `C_Verify` as one operation: `false` for a signature the token rejects
      * (`CKR_SIGNATURE_INVALID`, `CKR_SIGNATURE_LEN_RANGE`); empty data is refused, as for `sign`.
      */

@@ -4,6 +4,7 @@ import type { Mechanism } from "@hsmkey/pkcs11/Pkcs11"
 import { CryptokiError, type Driver } from "@hsmkey/pkcs11/Pkcs11Driver"
 import type pkcs11js from "pkcs11js"
 import * as Registry from "./registry.js"
+import * as SigningThreads from "./signingThreads.js"
 
 // Large enough for an RSA-8192 signature and every EC and EdDSA signature.
 const SIGNATURE_BUFFER = 1024
@@ -143,6 +144,38 @@ export const make = (module: Registry.Module): Driver => {
   // A threadpool call holds the library loaded until it settles: C_Finalize under it would crash.
   const threadpool = <A>(method: string, f: () => Promise<A>): Promise<A> =>
     module.state === "open" ? Registry.inflight(module, f) : Promise.reject(notLoaded(method))
+  // The synchronous signing path reuses one output buffer (the signature is copied out of it) and the
+  // pkcs11js form of each mechanism it was given: signing lanes pass the same mechanism objects again.
+  const signatureBuffer = Buffer.alloc(SIGNATURE_BUFFER)
+  const directMechanisms = new WeakMap<Mechanism, pkcs11js.Mechanism>()
+  const directMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => {
+    let known = directMechanisms.get(mechanism)
+    if (known === undefined) {
+      known = toMechanism(mechanism)
+      directMechanisms.set(mechanism, known)
+    }
+    return known
+  }
+  const threads = SigningThreads.make(module)
+  const signAsync = (session: number, mechanism: Mechanism, key: number, data: Uint8Array): Promise<Uint8Array> =>
+    threadpool("C_Sign", async () => {
+      const handle = toHandle(session)
+      call("C_SignInit", () => p11.C_SignInit(handle, toMechanism(mechanism), toHandle(key)))
+      const input = Buffer.from(data)
+      try {
+        return new Uint8Array(
+          await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(SIGNATURE_BUFFER)))
+        )
+      } catch (error) {
+        // CKR_BUFFER_TOO_SMALL leaves the operation active (the next C_SignInit would fail with
+        // CKR_OPERATION_ACTIVE); PKCS#11 completes it by calling C_Sign again with room enough.
+        if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
+        return new Uint8Array(
+          await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
+        )
+      }
+    })
+
   const objectsChange = () => {
     module.objectGeneration++
   }
@@ -337,24 +370,44 @@ export const make = (module: Registry.Module): Driver => {
         )
       }),
 
-    sign: (session, mechanism, key, data) =>
-      threadpool("C_Sign", async () => {
-        const handle = toHandle(session)
-        call("C_SignInit", () => p11.C_SignInit(handle, toMechanism(mechanism), toHandle(key)))
-        const input = Buffer.from(data)
-        try {
-          return new Uint8Array(
-            await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(SIGNATURE_BUFFER)))
-          )
-        } catch (error) {
-          // CKR_BUFFER_TOO_SMALL leaves the operation active (the next C_SignInit would fail with
-          // CKR_OPERATION_ACTIVE); PKCS#11 completes it by calling C_Sign again with room enough.
-          if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
-          return new Uint8Array(
-            await callAsync("C_Sign", () => p11.C_SignAsync(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
-          )
-        }
-      }),
+    sign: (session, mechanism, key, data) => signAsync(session, mechanism, key, data),
+
+    signNow: (session, mechanism, key, data) => {
+      const handle = toHandle(session)
+      call("C_SignInit", () => p11.C_SignInit(handle, directMechanism(mechanism), toHandle(key)))
+      const input = toBuffer(data)
+      try {
+        return new Uint8Array(call("C_Sign", () => p11.C_Sign(handle, input, signatureBuffer)))
+      } catch (error) {
+        // As for the threadpool form: a buffer too small leaves the operation active until a call with room.
+        if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
+        return new Uint8Array(call("C_Sign", () => p11.C_Sign(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER))))
+      }
+    },
+
+    signBatch: (thread, session, items) => {
+      if (module.state !== "open") return Promise.reject(notLoaded("C_Sign"))
+      const onThread = threads.signBatch(
+        thread,
+        session,
+        items.map((item) => ({ mechanism: directMechanism(item.mechanism), key: item.key, data: item.data }))
+      )
+      if (onThread !== undefined) return onThread
+      // The thread is still starting: the batch goes on the threadpool meanwhile, one call after another.
+      return items.reduce<Promise<Array<Uint8Array | CryptokiError>>>(
+        (done, item) =>
+          done.then((results) =>
+            signAsync(session, item.mechanism, item.key, item.data).then(
+              (signature) => [...results, signature],
+              (error) => {
+                if (!(error instanceof CryptokiError)) throw error
+                return [...results, error]
+              }
+            )
+          ),
+        Promise.resolve([])
+      )
+    },
 
     verify: (session, mechanism, key, data, signature) =>
       threadpool("C_Verify", async () => {

@@ -76,6 +76,11 @@ export interface Module {
   readonly exclusive: FifoSemaphore.FifoSemaphore | undefined
   /** The error of a deferred `C_Finalize`, for whoever waits on `closed`. */
   finalizeError: unknown
+  /**
+   * Stops what must end before the library is finalized (its signing threads), once no call is in flight:
+   * a promise while that is under way, `undefined` when nothing is left.
+   */
+  stopThreads: () => Promise<void> | undefined
   readonly markClosed: () => void
 }
 
@@ -191,6 +196,7 @@ export const acquire = (realPath: string, concurrency: Concurrency = "auto"): Mo
     refs: 1,
     inflight: 0,
     state: "open",
+    stopThreads: () => undefined,
     objectGeneration: 0,
     closed,
     finalizeError: undefined,
@@ -220,6 +226,13 @@ export const retain = (module: Module): boolean => {
 // Finalizes (unless adopted) and unloads, once nothing holds the library and no native call runs.
 const finalizeIfIdle = (module: Module): void => {
   if (module.state !== "closing" || module.inflight > 0) return
+  // A thread that exits runs its destructors in the library's code: finalizing or unloading it before the
+  // thread is gone crashes the process. The wait counts as a call in flight; a retain meanwhile keeps it.
+  const stopping = module.stopThreads()
+  if (stopping !== undefined) {
+    void inflight(module, () => stopping)
+    return
+  }
   module.state = "closed"
   registry.modules.delete(module.realPath)
   if (!module.adopted) {

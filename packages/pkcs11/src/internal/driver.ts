@@ -100,6 +100,23 @@ export interface Driver {
   ) => Promise<{ readonly publicKey: number; readonly privateKey: number }>
   readonly generateKey: (session: number, mechanism: Mechanism, template: Attribute.Attributes) => Promise<number>
   readonly sign: (session: number, mechanism: Mechanism, key: number, data: Uint8Array) => Promise<Uint8Array>
+  /**
+   * As `sign`, on the calling thread: for a library whose signing takes microseconds, where a threadpool
+   * hop costs more than the token's work. Absent where the library has no synchronous form.
+   */
+  readonly signNow?: ((session: number, mechanism: Mechanism, key: number, data: Uint8Array) => Uint8Array) | undefined
+  /**
+   * Signs a batch in `session` on signing thread `thread` of the library (started on first use), item by
+   * item: a signature, or the library's refusal, each. It rejects when the thread itself failed (it exited
+   * or threw): nothing of the batch is known then. Absent where the library has no such threads.
+   */
+  readonly signBatch?:
+    | ((
+      thread: number,
+      session: number,
+      items: ReadonlyArray<{ readonly mechanism: Mechanism; readonly key: number; readonly data: Uint8Array }>
+    ) => Promise<ReadonlyArray<Uint8Array | CryptokiError>>)
+    | undefined
   /** Resolves `false` for `CKR_SIGNATURE_INVALID` and `CKR_SIGNATURE_LEN_RANGE`. */
   readonly verify: (
     session: number,

@@ -457,6 +457,40 @@ export const make = (
         mechanismAttributes(mechanism)
       ),
 
+    signsInline: exclusive === undefined && driver.signNow !== undefined,
+
+    signDirect: exclusive !== undefined ? undefined : (session, mechanism, key, data, inline) => {
+      if (data.length === 0) {
+        return new Pkcs11Error({ method: "C_Sign", code: CKR.ARGUMENTS_BAD, returnValue: "CKR_ARGUMENTS_BAD" })
+      }
+      const context = { session, mechanism: mechanism.type }
+      const failed = (error: unknown): Pkcs11Failure => {
+        // A thrown value that is not the library's answer is a bug: it stays a throw.
+        if (!isCryptokiError(error)) throw error
+        return fromReturnValue(error.method, error.code, context)
+      }
+      const signNow = driver.signNow
+      if (inline && signNow !== undefined) {
+        try {
+          return signNow(session, mechanism, key, data)
+        } catch (error) {
+          return failed(error)
+        }
+      }
+      return driver.sign(session, mechanism, key, data).then((signature) => signature, failed)
+    },
+
+    signBatch: exclusive !== undefined || driver.signBatch === undefined ?
+      undefined :
+      (thread, session, items) =>
+        driver.signBatch!(thread, session, items).then((results) =>
+          results.map((result, i) =>
+            result instanceof Uint8Array
+              ? result
+              : fromReturnValue(result.method, result.code, { session, mechanism: items[i].mechanism.type })
+          )
+        ),
+
     verify: (session, mechanism, key, data, signature) =>
       onSession(
         "C_Verify",

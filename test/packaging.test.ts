@@ -123,9 +123,10 @@ const uses = (directory: string) =>
     singleCopies(directory)
     const env: Record<string, string> = softHsmModule === undefined ? {} : { SOFTHSM2_MODULE: softHsmModule }
     const { stdout } = yield* succeed(process.execPath, ["main.mjs"], directory, env)
+    // Two signing threads by default: both loaded from the installed files and signing.
     assert.deepStrictEqual(JSON.parse(stdout.trim()), {
       emulator: "installed",
-      ...(softHsmModule === undefined ? {} : { softhsm: "installed" })
+      ...(softHsmModule === undefined ? {} : { softhsm: "installed", signingThreads: 2 })
     })
     yield* succeed(
       process.execPath,

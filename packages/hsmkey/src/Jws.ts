@@ -29,6 +29,7 @@ import {
 } from "./HsmError.js"
 import * as HsmSecret from "./HsmSecret.js"
 import { CurrentSession } from "./HsmSession.js"
+import type * as Algorithms from "./internal/algorithms.js"
 import * as Borrow from "./internal/borrow.js"
 import * as Encoding from "./internal/encoding.js"
 import * as JwsParse from "./internal/jwsParse.js"
@@ -118,19 +119,20 @@ export interface GeneralJws {
 const encoder = new TextEncoder()
 const bytesOf = (payload: Payload): Uint8Array => typeof payload === "string" ? encoder.encode(payload) : payload
 
-const headerOf = (name: string, header: unknown): Effect.Effect<Header, InvalidHeader> =>
-  header === undefined
-    ? Effect.succeed({})
-    : Encoding.isPlainObject(header)
-    ? Effect.succeed(header)
-    : Effect.fail(new InvalidHeader({ detail: `${name} must be a JSON object` }))
+const isHeader = (header: unknown): header is Header | undefined =>
+  header === undefined || Encoding.isPlainObject(header)
 
-const encodeJson = (name: string, value: Header): Effect.Effect<string, InvalidHeader> =>
-  Effect.try({
-    try: () => jose.base64url.encode(JSON.stringify(value)),
-    catch: (error) =>
-      new InvalidHeader({ detail: `${name} is not JSON: ${error instanceof Error ? error.message : String(error)}` })
-  })
+const own = (header: Header, name: string): boolean => Object.prototype.hasOwnProperty.call(header, name)
+
+const encodeJson = (name: string, value: Header): string | InvalidHeader => {
+  try {
+    return jose.base64url.encode(JSON.stringify(value))
+  } catch (error) {
+    return new InvalidHeader({
+      detail: `${name} is not JSON: ${error instanceof Error ? error.message : String(error)}`
+    })
+  }
+}
 
 // RFC 7515 §4.1: a `crit` entry must name an extension, not one of these.
 const registeredHeaders = new Set(["alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit"])
@@ -139,22 +141,88 @@ const registeredHeaders = new Set(["alg", "jku", "jwk", "kid", "x5u", "x5c", "x5
  * Refuses what hsmkey would sign wrongly: `b64` (RFC 7797 unencoded payloads are not made here) and a
  * `crit` that is not a list of extension names present in the protected header (RFC 7515 §4.1.11).
  */
-const checkProtected = (header: Header): Effect.Effect<void, InvalidHeader> => {
-  if ("b64" in header) {
-    return Effect.fail(new InvalidHeader({ detail: "b64 (RFC 7797 unencoded payload) is not supported" }))
-  }
-  if (!("crit" in header)) return Effect.void
+const checkProtected = (header: Header): InvalidHeader | undefined => {
+  if (own(header, "b64")) return new InvalidHeader({ detail: "b64 (RFC 7797 unencoded payload) is not supported" })
+  if (!own(header, "crit")) return undefined
   const crit = header.crit
   if (!Array.isArray(crit) || crit.length === 0 || !crit.every((name) => typeof name === "string")) {
-    return Effect.fail(new InvalidHeader({ detail: "crit must be a non-empty array of header names" }))
+    return new InvalidHeader({ detail: "crit must be a non-empty array of header names" })
   }
-  const wrong = crit.filter((name) => registeredHeaders.has(name) || !(name in header))
-  return wrong.length === 0 ? Effect.void : Effect.fail(
-    new InvalidHeader({
-      detail: `crit names ${wrong.join(", ")}: each must be an extension present in the protected header`
-    })
-  )
+  const wrong = crit.filter((name) => registeredHeaders.has(name) || !own(header, name))
+  return wrong.length === 0 ? undefined : new InvalidHeader({
+    detail: `crit names ${wrong.join(", ")}: each must be an extension present in the protected header`
+  })
 }
+
+interface Prepared {
+  readonly alg: Algorithms.Algorithm
+  readonly encodedHeader: string
+  readonly unprotected: Header | undefined
+}
+
+// The protected header a key signs under when nothing else is asked for, encoded once per key and alg.
+const defaultHeaders = new WeakMap<SigningKey, Map<string, string>>()
+
+const defaultHeader = (key: SigningKey, alg: Algorithms.Algorithm): string => {
+  let byAlg = defaultHeaders.get(key)
+  if (byAlg === undefined) {
+    byAlg = new Map()
+    defaultHeaders.set(key, byAlg)
+  }
+  let encoded = byAlg.get(alg)
+  if (encoded === undefined) {
+    encoded = jose.base64url.encode(JSON.stringify({ alg, kid: key.kid }))
+    byAlg.set(alg, encoded)
+  }
+  return encoded
+}
+
+/**
+ * The algorithm and the encoded protected header of one signature, or why it cannot be signed: plain
+ * code, for it runs once per signature.
+ */
+const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignError => {
+  const alg = Policy.algorithmFor(key, options.alg ?? key.alg)
+  if (typeof alg !== "string") return alg
+  const given = options.protectedHeader
+  const unprotected = options.unprotectedHeader
+  if (given === undefined && unprotected === undefined && options.kid !== false) {
+    return { alg, encodedHeader: defaultHeader(key, alg), unprotected: undefined }
+  }
+  if (!isHeader(given)) return new InvalidHeader({ detail: "protectedHeader must be a JSON object" })
+  if (!isHeader(unprotected)) return new InvalidHeader({ detail: "unprotectedHeader must be a JSON object" })
+  const protectedHeader = given ?? {}
+  const unprotectedHeader = unprotected ?? {}
+  if (own(protectedHeader, "alg") && protectedHeader.alg !== alg) {
+    return new InvalidHeader({
+      detail: `protectedHeader.alg is ${String(protectedHeader.alg)}, but the signature is ${alg}`
+    })
+  }
+  const shared = Object.keys(unprotectedHeader).filter((name) => own(protectedHeader, name) || name === "alg")
+  if (shared.length > 0) {
+    return new InvalidHeader({
+      detail: `${shared.join(", ")} in both the protected and the unprotected header (RFC 7515 §7.2.1)`
+    })
+  }
+  if (own(unprotectedHeader, "crit") || own(unprotectedHeader, "b64")) {
+    return new InvalidHeader({ detail: "crit and b64 belong in the protected header (RFC 7515 §4.1.11)" })
+  }
+  const wrong = checkProtected(protectedHeader)
+  if (wrong !== undefined) return wrong
+  // A kid the caller put in the unprotected header is the one they chose.
+  const withKid = options.kid !== false && !own(unprotectedHeader, "kid")
+  const header: Header = { alg, ...(withKid ? { kid: key.kid } : {}), ...protectedHeader }
+  const encodedHeader = encodeJson("protectedHeader", header)
+  if (typeof encodedHeader !== "string") return encodedHeader
+  return { alg, encodedHeader, unprotected: Object.keys(unprotectedHeader).length > 0 ? unprotectedHeader : undefined }
+}
+
+const signatureOf = (
+  prepared: Prepared,
+  encodedPayload: string,
+  key: SigningKey
+): Effect.Effect<Uint8Array, SignError, SessionPool> =>
+  Borrow.signing(key, prepared.alg, encoder.encode(`${prepared.encodedHeader}.${encodedPayload}`))
 
 /**
  * One signature over an encoded payload, in a session of the key's token.
@@ -164,39 +232,14 @@ const signature = (
   key: SigningKey,
   options: SignatureOptions
 ): Effect.Effect<Omit<FlattenedJws, "payload">, SignError, SessionPool> =>
-  Effect.gen(function*() {
-    const alg = yield* Policy.checkAlgorithm(key, options.alg ?? key.alg)
-    const given = yield* headerOf("protectedHeader", options.protectedHeader)
-    const unprotected = yield* headerOf("unprotectedHeader", options.unprotectedHeader)
-    if (given.alg !== undefined && given.alg !== alg) {
-      return yield* new InvalidHeader({
-        detail: `protectedHeader.alg is ${String(given.alg)}, but the signature is ${alg}`
-      })
-    }
-    const shared = Object.keys(unprotected).filter((name) => name in given || name === "alg")
-    if (shared.length > 0) {
-      return yield* new InvalidHeader({
-        detail: `${shared.join(", ")} in both the protected and the unprotected header (RFC 7515 §7.2.1)`
-      })
-    }
-    if ("crit" in unprotected || "b64" in unprotected) {
-      return yield* new InvalidHeader({ detail: "crit and b64 belong in the protected header (RFC 7515 §4.1.11)" })
-    }
-    yield* checkProtected(given)
-    // A kid the caller put in the unprotected header is the one they chose.
-    const withKid = options.kid !== false && !("kid" in unprotected)
-    const header: Header = { alg, ...(withKid ? { kid: key.kid } : {}), ...given }
-    const encodedHeader = yield* encodeJson("protectedHeader", header)
-    const raw = yield* Borrow.inKeySession(
-      key,
-      { rw: false },
-      (s) => TokenSigner.sign(s, key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
-    )
-    return {
-      protected: encodedHeader,
-      ...(Object.keys(unprotected).length > 0 ? { header: unprotected } : {}),
+  Effect.suspend(() => {
+    const prepared = prepare(key, options)
+    if (!("encodedHeader" in prepared)) return Effect.fail(prepared)
+    return Effect.map(signatureOf(prepared, encodedPayload, key), (raw) => ({
+      protected: prepared.encodedHeader,
+      ...(prepared.unprotected !== undefined ? { header: prepared.unprotected } : {}),
       signature: jose.base64url.encode(raw)
-    }
+    }))
   })
 
 /**
@@ -210,13 +253,17 @@ export const sign = (
   key: SigningKey,
   options: SignatureOptions = {}
 ): Effect.Effect<string, SignError, SessionPool> =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     if (options.unprotectedHeader !== undefined) {
-      return yield* new InvalidHeader({ detail: "a compact JWS has no unprotected header" })
+      return Effect.fail(new InvalidHeader({ detail: "a compact JWS has no unprotected header" }))
     }
+    const prepared = prepare(key, options)
+    if (!("encodedHeader" in prepared)) return Effect.fail(prepared)
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
-    const signed = yield* signature(encodedPayload, key, options)
-    return `${signed.protected}.${encodedPayload}.${signed.signature}`
+    return Effect.map(
+      signatureOf(prepared, encodedPayload, key),
+      (raw) => `${prepared.encodedHeader}.${encodedPayload}.${jose.base64url.encode(raw)}`
+    )
   }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
@@ -260,14 +307,11 @@ export const signEncoded = (
     if (jose.base64url.encode(Buffer.from(encodedHeader, "base64url")) !== encodedHeader) {
       return yield* new InvalidHeader({ detail: "the encoded protected header is not canonical base64url" })
     }
-    yield* checkProtected(header)
+    const wrong = checkProtected(header)
+    if (wrong !== undefined) return yield* wrong
     const alg = yield* Policy.checkAlgorithm(key, header.alg)
     const encodedPayload = jose.base64url.encode(bytesOf(payload))
-    const raw = yield* Borrow.inKeySession(
-      key,
-      { rw: false },
-      (s) => TokenSigner.sign(s, key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
-    )
+    const raw = yield* Borrow.signing(key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
     return `${encodedHeader}.${encodedPayload}.${jose.base64url.encode(raw)}`
   }).pipe(Effect.withSpan("Jws.signEncoded", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 

@@ -6,9 +6,12 @@
  * that login with every other pool of the process on the token. Leases never log out; the last pool with
  * a PIN to close does. A token that other code of the process logged in already answers
  * `CKR_USER_ALREADY_LOGGED_IN` without checking the PIN: the pool uses that login, logs a warning, and
- * leaves the logout to whoever logged in. Sessions are checked when lent: a closed one is replaced, a logged-out token is logged in
- * again (once, for all leases), and a removed token fails its callers with `TokenNotPresent` until it
- * is found again by serial number, in whatever slot it reappears.
+ * leaves the logout to whoever logged in. Sessions are checked when lent: a closed one is replaced, a
+ * logged-out token is logged in again (once, for all leases), and a removed token fails its callers with
+ * `TokenNotPresent` until it is found again by serial number, in whatever slot it reappears.
+ *
+ * Signatures take no lease: the pool's signing lanes keep a few sessions while there are signatures to
+ * make and sign one call per signature, checking a lane's session when a call on it fails.
  *
  * @since 0.1.0
  */
@@ -38,6 +41,7 @@ import * as CapabilitiesReader from "./internal/capabilities.js"
 import * as LoginRegistry from "./internal/loginRegistry.js"
 import * as Metrics from "./internal/metrics.js"
 import * as Session from "./internal/session.js"
+import * as SigningEngine from "./internal/signingEngine.js"
 import * as TokenLookup from "./internal/tokenLookup.js"
 
 /**
@@ -75,6 +79,28 @@ export interface SessionPoolOptions {
    * the PIN is right opts in here: one login attempt is made, and a wrong PIN then locks the token.
    */
   readonly loginOnFinalTry?: boolean | undefined
+  /**
+   * Signing lanes: sessions the pool keeps for signatures while there are signatures to make (default
+   * up to 4, never more than `maxSessions`). A lane gives its session back to a lease that waits for a
+   * place.
+   */
+  readonly signingLanes?: number | undefined
+  /**
+   * Sign on the event loop's thread when the library can (default `true`). pkcs11js's synchronous call
+   * costs a few microseconds where a threadpool hop costs tens, so a token that signs in microseconds
+   * (SoftHSM2, a local HSM) signs fastest inline; the event loop then waits for each signature. Set
+   * `false` for a token whose signatures take milliseconds (a network HSM, RSA-4096): each then runs on
+   * libuv's threadpool.
+   */
+  readonly inlineSigning?: boolean | undefined
+  /**
+   * Signing threads (default 2, never more than `maxSessions`; 0 for none): lanes that sign on worker
+   * threads of the library, each taking what queued up while it was busy as one batch, one message per
+   * batch, so that the token's work runs beside the event loop rather than on it. A lone caller still
+   * signs inline while the lanes are idle. Libraries without such threads (the emulator, one that must be
+   * called one call at a time) sign on lanes of the event loop's thread (`signingLanes`).
+   */
+  readonly signingThreads?: number | undefined
 }
 
 /**
@@ -182,6 +208,8 @@ interface Kind {
 }
 
 const DEFAULT_MAX_SESSIONS = 8
+const DEFAULT_SIGNING_LANES = 4
+const DEFAULT_SIGNING_THREADS = 2
 
 // These read any failure: a lease ends with whatever error its user's effect had.
 const isLost = (error: unknown): boolean => Predicate.isTagged(error, "TokenNotPresent")
@@ -212,6 +240,14 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   const requested = options.maxSessions ?? DEFAULT_MAX_SESSIONS
   if (!Number.isInteger(requested) || requested < 1) {
     return yield* new InvalidOptions({ detail: `maxSessions must be a positive integer, not ${requested}` })
+  }
+  const signingLanes = options.signingLanes
+  if (signingLanes !== undefined && (!Number.isInteger(signingLanes) || signingLanes < 1)) {
+    return yield* new InvalidOptions({ detail: `signingLanes must be a positive integer, not ${signingLanes}` })
+  }
+  const signingThreads = options.signingThreads
+  if (signingThreads !== undefined && (!Number.isInteger(signingThreads) || signingThreads < 0)) {
+    return yield* new InvalidOptions({ detail: `signingThreads must be a whole number, not ${signingThreads}` })
   }
   const acquireTimeout = Duration.decode(options.acquireTimeout ?? "30 seconds")
   const idleTimeToLive = Duration.decode(options.idleTimeToLive ?? "5 minutes")
@@ -352,6 +388,11 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       item.leased = false
       leased--
       yield* metrics.setInUse(leased)
+      yield* giveBack(kind, item, exit)
+    })
+
+  const giveBack = (kind: Kind, item: Pooled, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+    Effect.gen(function*() {
       const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
       if (failures.some(isLost)) return yield* tokenLost
       // Only a failure on this session says it is gone: the lease may have used other sessions too.
@@ -360,9 +401,47 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       if (unusable || bound.waiting > 0) yield* kind.pool.invalidate(item)
     })
 
+  const sessionOf = (item: Pooled, lease: { ended: boolean }): Session.Session => ({
+    handle: item.handle,
+    slotId: item.slot,
+    rw: item.rw,
+    token,
+    pkcs11,
+    get epoch() {
+      return entry.epoch
+    },
+    get active() {
+      return !lease.ended
+    },
+    refresh: Effect.flatMap(validate(item), (dead) => dead === undefined ? Effect.void : Effect.fail(dead))
+  })
+
+  // A signing lane's session: taken as a lease is, not counted as one, given back when the lane ends it.
+  const openLane: Effect.Effect<Session.Session, AcquireError, Scope.Scope> = Effect.gen(function*() {
+    const kind = kinds.ro!
+    const lane = { ended: false }
+    yield* kind.gate.takeScopedWithin(acquireTimeout, poolTimeout)
+    const item = yield* borrow(kind)
+    yield* Effect.addFinalizer((exit) => {
+      lane.ended = true
+      return giveBack(kind, item, exit)
+    })
+    return sessionOf(item, lane)
+  })
+
+  const engine = SigningEngine.make({
+    pkcs11,
+    open: openLane,
+    lanes: Math.min(maxSessions, signingLanes ?? DEFAULT_SIGNING_LANES),
+    inline: options.inlineSigning !== false && pkcs11.signsInline,
+    threads: pkcs11.signBatch === undefined ? 0 : Math.min(maxSessions, signingThreads ?? DEFAULT_SIGNING_THREADS)
+  })
+  yield* Effect.addFinalizer(() => engine.close)
+
   const session = (options?: SessionOptions): Effect.Effect<HsmSession, AcquireError, Scope.Scope> =>
     Effect.gen(function*() {
       const kind = options?.rw === true ? kinds.rw! : kinds.ro!
+      if (kind.gate.available === 0 || bound.available === 0) engine.releaseIdle()
       const lease = { ended: false }
       const start = yield* Clock.currentTimeMillis
       // The lease lives in a scope of its own, closed at once if the lease cannot be had (a timeout, an
@@ -385,20 +464,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       )
       yield* metrics.recordWait((yield* Clock.currentTimeMillis) - start)
       yield* metrics.setInUse(leased)
-      return Session.toPublic({
-        handle: item.handle,
-        slotId: item.slot,
-        rw: item.rw,
-        token,
-        pkcs11,
-        get epoch() {
-          return entry.epoch
-        },
-        get active() {
-          return !lease.ended
-        },
-        refresh: Effect.flatMap(validate(item), (dead) => dead === undefined ? Effect.void : Effect.fail(dead))
-      })
+      return Session.toPublic(sessionOf(item, lease))
     }).pipe(
       metrics.countErrors,
       Effect.withSpan("SessionPool.acquire", {
@@ -448,6 +514,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       maxSessions
     }))
   }
+  SigningEngine.register(service, engine)
   return service
 })
 

@@ -1,8 +1,13 @@
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import { InvalidOptions } from "../HsmError.js"
 import { CurrentSession, type TokenRef } from "../HsmSession.js"
 import { type AcquireError, SessionPool } from "../SessionPool.js"
+import type * as Algorithms from "./algorithms.js"
+import type { SigningKey } from "./policy.js"
 import { internal, sameToken, serving, type Session } from "./session.js"
+import * as Signer from "./signer.js"
+import * as SigningEngine from "./signingEngine.js"
 
 const otherToken = (what: string, token: TokenRef, other: TokenRef) =>
   new InvalidOptions({
@@ -50,3 +55,29 @@ export const inKeySession = <A, E>(
         ? run(pool, key.token, options.rw, f)
         : Effect.fail(otherToken(`key ${key.kid}`, key.token, pool.token))
   )
+
+/**
+ * Signs with a key of the pool's token: in the session in context when it serves, else through the pool's
+ * signing engine (no lease per signature), or a borrowed session for a pool without one.
+ */
+export const signing = (
+  key: SigningKey,
+  alg: Algorithms.Algorithm,
+  signingInput: Uint8Array
+): Effect.Effect<Uint8Array, SigningEngine.SignError | InvalidOptions, SessionPool> =>
+  // One look at the context for both services: this runs once per signature.
+  Effect.contextWithEffect((context: Context.Context<SessionPool>): Effect.Effect<
+    Uint8Array,
+    SigningEngine.SignError | InvalidOptions
+  > => {
+    const session = serving(Context.getOption(context, CurrentSession), key.token, false)
+    if (session !== undefined) {
+      return Effect.zipRight(session.refresh, Signer.sign(session, key, alg, signingInput))
+    }
+    const pool = Context.get(context, SessionPool)
+    if (!sameToken(pool.token, key.token)) return Effect.fail(otherToken(`key ${key.kid}`, key.token, pool.token))
+    const engine = SigningEngine.of(pool)
+    return engine !== undefined
+      ? engine.sign(key, alg, signingInput)
+      : run(pool, key.token, false, (lent) => Signer.sign(lent, key, alg, signingInput))
+  })

@@ -18,14 +18,21 @@ export const checkAlgorithm = (
   key: SigningKey,
   alg: string = key.alg
 ): Effect.Effect<Algorithms.Algorithm, UnsupportedAlgorithm | AlgorithmMismatch> => {
+  const checked = algorithmFor(key, alg)
+  return typeof checked === "string" ? Effect.succeed(checked) : Effect.fail(checked)
+}
+
+/** As `checkAlgorithm`, in plain code: the algorithm, or why the key does not sign with it. */
+export const algorithmFor = (
+  key: SigningKey,
+  alg: string
+): Algorithms.Algorithm | UnsupportedAlgorithm | AlgorithmMismatch => {
   if (key.keyType !== "oct" && key.use === "enc") {
-    return Effect.fail(new AlgorithmMismatch({ alg, keyType: describe(key), use: "enc" }))
+    return new AlgorithmMismatch({ alg, keyType: describe(key), use: "enc" })
   }
-  if (!Algorithms.isAlgorithm(alg)) return Effect.fail(new UnsupportedAlgorithm({ alg }))
-  if (!Algorithms.fits(alg, key.keyType, key.bits)) {
-    return Effect.fail(new AlgorithmMismatch({ alg, keyType: describe(key) }))
-  }
-  return Effect.succeed(alg)
+  if (!Algorithms.isAlgorithm(alg)) return new UnsupportedAlgorithm({ alg })
+  if (!Algorithms.fits(alg, key.keyType, key.bits)) return new AlgorithmMismatch({ alg, keyType: describe(key) })
+  return alg
 }
 
 /**

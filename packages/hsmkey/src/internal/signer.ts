@@ -36,8 +36,20 @@ const findTemplate = (key: SigningKey): Attributes => ({
 const queryOf = (key: SigningKey): string =>
   KeyReference.describe({ label: key.id.length > 0 ? undefined : key.label, id: key.id })
 
-const cacheKey = (key: SigningKey): string =>
-  `${key.kid}\u0000${key.keyType}\u0000${KeyReference.hex(key.id)}\u0000${key.id.length > 0 ? "" : key.label ?? ""}`
+/** Where a key's proven handle is remembered (`TokenState`). */
+export const cacheKey = (key: SigningKey): string => {
+  let known = cacheKeys.get(key)
+  if (known === undefined) {
+    known = `${key.kid}\u0000${key.keyType}\u0000${KeyReference.hex(key.id)}\u0000${
+      key.id.length > 0 ? "" : key.label ?? ""
+    }`
+    cacheKeys.set(key, known)
+  }
+  return known
+}
+
+// Keys are immutable: their cache key is computed once, not at every signature.
+const cacheKeys = new WeakMap<SigningKey, string>()
 
 const sameBytes = (a: Uint8Array | undefined, b: Uint8Array): boolean =>
   a !== undefined && Buffer.from(a).equals(Buffer.from(b))
@@ -190,7 +202,8 @@ const candidateFor = (session: Session, alg: Algorithms.Algorithm, operation: "s
     )
   })
 
-const expectedSize = (key: SigningKey, alg: Algorithms.Algorithm): number =>
+/** The size of a JWS signature of `key` under `alg`, in bytes. */
+export const expectedSize = (key: SigningKey, alg: Algorithms.Algorithm): number =>
   Algorithms.isHmac(alg)
     ? Algorithms.hmacBits[alg] / 8
     : key.keyType === "RSA" || key.keyType === "oct"
@@ -232,6 +245,15 @@ const verifiesUnder =
   }
 
 /**
+ * The token's answer as a JWS signature: ECDSA is r ‖ s in JWS (some tokens return DER, which converts);
+ * `undefined` when it is not of the size the key and algorithm make.
+ */
+export const jwsSignature = (spec: Algorithms.Spec, raw: Uint8Array, expected: number): Uint8Array | undefined => {
+  const normalized = spec.ecdsa ? Algorithms.rawEcdsa(raw, expected) : raw
+  return normalized === undefined || normalized.length !== expected ? undefined : normalized
+}
+
+/**
  * Signs `signingInput` with the key inside the token, in a session of its token.
  */
 export const sign = (
@@ -250,9 +272,8 @@ export const sign = (
       key,
       (handle) =>
         Effect.flatMap(session.pkcs11.sign(session.handle, candidate.mechanism, handle, input), (raw) => {
-          // ECDSA is r ‖ s in JWS; some tokens return DER, which converts.
-          const normalized = spec.ecdsa ? Algorithms.rawEcdsa(raw, expected) : raw
-          return normalized === undefined || normalized.length !== expected
+          const normalized = jwsSignature(spec, raw, expected)
+          return normalized === undefined
             ? Effect.fail(new InvalidSignature({ alg, length: raw.length, expected }))
             : Effect.succeed(normalized)
         }),

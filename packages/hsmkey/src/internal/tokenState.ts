@@ -26,13 +26,19 @@ interface TokenState {
 
 const states = new Map<string, TokenState>()
 
+// A token's state by its reference object too, so that signing does not build the map key each time.
+const byReference = new WeakMap<TokenRef, TokenState>()
+
 const stateOf = (token: TokenRef): TokenState => {
+  const known = byReference.get(token)
+  if (known !== undefined) return known
   const key = `${token.moduleId}\u0000${token.serialNumber}`
   let state = states.get(key)
   if (state === undefined) {
     state = { mechanisms: undefined, epoch: -1, handles: new Map() }
     states.set(key, state)
   }
+  byReference.set(token, state)
   return state
 }
 
@@ -47,6 +53,10 @@ export const mechanisms = (session: Session): Effect.Effect<MechanismSupport.Tok
       state.mechanisms = read
     })
   })
+
+/** The token's mechanisms when they were read already. */
+export const knownMechanisms = (token: TokenRef): MechanismSupport.TokenMechanisms | undefined =>
+  stateOf(token).mechanisms
 
 const handles = (session: Session): Map<string, KnownHandle> => {
   const state = stateOf(session.token)

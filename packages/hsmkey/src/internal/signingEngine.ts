@@ -1,0 +1,456 @@
+import { CKR } from "@hsmkey/pkcs11/Constants"
+import type { Mechanism, ObjectHandle, Pkcs11 } from "@hsmkey/pkcs11/Pkcs11"
+import { Pkcs11Error, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
+import { InvalidSignature, type MechanismUnsupported } from "../HsmError.js"
+import type { AcquireError } from "../SessionPool.js"
+import * as Algorithms from "./algorithms.js"
+import * as MechanismSupport from "./mechanismSupport.js"
+import type { SigningKey } from "./policy.js"
+import type { Session } from "./session.js"
+import * as Signer from "./signer.js"
+import * as TokenState from "./tokenState.js"
+
+/** What signing through the engine can fail with. */
+export type SignError = AcquireError | MechanismUnsupported | InvalidSignature | Signer.LookupError
+
+/**
+ * Where the engine's lanes get their sessions: opened on the pool's token, counted under its bound, and
+ * given back when the scope closes (with the exit that says whether the session died).
+ */
+export interface LaneSource {
+  readonly pkcs11: Pkcs11.Service
+  readonly open: Effect.Effect<Session, AcquireError, Scope.Scope>
+  /** Lanes at most; each holds one session while it has work or until a lease needs its place. */
+  readonly lanes: number
+  /** Sign on the calling thread when the library can (the event loop waits for the token meanwhile). */
+  readonly inline: boolean
+  /**
+   * Lanes that sign in batches on signing threads of the library (`Pkcs11.Service.signBatch`), one thread
+   * per lane; 0 for none. A lone caller still signs inline when `inline` holds and the lane is idle.
+   */
+  readonly threads: number
+}
+
+/**
+ * The signing engine of a pool: signatures without a lease each.
+ *
+ * A lane owns a session of the pool for as long as it has work, and serves requests from one queue in
+ * plain code: the key's handle proven once per login epoch and object generation (`Signer`, `TokenState`),
+ * the mechanism chosen once per algorithm, one call into the library per signature. A caller that finds a
+ * lane free and nothing queued signs at once, on its own fiber; what arrives while lanes are busy waits in
+ * the queue and is taken by the next free lane, one request after another with no fiber hand-off between
+ * them. Anything off that path (no proven handle yet, a failure, a session to open) runs the Effect code of
+ * `Signer` on the lane's session, in the caller's context: a session is checked when a call on it fails
+ * (`Session.refresh`: a lost login is restored, a dead session replaced), not before every use.
+ */
+export interface Engine {
+  readonly sign: (
+    key: SigningKey,
+    alg: Algorithms.Algorithm,
+    signingInput: Uint8Array
+  ) => Effect.Effect<Uint8Array, SignError>
+  /** Gives back the sessions of idle lanes, for a lease that waits for a place. */
+  readonly releaseIdle: () => void
+  /** Ends every lane; queued callers are interrupted. */
+  readonly close: Effect.Effect<void>
+}
+
+interface Lane {
+  /** Its signing thread, for a thread lane. */
+  readonly index: number
+  session: Session | undefined
+  scope: Scope.CloseableScope | undefined
+  busy: boolean
+  /** A call on its session failed: the session is checked before it serves again. */
+  suspect: boolean
+  /** A lease waits for a place: the session goes back once the lane's work is done. */
+  releaseWhenDone: boolean
+  /** The lane's work under way: its session is not closed before it settles. */
+  running: Promise<void> | undefined
+}
+
+interface Request {
+  readonly key: SigningKey
+  readonly alg: Algorithms.Algorithm
+  readonly input: Uint8Array
+  /** The caller's fiber: the Effect path runs with its context (services, tracer, log level). */
+  readonly fiber: Fiber.RuntimeFiber<Uint8Array, SignError>
+  readonly resume: (effect: Effect.Effect<Uint8Array, SignError>) => void
+  done: boolean
+}
+
+// A lane working through a queue on the calling thread gives the event loop a turn this often.
+const SLICE_MILLIS = 2
+
+// How a session whose thread died in C_Sign is given back: as one stuck in an operation, not to be lent.
+const operationLeftActive = new Pkcs11Error({
+  method: "C_Sign",
+  code: CKR.OPERATION_ACTIVE,
+  returnValue: "CKR_OPERATION_ACTIVE"
+})
+
+// Requests one message to a signing thread carries at most.
+const MAX_BATCH = 128
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/** A signature; a failure of the call, for the caller; or `undefined`: the Effect path must run. */
+type Outcome = Uint8Array | Pkcs11Failure | InvalidSignature | undefined
+
+/** One call of the fast path, ready to make: what to sign, and how to read the answer. */
+interface Call {
+  readonly mechanism: Mechanism
+  readonly handle: ObjectHandle
+  readonly data: Uint8Array
+  readonly finish: (answer: Uint8Array | Pkcs11Failure) => Outcome
+}
+
+/**
+ * The fast path's call, when the key's handle is proven for this generation and the token's mechanism
+ * for `alg` is known; `undefined` sends the request to the Effect path.
+ */
+const prepare = (session: Session, key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Call | undefined => {
+  const pkcs11 = session.pkcs11
+  const known = TokenState.knownHandle(session, Signer.cacheKey(key))
+  const generation = pkcs11.objectGeneration()
+  if (known === undefined || known.generation !== generation) return undefined
+  const mechanisms = TokenState.knownMechanisms(session.token)
+  if (mechanisms === undefined) return undefined
+  const candidate = MechanismSupport.signingCandidate(mechanisms, alg)
+  if (candidate === undefined) return undefined
+  const spec = Algorithms.specs[alg]
+  const expected = Signer.expectedSize(key, alg)
+  return {
+    mechanism: candidate.mechanism,
+    handle: known.handle,
+    data: candidate.prepare(input),
+    finish: (answer) => {
+      // A handle the token no longer knows, or one that may have moved while the call ran, is found and
+      // proven again on the Effect path.
+      if (!(answer instanceof Uint8Array)) return answer._tag === "ObjectHandleInvalid" ? undefined : answer
+      if (pkcs11.objectGeneration() !== generation) return undefined
+      return Signer.jwsSignature(spec, answer, expected) ??
+        new InvalidSignature({ alg, length: answer.length, expected })
+    }
+  }
+}
+
+/** The fast path on this thread (inline) or the threadpool: the outcome, or a promise of it. */
+const attempt = (
+  session: Session,
+  key: SigningKey,
+  alg: Algorithms.Algorithm,
+  input: Uint8Array,
+  inline: boolean
+): Outcome | Promise<Outcome> => {
+  const direct = session.pkcs11.signDirect
+  const call = direct === undefined ? undefined : prepare(session, key, alg, input)
+  if (call === undefined) return undefined
+  const answer = direct!(session.handle, call.mechanism, call.handle, call.data, inline)
+  return answer instanceof Promise ? answer.then(call.finish) : call.finish(answer)
+}
+
+// Each pool's engine, for the JOSE code that has only the pool's service.
+const engines = new WeakMap<object, Engine>()
+
+export const register = (pool: object, engine: Engine): void => {
+  engines.set(pool, engine)
+}
+
+/** The engine of a pool made by `SessionPool.make`; `undefined` for a service built otherwise. */
+export const of = (pool: object): Engine | undefined => engines.get(pool)
+
+export const make = (source: LaneSource): Engine => {
+  const lanes: Array<Lane> = Array.from({ length: Math.max(1, source.threads || source.lanes) }, (_, index) => ({
+    index,
+    session: undefined,
+    scope: undefined,
+    busy: false,
+    suspect: false,
+    releaseWhenDone: false,
+    running: undefined
+  }))
+  const queue: Array<Request> = []
+  let head = 0
+  let closed = false
+
+  const take = (): Request | undefined => {
+    while (head < queue.length) {
+      const request = queue[head++]
+      if (head > 1024 && head * 2 > queue.length) {
+        queue.splice(0, head)
+        head = 0
+      }
+      if (!request.done) return request
+    }
+    queue.length = 0
+    head = 0
+    return undefined
+  }
+
+  const dropSession = (lane: Lane, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const scope = lane.scope
+      lane.session = undefined
+      lane.scope = undefined
+      return scope === undefined ? Effect.void : Scope.close(scope, exit)
+    })
+
+  const ensureSession = (lane: Lane): Effect.Effect<Session, AcquireError> =>
+    Effect.suspend(() => {
+      if (lane.session !== undefined && lane.session.active) return Effect.succeed(lane.session)
+      return Effect.flatMap(dropSession(lane, Exit.void), () =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            const opened = yield* restore(Scope.extend(source.open, scope)).pipe(
+              Effect.onError((cause) =>
+                Scope.close(scope, Exit.failCause(cause))
+              )
+            )
+            lane.scope = scope
+            lane.session = opened
+            return opened
+          })
+        ))
+    })
+
+  /**
+   * Checks the lane's session, as a pool checks one it lends: a lost login is restored, a session the
+   * token forgot is given back and another opened; a check that fails otherwise (a token gone) fails.
+   */
+  const checked = (lane: Lane): Effect.Effect<Session, AcquireError> =>
+    Effect.gen(function*() {
+      const session = yield* ensureSession(lane)
+      const exit = yield* Effect.exit(session.refresh)
+      lane.suspect = false
+      if (Exit.isSuccess(exit)) return session
+      yield* dropSession(lane, exit)
+      if (!isDeadSession(exit.cause)) return yield* Effect.failCause(exit.cause)
+      return yield* ensureSession(lane)
+    })
+
+  /**
+   * The Effect path, taken when the fast one cannot sign (no proven handle for this generation, a failed
+   * call): the lane's session is checked, then `Signer` finds and proves the handle and signs. A failure
+   * reaches the caller; one that shows the session is gone gives it back, so the next request opens
+   * another.
+   */
+  const slow = (lane: Lane, request: Request): Effect.Effect<Uint8Array, SignError> =>
+    Effect.flatMap(checked(lane), (session) => Signer.sign(session, request.key, request.alg, request.input)).pipe(
+      Effect.tapErrorCause((cause) => isSessionLoss(cause) ? dropSession(lane, Exit.failCause(cause)) : Effect.void)
+    )
+
+  // The event loop's turn: synchronous signing on this thread (a caller's, or a lane's batch) stops once a
+  // slice is used up, and goes on after the event loop ran (timers, I/O, other work).
+  let sliceStart = -1
+  const endSlice = () => {
+    sliceStart = -1
+  }
+  const withinSlice = (): boolean => {
+    if (sliceStart < 0) {
+      sliceStart = performance.now()
+      setImmediate(endSlice)
+      return true
+    }
+    return performance.now() - sliceStart < SLICE_MILLIS
+  }
+
+  const finish = (request: Request, effect: Effect.Effect<Uint8Array, SignError>) => {
+    if (request.done) return
+    request.done = true
+    request.resume(effect)
+  }
+
+  // A lane whose session is open and not in doubt: the fast path may use it.
+  const ready = (lane: Lane): Session | undefined => {
+    const session = lane.session
+    return session !== undefined && session.active && !lane.suspect ? session : undefined
+  }
+
+  // A fast call's answer for its caller. A failure is the caller's as it is (no retry), and puts the lane's
+  // session in doubt: the next request checks it first, on the Effect path.
+  const answered = (lane: Lane, outcome: Exclude<Outcome, undefined>): Effect.Effect<Uint8Array, SignError> => {
+    if (outcome instanceof Uint8Array) return Effect.succeed(outcome)
+    lane.suspect = true
+    return Effect.fail(outcome)
+  }
+
+  // The Effect path, run with the caller's context.
+  const serveSlowly = async (lane: Lane, request: Request): Promise<void> => {
+    const runtime = Runtime.make({
+      context: request.fiber.currentContext,
+      fiberRefs: request.fiber.getFiberRefs(),
+      runtimeFlags: Runtime.defaultRuntimeFlags
+    })
+    finish(request, await Runtime.runPromiseExit(runtime, slow(lane, request)))
+  }
+
+  /**
+   * Works through the queue. Inline, every request on the fast path is signed at once, one after the
+   * other with no await between them, so that what queued up while the lane was busy goes in one batch;
+   * the lane then stands idle again for callers to sign inline themselves.
+   */
+  /**
+   * A thread lane's turn: its share of what is queued goes to its thread in one message; what the fast
+   * path cannot sign, and a batch whose thread failed, go the Effect path on this thread.
+   */
+  const runBatch = async (lane: Lane, signBatch: NonNullable<Pkcs11.Service["signBatch"]>): Promise<boolean> => {
+    const idle = lanes.reduce((count, other) => other.busy && other !== lane ? count : count + 1, 0)
+    const share = Math.min(MAX_BATCH, Math.ceil((queue.length - head) / Math.max(1, idle)))
+    const requests: Array<Request> = []
+    for (let request = take(); request !== undefined; request = requests.length < share ? take() : undefined) {
+      requests.push(request)
+    }
+    if (requests.length === 0) return false
+    const session = ready(lane)
+    const calls = requests.map((request) =>
+      session === undefined ? undefined : prepare(session, request.key, request.alg, request.input)
+    )
+    const items = calls.flatMap((call) =>
+      call === undefined ? [] : [{ mechanism: call.mechanism, key: call.handle, data: call.data }]
+    )
+    const answers = items.length === 0 ? [] : await signBatch(lane.index, session!.handle, items).catch(() => undefined)
+    // The thread failed: its session may be left in an operation, so it goes, and the batch is signed on
+    // this thread in a new one; the next batch starts a new thread.
+    if (answers === undefined) await Effect.runPromise(dropSession(lane, Exit.fail(operationLeftActive)))
+    let next = 0
+    for (const [i, request] of requests.entries()) {
+      const call = calls[i]
+      const answer = call === undefined || answers === undefined ? undefined : answers[next++]
+      const outcome = answer === undefined ? undefined : call!.finish(answer)
+      if (outcome !== undefined) finish(request, answered(lane, outcome))
+      else await serveSlowly(lane, request)
+    }
+    return true
+  }
+
+  const run = async (lane: Lane): Promise<void> => {
+    lane.busy = true
+    try {
+      const signBatch = source.pkcs11.signBatch
+      if (source.threads > 0 && signBatch !== undefined) {
+        while (await runBatch(lane, signBatch)) {
+          // Batch after batch while callers queue up.
+        }
+        return
+      }
+      for (;;) {
+        if (source.inline && !withinSlice()) {
+          await yieldToEventLoop()
+          continue
+        }
+        const request = take()
+        if (request === undefined) return
+        const session = ready(lane)
+        if (session !== undefined) {
+          const fast = attempt(session, request.key, request.alg, request.input, source.inline)
+          const outcome = fast instanceof Promise ? await fast : fast
+          if (outcome !== undefined) {
+            finish(request, answered(lane, outcome))
+            continue
+          }
+        }
+        await serveSlowly(lane, request)
+      }
+    } finally {
+      lane.busy = false
+      if (lane.releaseWhenDone) {
+        lane.releaseWhenDone = false
+        release(lane)
+      }
+    }
+  }
+
+  const pump = () => {
+    for (const lane of lanes) {
+      if (head >= queue.length) return
+      if (!lane.busy) {
+        const running = run(lane).finally(() => {
+          if (lane.running === running) lane.running = undefined
+        })
+        lane.running = running
+      }
+    }
+  }
+
+  const enqueue = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array) =>
+    Effect.withFiberRuntime<Uint8Array, SignError>((fiber) =>
+      Effect.async<Uint8Array, SignError>((resume) => {
+        if (closed) return resume(Effect.interrupt)
+        const request: Request = { key, alg, input, fiber, resume, done: false }
+        queue.push(request)
+        pump()
+        // A request not yet served is dropped; one on a lane finishes there, its answer unread.
+        return Effect.sync(() => {
+          request.done = true
+        })
+      })
+    )
+
+  const sign = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array) =>
+    Effect.suspend(() => {
+      if (source.inline && head >= queue.length && withinSlice()) {
+        for (const lane of lanes) {
+          const session = lane.busy ? undefined : ready(lane)
+          if (session === undefined) continue
+          // Inline answers are never promises: the library signs on this thread.
+          const outcome = attempt(session, key, alg, input, true) as Exclude<Outcome, Promise<Outcome>>
+          if (outcome !== undefined) return answered(lane, outcome)
+          break
+        }
+      }
+      return enqueue(key, alg, input)
+    })
+
+  const release = (lane: Lane) => {
+    const scope = lane.scope
+    if (scope === undefined) return
+    lane.scope = undefined
+    lane.session = undefined
+    Effect.runFork(Scope.close(scope, Exit.void))
+  }
+
+  // A busy lane gives its session back when its work is done.
+  const releaseIdle = () => {
+    for (const lane of lanes) {
+      if (lane.busy) lane.releaseWhenDone = true
+      else release(lane)
+    }
+  }
+
+  // Queued callers are interrupted; what a lane signs now (maybe on a thread, in its session) settles
+  // before its session is closed.
+  const close = Effect.suspend(() => {
+    closed = true
+    for (let request = take(); request !== undefined; request = take()) finish(request, Effect.interrupt)
+    const running = lanes.flatMap((lane) => lane.running === undefined ? [] : [lane.running])
+    return Effect.zipRight(
+      running.length === 0 ? Effect.void : Effect.promise(() => Promise.all(running)),
+      Effect.forEach(lanes, (lane) => dropSession(lane, Exit.void), { discard: true })
+    )
+  })
+
+  return { sign, releaseIdle, close }
+}
+
+const failuresOf = (cause: Cause.Cause<unknown>): Array<unknown> => [...Cause.failures(cause)]
+
+const hasTag = (error: unknown, tag: string): boolean =>
+  typeof error === "object" && error !== null && "_tag" in error && error._tag === tag
+
+// The token forgot the session (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`).
+const isDeadSession = (cause: Cause.Cause<unknown>): boolean =>
+  failuresOf(cause).some((error) =>
+    hasTag(error, "SessionFailed") && (error as { readonly reason?: unknown }).reason === "closed"
+  )
+
+// The session cannot serve again: the token forgot it, or the token is gone.
+const isSessionLoss = (cause: Cause.Cause<unknown>): boolean =>
+  failuresOf(cause).some((error) => hasTag(error, "SessionFailed") || hasTag(error, "TokenNotPresent"))

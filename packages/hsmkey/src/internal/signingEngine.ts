@@ -98,6 +98,9 @@ const operationLeftActive = new Pkcs11Error({
 // Requests one message to a signing thread carries at most.
 const MAX_BATCH = 128
 
+// Callers resumed from a batch before the event loop gets a turn.
+const RESUME_CHUNK = 8
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 /** A signature; a failure of the call, for the caller; or `undefined`: the Effect path must run. */
@@ -327,6 +330,8 @@ export const make = (source: LaneSource): Engine => {
       const outcome = answer === undefined ? undefined : call!.finish(answer)
       if (outcome !== undefined) finish(request, answered(lane, outcome))
       else await serveSlowly(lane, request)
+      // Callers resumed run on the event loop's thread at once: a few at a time, so that it gets its turn.
+      if ((i + 1) % RESUME_CHUNK === 0 && i + 1 < requests.length) await yieldToEventLoop()
     }
     return true
   }

@@ -103,6 +103,10 @@ const RESUME_CHUNK = 8
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
 
+const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
+})
+
 /** A signature; a failure of the call, for the caller; or `undefined`: the Effect path must run. */
 type Outcome = Uint8Array | Pkcs11Failure | InvalidSignature | undefined
 
@@ -253,8 +257,14 @@ export const make = (source: LaneSource): Engine => {
   // The event loop's turn: synchronous signing on this thread (a caller's, or a lane's batch) stops once a
   // slice is used up, and goes on after the event loop ran (timers, I/O, other work).
   let sliceStart = -1
+  // Which fiber signed inline in this slice, and whether another did too: a lone caller whose slice is
+  // used up takes the event loop's turn and signs inline again; callers in numbers queue up for a batch.
+  let sliceFiber = -1
+  let sliceShared = false
   const endSlice = () => {
     sliceStart = -1
+    sliceFiber = -1
+    sliceShared = false
   }
   const withinSlice = (): boolean => {
     if (sliceStart < 0) {
@@ -399,17 +409,23 @@ export const make = (source: LaneSource): Engine => {
       })
     )
 
-  const sign = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array) =>
-    Effect.suspend(() => {
-      if (source.inline && head >= queue.length && withinSlice()) {
-        for (const lane of lanes) {
-          const session = lane.busy ? undefined : ready(lane)
-          if (session === undefined) continue
-          // Inline answers are never promises: the library signs on this thread.
-          const outcome = attempt(session, key, alg, input, true) as Exclude<Outcome, Promise<Outcome>>
-          if (outcome !== undefined) return answered(lane, outcome)
-          break
-        }
+  const sign = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Effect.Effect<Uint8Array, SignError> =>
+    Effect.withFiberRuntime((fiber) => {
+      if (!source.inline || head < queue.length) return enqueue(key, alg, input)
+      const id = fiber.id().id
+      if (!withinSlice()) {
+        const lone = !sliceShared && sliceFiber === id
+        return lone ? Effect.zipRight(eventLoopTurn, sign(key, alg, input)) : enqueue(key, alg, input)
+      }
+      if (sliceFiber < 0) sliceFiber = id
+      else if (sliceFiber !== id) sliceShared = true
+      for (const lane of lanes) {
+        const session = lane.busy ? undefined : ready(lane)
+        if (session === undefined) continue
+        // Inline answers are never promises: the library signs on this thread.
+        const outcome = attempt(session, key, alg, input, true) as Exclude<Outcome, Promise<Outcome>>
+        if (outcome !== undefined) return answered(lane, outcome)
+        break
       }
       return enqueue(key, alg, input)
     })

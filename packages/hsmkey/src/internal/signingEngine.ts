@@ -306,11 +306,6 @@ export const make = (source: LaneSource): Engine => {
   }
 
   /**
-   * Works through the queue. Inline, every request on the fast path is signed at once, one after the
-   * other with no await between them, so that what queued up while the lane was busy goes in one batch;
-   * the lane then stands idle again for callers to sign inline themselves.
-   */
-  /**
    * A thread lane's turn: its share of what is queued goes to its thread in one message; what the fast
    * path cannot sign, and a batch whose thread failed, go the Effect path on this thread.
    */
@@ -346,6 +341,12 @@ export const make = (source: LaneSource): Engine => {
     return true
   }
 
+  /**
+   * Works through the queue: in batches on the lane's thread when it has one. Inline, every request on
+   * the fast path is signed at once, one after the other with no await between them, so that what queued
+   * up while the lane was busy goes in one batch; the lane then stands idle again for callers to sign
+   * inline themselves.
+   */
   const run = async (lane: Lane): Promise<void> => {
     lane.busy = true
     try {

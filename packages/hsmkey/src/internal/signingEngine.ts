@@ -110,12 +110,31 @@ const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
 /** A signature; a failure of the call, for the caller; or `undefined`: the Effect path must run. */
 type Outcome = Uint8Array | Pkcs11Failure | InvalidSignature | undefined
 
-/** One call of the fast path, ready to make: what to sign, and how to read the answer. */
+/** One call of the fast path, ready to make: what to sign, and what its answer is read against. */
 interface Call {
+  readonly pkcs11: Pkcs11.Service
   readonly mechanism: Mechanism
   readonly handle: ObjectHandle
   readonly data: Uint8Array
-  readonly finish: (answer: Uint8Array | Pkcs11Failure) => Outcome
+  readonly generation: number
+  readonly alg: Algorithms.Algorithm
+  readonly expected: number
+}
+
+// The way a token computes each algorithm, chosen once: its mechanism list never changes.
+const candidates = new WeakMap<
+  MechanismSupport.TokenMechanisms,
+  Map<Algorithms.Algorithm, Algorithms.Candidate | undefined>
+>()
+
+const candidateFor = (mechanisms: MechanismSupport.TokenMechanisms, alg: Algorithms.Algorithm) => {
+  let byAlg = candidates.get(mechanisms)
+  if (byAlg === undefined) {
+    byAlg = new Map()
+    candidates.set(mechanisms, byAlg)
+  }
+  if (!byAlg.has(alg)) byAlg.set(alg, MechanismSupport.signingCandidate(mechanisms, alg))
+  return byAlg.get(alg)
 }
 
 /**
@@ -128,24 +147,27 @@ const prepare = (session: Session, key: SigningKey, alg: Algorithms.Algorithm, i
   const generation = pkcs11.objectGeneration()
   if (known === undefined || known.generation !== generation) return undefined
   const mechanisms = TokenState.knownMechanisms(session.token)
-  if (mechanisms === undefined) return undefined
-  const candidate = MechanismSupport.signingCandidate(mechanisms, alg)
+  const candidate = mechanisms === undefined ? undefined : candidateFor(mechanisms, alg)
   if (candidate === undefined) return undefined
-  const spec = Algorithms.specs[alg]
-  const expected = Signer.expectedSize(key, alg)
   return {
+    pkcs11,
     mechanism: candidate.mechanism,
     handle: known.handle,
     data: candidate.prepare(input),
-    finish: (answer) => {
-      // A handle the token no longer knows, or one that may have moved while the call ran, is found and
-      // proven again on the Effect path.
-      if (!(answer instanceof Uint8Array)) return answer._tag === "ObjectHandleInvalid" ? undefined : answer
-      if (pkcs11.objectGeneration() !== generation) return undefined
-      return Signer.jwsSignature(spec, answer, expected) ??
-        new InvalidSignature({ alg, length: answer.length, expected })
-    }
+    generation,
+    alg,
+    expected: Signer.expectedSize(key, alg)
   }
+}
+
+/** What the token's answer to a call is for its caller. */
+const outcomeOf = (call: Call, answer: Uint8Array | Pkcs11Failure): Outcome => {
+  // A handle the token no longer knows, or one that may have moved while the call ran, is found and
+  // proven again on the Effect path.
+  if (!(answer instanceof Uint8Array)) return answer._tag === "ObjectHandleInvalid" ? undefined : answer
+  if (call.pkcs11.objectGeneration() !== call.generation) return undefined
+  return Signer.jwsSignature(Algorithms.specs[call.alg], answer, call.expected) ??
+    new InvalidSignature({ alg: call.alg, length: answer.length, expected: call.expected })
 }
 
 /** The fast path on this thread (inline) or the threadpool: the outcome, or a promise of it. */
@@ -160,7 +182,7 @@ const attempt = (
   const call = direct === undefined ? undefined : prepare(session, key, alg, input)
   if (call === undefined) return undefined
   const answer = direct!(session.handle, call.mechanism, call.handle, call.data, inline)
-  return answer instanceof Promise ? answer.then(call.finish) : call.finish(answer)
+  return answer instanceof Promise ? answer.then((settled) => outcomeOf(call, settled)) : outcomeOf(call, answer)
 }
 
 // Each pool's engine, for the JOSE code that has only the pool's service.
@@ -332,7 +354,7 @@ export const make = (source: LaneSource): Engine => {
     for (const [i, request] of requests.entries()) {
       const call = calls[i]
       const answer = call === undefined || answers === undefined ? undefined : answers[next++]
-      const outcome = answer === undefined ? undefined : call!.finish(answer)
+      const outcome = answer === undefined ? undefined : outcomeOf(call!, answer)
       if (outcome !== undefined) finish(request, answered(lane, outcome))
       else await serveSlowly(lane, request)
       // Callers resumed run on the event loop's thread at once: a few at a time, so that it gets its turn.

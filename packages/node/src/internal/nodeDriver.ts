@@ -10,6 +10,7 @@ import * as SigningThreads from "./signingThreads.js"
 const SIGNATURE_BUFFER = 1024
 const LARGE_SIGNATURE_BUFFER = 16384
 const FIND_BATCH = 64
+const MAX_HANDLE_BUFFERS = 4096
 
 const toHandle = (n: number): Buffer => {
   const buffer = Buffer.alloc(8)
@@ -148,6 +149,17 @@ export const make = (module: Registry.Module): Driver => {
   // pkcs11js form of each mechanism it was given: signing lanes pass the same mechanism objects again.
   const signatureBuffer = Buffer.alloc(SIGNATURE_BUFFER)
   const directMechanisms = new WeakMap<Mechanism, pkcs11js.Mechanism>()
+  // And the handles it signs in and with, as pkcs11js takes them: a few sessions and keys, again and again.
+  const handleBuffers = new Map<number, Buffer>()
+  const handleBuffer = (n: number): Buffer => {
+    let buffer = handleBuffers.get(n)
+    if (buffer === undefined) {
+      if (handleBuffers.size >= MAX_HANDLE_BUFFERS) handleBuffers.clear()
+      buffer = toHandle(n)
+      handleBuffers.set(n, buffer)
+    }
+    return buffer
+  }
   const directMechanism = (mechanism: Mechanism): pkcs11js.Mechanism => {
     let known = directMechanisms.get(mechanism)
     if (known === undefined) {
@@ -373,15 +385,23 @@ export const make = (module: Registry.Module): Driver => {
     sign: (session, mechanism, key, data) => signAsync(session, mechanism, key, data),
 
     signNow: (session, mechanism, key, data) => {
-      const handle = toHandle(session)
-      call("C_SignInit", () => p11.C_SignInit(handle, directMechanism(mechanism), toHandle(key)))
-      const input = toBuffer(data)
+      if (module.state !== "open") throw notLoaded("C_SignInit")
+      const handle = handleBuffer(session)
+      let method = "C_SignInit"
       try {
-        return new Uint8Array(call("C_Sign", () => p11.C_Sign(handle, input, signatureBuffer)))
+        p11.C_SignInit(handle, directMechanism(mechanism), handleBuffer(key))
+        method = "C_Sign"
+        const input = toBuffer(data)
+        try {
+          return new Uint8Array(p11.C_Sign(handle, input, signatureBuffer))
+        } catch (error) {
+          // As for the threadpool form: a buffer too small leaves the operation active until a call with room.
+          if (codeOf(module.api, error) !== CKR.BUFFER_TOO_SMALL) throw error
+          return new Uint8Array(p11.C_Sign(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER)))
+        }
       } catch (error) {
-        // As for the threadpool form: a buffer too small leaves the operation active until a call with room.
-        if (!(error instanceof CryptokiError && error.code === CKR.BUFFER_TOO_SMALL)) throw error
-        return new Uint8Array(call("C_Sign", () => p11.C_Sign(handle, input, Buffer.alloc(LARGE_SIGNATURE_BUFFER))))
+        const code = codeOf(module.api, error)
+        throw code === undefined ? error : new CryptokiError(method, code)
       }
     },
 

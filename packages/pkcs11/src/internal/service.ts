@@ -33,6 +33,13 @@ const sessionStates: Record<number, SessionState> = {
   [CKS.RW_SO_FUNCTIONS]: "rw-so"
 }
 
+// What a direct signature's throw is for its caller: the library's answer as a failure; anything else is a
+// bug, and stays a throw.
+const signFailure = (error: unknown, session: number, mechanism: Mechanism): Pkcs11Failure => {
+  if (!isCryptokiError(error)) throw error
+  return fromReturnValue(error.method, error.code, { session, mechanism: mechanism.type })
+}
+
 // C_InitToken reads exactly 32 bytes of label, blank padded.
 const LABEL_BYTES = 32
 
@@ -463,21 +470,18 @@ export const make = (
       if (data.length === 0) {
         return new Pkcs11Error({ method: "C_Sign", code: CKR.ARGUMENTS_BAD, returnValue: "CKR_ARGUMENTS_BAD" })
       }
-      const context = { session, mechanism: mechanism.type }
-      const failed = (error: unknown): Pkcs11Failure => {
-        // A thrown value that is not the library's answer is a bug: it stays a throw.
-        if (!isCryptokiError(error)) throw error
-        return fromReturnValue(error.method, error.code, context)
-      }
       const signNow = driver.signNow
       if (inline && signNow !== undefined) {
         try {
           return signNow(session, mechanism, key, data)
         } catch (error) {
-          return failed(error)
+          return signFailure(error, session, mechanism)
         }
       }
-      return driver.sign(session, mechanism, key, data).then((signature) => signature, failed)
+      return driver.sign(session, mechanism, key, data).then(
+        (signature) => signature,
+        (error) => signFailure(error, session, mechanism)
+      )
     },
 
     signBatch: exclusive !== undefined || driver.signBatch === undefined ?

@@ -35,6 +35,7 @@ import * as Encoding from "./internal/encoding.js"
 import * as JwsParse from "./internal/jwsParse.js"
 import * as Policy from "./internal/policy.js"
 import * as TokenSigner from "./internal/signer.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Verification from "./internal/verification.js"
 import { type AcquireError, SessionPool } from "./SessionPool.js"
 
@@ -117,7 +118,10 @@ export interface GeneralJws {
 }
 
 const encoder = new TextEncoder()
-const bytesOf = (payload: Payload): Uint8Array => typeof payload === "string" ? encoder.encode(payload) : payload
+
+// The signing input: base64url text, so one byte per character.
+const signingInput = (encodedHeader: string, encodedPayload: string): Uint8Array =>
+  Buffer.from(`${encodedHeader}.${encodedPayload}`, "latin1")
 
 const isHeader = (header: unknown): header is Header | undefined =>
   header === undefined || Encoding.isPlainObject(header)
@@ -126,7 +130,7 @@ const own = (header: Header, name: string): boolean => Object.prototype.hasOwnPr
 
 const encodeJson = (name: string, value: Header): string | InvalidHeader => {
   try {
-    return jose.base64url.encode(JSON.stringify(value))
+    return Encoding.encodeBase64url(JSON.stringify(value))
   } catch (error) {
     return new InvalidHeader({
       detail: `${name} is not JSON: ${error instanceof Error ? error.message : String(error)}`
@@ -171,7 +175,7 @@ const defaultHeader = (key: SigningKey, alg: Algorithms.Algorithm): string => {
   }
   let encoded = byAlg.get(alg)
   if (encoded === undefined) {
-    encoded = jose.base64url.encode(JSON.stringify({ alg, kid: key.kid }))
+    encoded = Encoding.encodeBase64url(JSON.stringify({ alg, kid: key.kid }))
     byAlg.set(alg, encoded)
   }
   return encoded
@@ -222,7 +226,7 @@ const signatureOf = (
   encodedPayload: string,
   key: SigningKey
 ): Effect.Effect<Uint8Array, SignError, SessionPool> =>
-  Borrow.signing(key, prepared.alg, encoder.encode(`${prepared.encodedHeader}.${encodedPayload}`))
+  Borrow.signing(key, prepared.alg, signingInput(prepared.encodedHeader, encodedPayload))
 
 /**
  * One signature over an encoded payload, in a session of the key's token.
@@ -238,7 +242,7 @@ const signature = (
     return Effect.map(signatureOf(prepared, encodedPayload, key), (raw) => ({
       protected: prepared.encodedHeader,
       ...(prepared.unprotected !== undefined ? { header: prepared.unprotected } : {}),
-      signature: jose.base64url.encode(raw)
+      signature: Encoding.encodeBase64url(raw)
     }))
   })
 
@@ -253,18 +257,22 @@ export const sign = (
   key: SigningKey,
   options: SignatureOptions = {}
 ): Effect.Effect<string, SignError, SessionPool> =>
-  Effect.suspend(() => {
+  Tracing.spanned("Jws.sign", () => ({ attributes: { "hsm.kid": key.kid }, captureStackTrace: false }), (fiber) => {
     if (options.unprotectedHeader !== undefined) {
       return Effect.fail(new InvalidHeader({ detail: "a compact JWS has no unprotected header" }))
     }
     const prepared = prepare(key, options)
     if (!("encodedHeader" in prepared)) return Effect.fail(prepared)
-    const encodedPayload = jose.base64url.encode(bytesOf(payload))
-    return Effect.map(
-      signatureOf(prepared, encodedPayload, key),
-      (raw) => `${prepared.encodedHeader}.${encodedPayload}.${jose.base64url.encode(raw)}`
+    const encodedHeader = prepared.encodedHeader
+    const encodedPayload = Encoding.encodeBase64url(payload)
+    return Borrow.signed(
+      fiber,
+      key,
+      prepared.alg,
+      signingInput(encodedHeader, encodedPayload),
+      (raw) => `${encodedHeader}.${encodedPayload}.${Encoding.encodeBase64url(raw)}`
     )
-  }).pipe(Effect.withSpan("Jws.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  })
 
 /**
  * Signs a payload into a flattened JWS JSON serialization.
@@ -278,10 +286,10 @@ export const signFlattened = (
   options: SignatureOptions = {}
 ): Effect.Effect<FlattenedJws, SignError, SessionPool> =>
   Effect.gen(function*() {
-    const encodedPayload = jose.base64url.encode(bytesOf(payload))
+    const encodedPayload = Encoding.encodeBase64url(payload)
     const signed = yield* signature(encodedPayload, key, options)
     return { payload: encodedPayload, ...signed }
-  }).pipe(Effect.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
  * Signs a payload under a protected header given already encoded, byte for byte as it must appear (to
@@ -304,16 +312,16 @@ export const signEncoded = (
     if (!Encoding.isPlainObject(header) || typeof header.alg !== "string") {
       return yield* new InvalidHeader({ detail: "the encoded protected header is not a JSON object with an alg" })
     }
-    if (jose.base64url.encode(Buffer.from(encodedHeader, "base64url")) !== encodedHeader) {
+    if (Encoding.encodeBase64url(Buffer.from(encodedHeader, "base64url")) !== encodedHeader) {
       return yield* new InvalidHeader({ detail: "the encoded protected header is not canonical base64url" })
     }
     const wrong = checkProtected(header)
     if (wrong !== undefined) return yield* wrong
     const alg = yield* Policy.checkAlgorithm(key, header.alg)
-    const encodedPayload = jose.base64url.encode(bytesOf(payload))
-    const raw = yield* Borrow.signing(key, alg, encoder.encode(`${encodedHeader}.${encodedPayload}`))
-    return `${encodedHeader}.${encodedPayload}.${jose.base64url.encode(raw)}`
-  }).pipe(Effect.withSpan("Jws.signEncoded", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+    const encodedPayload = Encoding.encodeBase64url(payload)
+    const raw = yield* Borrow.signing(key, alg, signingInput(encodedHeader, encodedPayload))
+    return `${encodedHeader}.${encodedPayload}.${Encoding.encodeBase64url(raw)}`
+  }).pipe(Tracing.withSpan("Jws.signEncoded", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
  * One signer of a general JWS.
@@ -338,7 +346,7 @@ export const signGeneral = (
 ): Effect.Effect<GeneralJws, SignError, SessionPool> =>
   Effect.gen(function*() {
     if (signers.length === 0) return yield* new InvalidOptions({ detail: "a general JWS needs at least one signer" })
-    const encodedPayload = jose.base64url.encode(bytesOf(payload))
+    const encodedPayload = Encoding.encodeBase64url(payload)
     const signatures = yield* Effect.forEach(
       signers,
       (signer) => signature(encodedPayload, signer.key, signer),
@@ -346,7 +354,7 @@ export const signGeneral = (
     )
     return { payload: encodedPayload, signatures }
   }).pipe(
-    Effect.withSpan("Jws.signGeneral", { attributes: { "hsm.signers": signers.length }, captureStackTrace: false })
+    Tracing.withSpan("Jws.signGeneral", { attributes: { "hsm.signers": signers.length }, captureStackTrace: false })
   )
 
 /**
@@ -382,7 +390,7 @@ export const signMany = (
       { concurrency: lanes, discard: true }
     )
     return results
-  }).pipe(Effect.withSpan("Jws.signMany", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jws.signMany", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
  * A key to verify with: an `HsmJwk`, a `KeyObject` or `CryptoKey`, a public JWK, or a JWK set (the key
@@ -499,7 +507,7 @@ export function verify(
       alg !== key.alg
         ? Effect.succeed(false)
         : Borrow.inKeySession(key, { rw: false }, (s) => TokenSigner.verify(s, key, key.alg, input, signature)))
-      .pipe(Effect.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+      .pipe(Tracing.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
   }
   return Effect.gen(function*() {
     const resolved = yield* Verification.resolve(key, options?.algorithms)
@@ -520,7 +528,7 @@ export function verify(
       (nodeError) =>
         Effect.mapError(byJose, (joseError) => joseError.code === "ERR_JWKS_NO_MATCHING_KEY" ? nodeError : joseError)
     )
-  }).pipe(Effect.withSpan("Jws.verify", { captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jws.verify", { captureStackTrace: false }))
 }
 
 /**

@@ -17,6 +17,7 @@ import * as jose from "jose"
 import type { SigningKey } from "./Algorithm.js"
 import { InvalidClaims, VerificationFailed } from "./HsmError.js"
 import * as Encoding from "./internal/encoding.js"
+import * as Tracing from "./internal/tracing.js"
 import * as Verification from "./internal/verification.js"
 import * as Jws from "./Jws.js"
 import type { SessionPool } from "./SessionPool.js"
@@ -124,7 +125,7 @@ export const sign = (
       kid: options.kid,
       protectedHeader: { typ: options.typ ?? "JWT", ...options.protectedHeader }
     })
-  }).pipe(Effect.withSpan("Jwt.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jwt.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
 
 /**
  * What a verified JWT says.
@@ -185,4 +186,4 @@ export const verify = (
         error.code === "ERR_JWKS_NO_MATCHING_KEY" && resolved.ed448.length > 0 && algOf(jwt) === "EdDSA" ? ed448 : error
       )
     )
-  }).pipe(Effect.withSpan("Jwt.verify", { captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jwt.verify", { captureStackTrace: false }))

@@ -1,5 +1,6 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import { InvalidOptions } from "../HsmError.js"
 import { CurrentSession, type TokenRef } from "../HsmSession.js"
 import { type AcquireError, SessionPool } from "../SessionPool.js"
@@ -81,3 +82,26 @@ export const signing = (
       ? engine.sign(key, alg, signingInput)
       : run(pool, key.token, false, (lent) => Signer.sign(lent, key, alg, signingInput))
   })
+
+/**
+ * As `signing`, for the code that has the caller's fiber already, with `f` making the caller's value of
+ * the signature: the engine's fast path is taken at once, with no Effect step between the caller and the
+ * token (this runs once per signature). The session in context, or anything off that path, goes through
+ * `signing`.
+ */
+export const signed = <A>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  key: SigningKey,
+  alg: Algorithms.Algorithm,
+  signingInput: Uint8Array,
+  f: (signature: Uint8Array) => A
+): Effect.Effect<A, SigningEngine.SignError | InvalidOptions, SessionPool> => {
+  const services = fiber.currentContext.unsafeMap
+  const pool: SessionPool.Service | undefined = services.get(SessionPool.key)
+  const engine = pool === undefined || services.has(CurrentSession.key) || !sameToken(pool.token, key.token)
+    ? undefined
+    : SigningEngine.of(pool)
+  const outcome = engine?.signNow(fiber.id().id, key, alg, signingInput)
+  if (outcome === undefined) return Effect.map(signing(key, alg, signingInput), f)
+  return outcome instanceof Uint8Array ? Effect.succeed(f(outcome)) : Effect.fail(outcome)
+}

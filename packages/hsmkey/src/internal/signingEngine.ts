@@ -55,6 +55,12 @@ export interface Engine {
     alg: Algorithms.Algorithm,
     signingInput: Uint8Array
   ) => Effect.Effect<Uint8Array, SignError>
+  /**
+   * The fast path at once, on the caller's thread, for the code that runs once per signature without an
+   * Effect step of its own: a signature, the call's failure, or `undefined` when the request must go
+   * through `sign` (no lane free, no proven handle, a slice used up). `caller` is the fiber's id.
+   */
+  readonly signNow: (caller: number, key: SigningKey, alg: Algorithms.Algorithm, signingInput: Uint8Array) => Outcome
   /** Gives back the sessions of idle lanes, for a lease that waits for a place. */
   readonly releaseIdle: () => void
   /** Ends every lane; queued callers are interrupted. */
@@ -108,7 +114,7 @@ const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
 })
 
 /** A signature; a failure of the call, for the caller; or `undefined`: the Effect path must run. */
-type Outcome = Uint8Array | Pkcs11Failure | InvalidSignature | undefined
+export type Outcome = Uint8Array | Pkcs11Failure | InvalidSignature | undefined
 
 /** One call of the fast path, ready to make: what to sign, and what its answer is read against. */
 interface Call {
@@ -160,12 +166,18 @@ const prepare = (session: Session, key: SigningKey, alg: Algorithms.Algorithm, i
   }
 }
 
+// A call was made, and its answer sends the request to the Effect path, with the session in doubt.
+const again: unique symbol = Symbol("hsmkey/signingEngine/again")
+
+/** An outcome, or `again`: what a call made on the fast path is for its caller. */
+type Answer = Outcome | typeof again
+
 /** What the token's answer to a call is for its caller. */
-const outcomeOf = (call: Call, answer: Uint8Array | Pkcs11Failure): Outcome => {
-  // A handle the token no longer knows, or one that may have moved while the call ran, is found and
-  // proven again on the Effect path.
-  if (!(answer instanceof Uint8Array)) return answer._tag === "ObjectHandleInvalid" ? undefined : answer
-  if (call.pkcs11.objectGeneration() !== call.generation) return undefined
+const outcomeOf = (call: Call, answer: Uint8Array | Pkcs11Failure): Answer => {
+  // A handle the token no longer knows (its login lost, the object gone), or one that may have moved while
+  // the call ran, is found and proven again on the Effect path.
+  if (!(answer instanceof Uint8Array)) return answer._tag === "ObjectHandleInvalid" ? again : answer
+  if (call.pkcs11.objectGeneration() !== call.generation) return again
   return Signer.jwsSignature(Algorithms.specs[call.alg], answer, call.expected) ??
     new InvalidSignature({ alg: call.alg, length: answer.length, expected: call.expected })
 }
@@ -177,7 +189,7 @@ const attempt = (
   alg: Algorithms.Algorithm,
   input: Uint8Array,
   inline: boolean
-): Outcome | Promise<Outcome> => {
+): Answer | Promise<Answer> => {
   const direct = session.pkcs11.signDirect
   const call = direct === undefined ? undefined : prepare(session, key, alg, input)
   if (call === undefined) return undefined
@@ -256,9 +268,12 @@ export const make = (source: LaneSource): Engine => {
    */
   const checked = (lane: Lane): Effect.Effect<Session, AcquireError> =>
     Effect.gen(function*() {
+      const opened = lane.session === undefined || !lane.session.active
       const session = yield* ensureSession(lane)
-      const exit = yield* Effect.exit(session.refresh)
       lane.suspect = false
+      // A session the pool opened for the lane just now was checked as it opened.
+      if (opened) return session
+      const exit = yield* Effect.exit(session.refresh)
       if (Exit.isSuccess(exit)) return session
       yield* dropSession(lane, exit)
       if (!isDeadSession(exit.cause)) return yield* Effect.failCause(exit.cause)
@@ -267,13 +282,18 @@ export const make = (source: LaneSource): Engine => {
 
   /**
    * The Effect path, taken when the fast one cannot sign (no proven handle for this generation, a failed
-   * call): the lane's session is checked, then `Signer` finds and proves the handle and signs. A failure
-   * reaches the caller; one that shows the session is gone gives it back, so the next request opens
-   * another.
+   * call, a library that signs one call at a time): the lane's session is checked, unless it was opened
+   * just now, then `Signer` finds and proves the handle and signs. A failure reaches the caller; one that
+   * shows the session is gone gives it back, so the next request opens another, and any other puts the
+   * session in doubt.
    */
   const slow = (lane: Lane, request: Request): Effect.Effect<Uint8Array, SignError> =>
     Effect.flatMap(checked(lane), (session) => Signer.sign(session, request.key, request.alg, request.input)).pipe(
-      Effect.tapErrorCause((cause) => isSessionLoss(cause) ? dropSession(lane, Exit.failCause(cause)) : Effect.void)
+      Effect.tapErrorCause((cause) => {
+        if (isSessionLoss(cause)) return dropSession(lane, Exit.failCause(cause))
+        lane.suspect = true
+        return Effect.void
+      })
     )
 
   // The event loop's turn: synchronous signing on this thread (a caller's, or a lane's batch) stops once a
@@ -309,29 +329,63 @@ export const make = (source: LaneSource): Engine => {
     return session !== undefined && session.active && !lane.suspect ? session : undefined
   }
 
-  // A fast call's answer for its caller. A failure is the caller's as it is (no retry), and puts the lane's
-  // session in doubt: the next request checks it first, on the Effect path.
-  const answered = (lane: Lane, outcome: Exclude<Outcome, undefined>): Effect.Effect<Uint8Array, SignError> => {
-    if (outcome instanceof Uint8Array) return Effect.succeed(outcome)
-    lane.suspect = true
-    return Effect.fail(outcome)
+  // A fast call's answer on a lane. A failure is the caller's as it is (no retry); it, and an answer that
+  // sends the request to the Effect path, put the lane's session in doubt: it is checked before it serves
+  // again.
+  const settled = (lane: Lane, answer: Answer): Outcome => {
+    if (answer === again) {
+      lane.suspect = true
+      return undefined
+    }
+    if (answer !== undefined && !(answer instanceof Uint8Array)) lane.suspect = true
+    return answer
   }
 
-  // The Effect path, run with the caller's context.
-  const serveSlowly = async (lane: Lane, request: Request): Promise<void> => {
+  const answerOf = (outcome: Exclude<Outcome, undefined>): Effect.Effect<Uint8Array, SignError> =>
+    outcome instanceof Uint8Array ? Effect.succeed(outcome) : Effect.fail(outcome)
+
+  // The Effect path, run with the caller's context: its answer.
+  const slowly = (lane: Lane, request: Request): Promise<Exit.Exit<Uint8Array, SignError>> => {
     const runtime = Runtime.make({
       context: request.fiber.currentContext,
       fiberRefs: request.fiber.getFiberRefs(),
       runtimeFlags: Runtime.defaultRuntimeFlags
     })
-    finish(request, await Runtime.runPromiseExit(runtime, slow(lane, request)))
+    return Runtime.runPromiseExit(runtime, slow(lane, request))
+  }
+
+  /**
+   * How a lane's run gives its answers: at once while more work is queued; the last one once the lane
+   * stands idle again, so that its caller, resumed, finds the lane free for its next request (rather than
+   * having another lane open a session for it).
+   */
+  const answers = () => {
+    let held: Request | undefined
+    let heldAnswer: Effect.Effect<Uint8Array, SignError> = Effect.interrupt
+    const flush = () => {
+      if (held === undefined) return
+      const request = held
+      held = undefined
+      finish(request, heldAnswer)
+    }
+    const give = (request: Request, answer: Effect.Effect<Uint8Array, SignError>) => {
+      flush()
+      if (head < queue.length) return finish(request, answer)
+      held = request
+      heldAnswer = answer
+    }
+    return { give, flush }
   }
 
   /**
    * A thread lane's turn: its share of what is queued goes to its thread in one message; what the fast
    * path cannot sign, and a batch whose thread failed, go the Effect path on this thread.
    */
-  const runBatch = async (lane: Lane, signBatch: NonNullable<Pkcs11.Service["signBatch"]>): Promise<boolean> => {
+  const runBatch = async (
+    lane: Lane,
+    signBatch: NonNullable<Pkcs11.Service["signBatch"]>,
+    answer: ReturnType<typeof answers>
+  ): Promise<boolean> => {
     const idle = lanes.reduce((count, other) => other.busy && other !== lane ? count : count + 1, 0)
     const share = Math.min(MAX_BATCH, Math.ceil((queue.length - head) / Math.max(1, idle)))
     const requests: Array<Request> = []
@@ -339,6 +393,7 @@ export const make = (source: LaneSource): Engine => {
       requests.push(request)
     }
     if (requests.length === 0) return false
+    answer.flush()
     const session = ready(lane)
     const calls = requests.map((request) =>
       session === undefined ? undefined : prepare(session, request.key, request.alg, request.input)
@@ -346,19 +401,28 @@ export const make = (source: LaneSource): Engine => {
     const items = calls.flatMap((call) =>
       call === undefined ? [] : [{ mechanism: call.mechanism, key: call.handle, data: call.data }]
     )
-    const answers = items.length === 0 ? [] : await signBatch(lane.index, session!.handle, items).catch(() => undefined)
+    const answered = items.length === 0
+      ? []
+      : await signBatch(lane.index, session!.handle, items).catch(() => undefined)
     // The thread failed: its session may be left in an operation, so it goes, and the batch is signed on
     // this thread in a new one; the next batch starts a new thread.
-    if (answers === undefined) await Effect.runPromise(dropSession(lane, Exit.fail(operationLeftActive)))
+    if (answered === undefined) await Effect.runPromise(dropSession(lane, Exit.fail(operationLeftActive)))
     let next = 0
     for (const [i, request] of requests.entries()) {
       const call = calls[i]
-      const answer = call === undefined || answers === undefined ? undefined : answers[next++]
-      const outcome = answer === undefined ? undefined : outcomeOf(call!, answer)
-      if (outcome !== undefined) finish(request, answered(lane, outcome))
-      else await serveSlowly(lane, request)
+      const signed = call === undefined || answered === undefined ? undefined : answered[next++]
+      const outcome = signed === undefined ? undefined : settled(lane, outcomeOf(call!, signed))
+      if (outcome !== undefined) {
+        answer.give(request, answerOf(outcome))
+      } else {
+        answer.flush()
+        answer.give(request, await slowly(lane, request))
+      }
       // Callers resumed run on the event loop's thread at once: a few at a time, so that it gets its turn.
-      if ((i + 1) % RESUME_CHUNK === 0 && i + 1 < requests.length) await yieldToEventLoop()
+      if ((i + 1) % RESUME_CHUNK === 0 && i + 1 < requests.length) {
+        answer.flush()
+        await yieldToEventLoop()
+      }
     }
     return true
   }
@@ -371,16 +435,18 @@ export const make = (source: LaneSource): Engine => {
    */
   const run = async (lane: Lane): Promise<void> => {
     lane.busy = true
+    const answer = answers()
     try {
       const signBatch = source.pkcs11.signBatch
       if (source.threads > 0 && signBatch !== undefined) {
-        while (await runBatch(lane, signBatch)) {
+        while (await runBatch(lane, signBatch, answer)) {
           // Batch after batch while callers queue up.
         }
         return
       }
       for (;;) {
         if (source.inline && !withinSlice()) {
+          answer.flush()
           await yieldToEventLoop()
           continue
         }
@@ -389,13 +455,15 @@ export const make = (source: LaneSource): Engine => {
         const session = ready(lane)
         if (session !== undefined) {
           const fast = attempt(session, request.key, request.alg, request.input, source.inline)
-          const outcome = fast instanceof Promise ? await fast : fast
+          if (fast instanceof Promise) answer.flush()
+          const outcome = settled(lane, fast instanceof Promise ? await fast : fast)
           if (outcome !== undefined) {
-            finish(request, answered(lane, outcome))
+            answer.give(request, answerOf(outcome))
             continue
           }
         }
-        await serveSlowly(lane, request)
+        answer.flush()
+        answer.give(request, await slowly(lane, request))
       }
     } finally {
       lane.busy = false
@@ -403,6 +471,7 @@ export const make = (source: LaneSource): Engine => {
         lane.releaseWhenDone = false
         release(lane)
       }
+      answer.flush()
     }
   }
 
@@ -432,25 +501,37 @@ export const make = (source: LaneSource): Engine => {
       })
     )
 
+  const signNow = (caller: number, key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Outcome => {
+    if (!source.inline || head < queue.length || !withinSlice()) return undefined
+    if (sliceFiber < 0) sliceFiber = caller
+    else if (sliceFiber !== caller) sliceShared = true
+    for (const lane of lanes) {
+      const session = lane.busy ? undefined : ready(lane)
+      if (session === undefined) continue
+      // Inline answers are never promises: the library signs on this thread.
+      return settled(lane, attempt(session, key, alg, input, true) as Answer)
+    }
+    return undefined
+  }
+
+  // A request the fast path did not take: a lone caller whose slice is used up lets the event loop run,
+  // then signs inline again; others queue up for a lane.
+  const signLater = (
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    key: SigningKey,
+    alg: Algorithms.Algorithm,
+    input: Uint8Array
+  ): Effect.Effect<Uint8Array, SignError> => {
+    const lone = source.inline && head >= queue.length && !withinSlice() && !sliceShared &&
+      sliceFiber === fiber.id().id
+    return lone ? Effect.zipRight(eventLoopTurn, sign(key, alg, input)) : enqueue(key, alg, input)
+  }
+
   const sign = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Effect.Effect<Uint8Array, SignError> =>
     Effect.withFiberRuntime((fiber) => {
-      if (!source.inline || head < queue.length) return enqueue(key, alg, input)
-      const id = fiber.id().id
-      if (!withinSlice()) {
-        const lone = !sliceShared && sliceFiber === id
-        return lone ? Effect.zipRight(eventLoopTurn, sign(key, alg, input)) : enqueue(key, alg, input)
-      }
-      if (sliceFiber < 0) sliceFiber = id
-      else if (sliceFiber !== id) sliceShared = true
-      for (const lane of lanes) {
-        const session = lane.busy ? undefined : ready(lane)
-        if (session === undefined) continue
-        // Inline answers are never promises: the library signs on this thread.
-        const outcome = attempt(session, key, alg, input, true) as Exclude<Outcome, Promise<Outcome>>
-        if (outcome !== undefined) return answered(lane, outcome)
-        break
-      }
-      return enqueue(key, alg, input)
+      const outcome = signNow(fiber.id().id, key, alg, input)
+      if (outcome === undefined) return signLater(fiber, key, alg, input)
+      return outcome instanceof Uint8Array ? Effect.succeed(outcome) : Effect.fail(outcome)
     })
 
   const release = (lane: Lane) => {
@@ -481,7 +562,7 @@ export const make = (source: LaneSource): Engine => {
     )
   })
 
-  return { sign, releaseIdle, close }
+  return { sign, signNow, releaseIdle, close }
 }
 
 const failuresOf = (cause: Cause.Cause<unknown>): Array<unknown> => [...Cause.failures(cause)]

@@ -5,7 +5,7 @@ import tseslint from "typescript-eslint"
 // Effect's own v3 style: dprint formatting (2 spaces, 120 columns, no semicolons, double quotes,
 // no trailing commas), generic array types, type-only imports, namespace imports in src/.
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/build/**", "**/node_modules/**", "**/*.tsbuildinfo"] },
+  { ignores: ["**/dist/**", "**/build/**", "**/node_modules/**", "**/*.tsbuildinfo", "bench/results/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

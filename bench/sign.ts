@@ -85,8 +85,15 @@ const rate = (callers: number, op: (caller: number) => Promise<unknown> | unknow
     return count / ((performance.now() - start) / 1000)
   })
 
-/** As `rate`, each caller a fiber, as an Effect application calls hsmkey. */
-const rateEffect = <E>(callers: number, op: Effect.Effect<unknown, E>) =>
+/**
+ * As `rate`, each caller a fiber, as an Effect application calls hsmkey; `around` gives each caller's loop
+ * what it needs (a pool, provided once per caller as an application's layer provides it).
+ */
+const rateEffectWith = <E, R>(
+  callers: number,
+  op: Effect.Effect<unknown, E, R>,
+  around: (loop: Effect.Effect<void, E, R>) => Effect.Effect<void, E>
+) =>
   Effect.promise(() =>
     watchingLoop(() =>
       Effect.runPromise(
@@ -97,11 +104,11 @@ const rateEffect = <E>(callers: number, op: Effect.Effect<unknown, E>) =>
           yield* Effect.forEach(
             Array.from({ length: callers }),
             () =>
-              Effect.whileLoop({
+              around(Effect.whileLoop({
                 while: () => performance.now() < end,
                 body: () => op,
                 step: () => count++
-              }),
+              })),
             { concurrency: "unbounded", discard: true }
           )
           return count / ((performance.now() - start) / 1000)
@@ -109,6 +116,14 @@ const rateEffect = <E>(callers: number, op: Effect.Effect<unknown, E>) =>
       )
     )
   )
+
+const rateEffect = <E>(callers: number, op: Effect.Effect<unknown, E>) => rateEffectWith(callers, op, (loop) => loop)
+
+const rateOnPool = <E>(
+  callers: number,
+  op: Effect.Effect<unknown, E, SessionPool.SessionPool>,
+  pool: SessionPool.SessionPool.Service
+) => rateEffectWith(callers, op, (loop) => Effect.provideService(loop, SessionPool.SessionPool, pool))
 
 const record = (alg: string, system: string, measured: { value: number; p50: number; p99: number }) => {
   rows.push({ alg, system, perSecond: measured.value, loopP50Ms: measured.p50, loopP99Ms: measured.p99 })
@@ -272,8 +287,7 @@ const program = Effect.gen(function*() {
     )
 
     const key = yield* Effect.provideService(HsmJwk.fromHsm({ id }), SessionPool.SessionPool, pools.get("4/2")!)
-    const jwsOn = (pool: SessionPool.SessionPool.Service) =>
-      Effect.provideService(Jws.sign(payload, key), SessionPool.SessionPool, pool)
+    const jws = Jws.sign(payload, key)
     for (const threads of THREADS) {
       for (const size of POOL_SIZES) {
         for (const callers of CALLERS) {
@@ -281,7 +295,7 @@ const program = Effect.gen(function*() {
           record(
             c.alg,
             `hsmkey Jws.sign, pool of ${size}, ${lanes}, ${callers} callers`,
-            yield* rateEffect(callers, jwsOn(pools.get(`${size}/${threads}`)!))
+            yield* rateOnPool(callers, jws, pools.get(`${size}/${threads}`)!)
           )
         }
       }
@@ -290,7 +304,7 @@ const program = Effect.gen(function*() {
       record(
         c.alg,
         `hsmkey Jws.sign, pool of 4 signing on the threadpool, ${callers} callers`,
-        yield* rateEffect(callers, jwsOn(pools.get("threadpool")!))
+        yield* rateOnPool(callers, jws, pools.get("threadpool")!)
       )
     }
     // What a program gets that provides HsmLive.hsmSession around each signature.
@@ -347,17 +361,17 @@ const program = Effect.gen(function*() {
     // see the same moments of the machine.
     const sampleRaw = new Float64Array(latencySamples)
     const sampleJws = new Float64Array(latencySamples)
-    const one = jwsOn(pools.get("4/2")!)
+    const pool = pools.get("4/2")!
     yield* Effect.gen(function*() {
       for (let i = 0; i < latencySamples; i++) {
         let start = performance.now()
         rawSign()
         sampleRaw[i] = performance.now() - start
         start = performance.now()
-        yield* one
+        yield* jws
         sampleJws[i] = performance.now() - start
       }
-    })
+    }).pipe(Effect.provideService(SessionPool.SessionPool, pool))
     for (
       const [system, samples] of [["raw pkcs11js sync, 1 session", sampleRaw], ["hsmkey Jws.sign", sampleJws]] as const
     ) {
@@ -376,8 +390,8 @@ const program = Effect.gen(function*() {
       const before = process.memoryUsage().heapUsed
       yield* Effect.forEach(Array.from({ length: 16 }), (_, lane) =>
         Effect.gen(function*() {
-          for (let i = lane; i < heapSignatures; i += 16) yield* one
-        }), { concurrency: "unbounded", discard: true })
+          for (let i = lane; i < heapSignatures; i += 16) yield* jws
+        }).pipe(Effect.provideService(SessionPool.SessionPool, pool)), { concurrency: "unbounded", discard: true })
       gc?.()
       heapRuns.push({ signatures: heapSignatures, growthMb: (process.memoryUsage().heapUsed - before) / 2 ** 20 })
     }

@@ -101,7 +101,8 @@ export const signed = <A>(
   const engine = pool === undefined || services.has(CurrentSession.key) || !sameToken(pool.token, key.token)
     ? undefined
     : SigningEngine.of(pool)
-  const outcome = engine?.signNow(fiber.id().id, key, alg, signingInput)
-  if (outcome === undefined) return Effect.map(signing(key, alg, signingInput), f)
+  if (engine === undefined) return Effect.map(signing(key, alg, signingInput), f)
+  const outcome = engine.signNow(fiber, key, alg, signingInput)
+  if (outcome === undefined) return Effect.map(engine.signLater(fiber, key, alg, signingInput), f)
   return outcome instanceof Uint8Array ? Effect.succeed(f(outcome)) : Effect.fail(outcome)
 }

@@ -16,6 +16,9 @@ import type { Session } from "./session.js"
 import * as Signer from "./signer.js"
 import * as TokenState from "./tokenState.js"
 
+/** The fiber of a caller: its id tells callers apart, its context is the one the Effect path runs in. */
+export type Caller = Fiber.RuntimeFiber<unknown, unknown>
+
 /** What signing through the engine can fail with. */
 export type SignError = AcquireError | MechanismUnsupported | InvalidSignature | Signer.LookupError
 
@@ -56,11 +59,17 @@ export interface Engine {
     signingInput: Uint8Array
   ) => Effect.Effect<Uint8Array, SignError>
   /**
-   * The fast path at once, on the caller's thread, for the code that runs once per signature without an
-   * Effect step of its own: a signature, the call's failure, or `undefined` when the request must go
-   * through `sign` (no lane free, no proven handle, a slice used up). `caller` is the fiber's id.
+   * `sign` in two steps, for the code that has the caller's fiber already and runs once per signature: the
+   * fast path at once, on the caller's thread (a signature, the call's failure, or `undefined` when no
+   * lane is free, no handle proven, or the slice used up), then, for `undefined`, the way there is.
    */
-  readonly signNow: (caller: number, key: SigningKey, alg: Algorithms.Algorithm, signingInput: Uint8Array) => Outcome
+  readonly signNow: (caller: Caller, key: SigningKey, alg: Algorithms.Algorithm, signingInput: Uint8Array) => Outcome
+  readonly signLater: (
+    caller: Caller,
+    key: SigningKey,
+    alg: Algorithms.Algorithm,
+    signingInput: Uint8Array
+  ) => Effect.Effect<Uint8Array, SignError>
   /** Gives back the sessions of idle lanes, for a lease that waits for a place. */
   readonly releaseIdle: () => void
   /** Ends every lane; queued callers are interrupted. */
@@ -86,13 +95,13 @@ interface Request {
   readonly alg: Algorithms.Algorithm
   readonly input: Uint8Array
   /** The caller's fiber: the Effect path runs with its context (services, tracer, log level). */
-  readonly fiber: Fiber.RuntimeFiber<Uint8Array, SignError>
+  readonly fiber: Caller
   readonly resume: (effect: Effect.Effect<Uint8Array, SignError>) => void
   done: boolean
 }
 
 // A lane working through a queue on the calling thread gives the event loop a turn this often.
-const SLICE_MILLIS = 2
+const SLICE_MILLIS = 1
 
 // How a session whose thread died in C_Sign is given back: as one stuck in an operation, not to be lent.
 const operationLeftActive = new Pkcs11Error({
@@ -102,7 +111,7 @@ const operationLeftActive = new Pkcs11Error({
 })
 
 // Requests one message to a signing thread carries at most.
-const MAX_BATCH = 128
+const MAX_BATCH = 32
 
 // Callers resumed from a batch before the event loop gets a turn.
 const RESUME_CHUNK = 8
@@ -115,6 +124,14 @@ const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
 
 /** A signature; a failure of the call, for the caller; or `undefined`: the Effect path must run. */
 export type Outcome = Uint8Array | Pkcs11Failure | InvalidSignature | undefined
+
+/** Requests sent to a signing thread: each one's call (`undefined`: the Effect path), and the answers. */
+interface Batch {
+  readonly requests: ReadonlyArray<Request>
+  readonly calls: ReadonlyArray<Call | undefined>
+  /** In the order of the calls made; `undefined` when the thread failed. */
+  readonly signed: Promise<ReadonlyArray<Uint8Array | Pkcs11Failure> | undefined>
+}
 
 /** One call of the fast path, ready to make: what to sign, and what its answer is read against. */
 interface Call {
@@ -378,22 +395,17 @@ export const make = (source: LaneSource): Engine => {
   }
 
   /**
-   * A thread lane's turn: its share of what is queued goes to its thread in one message; what the fast
-   * path cannot sign, and a batch whose thread failed, go the Effect path on this thread.
+   * A thread lane's share of what is queued, sent to its thread in one message when its session can take
+   * the fast path; `undefined` when nothing is queued.
    */
-  const runBatch = async (
-    lane: Lane,
-    signBatch: NonNullable<Pkcs11.Service["signBatch"]>,
-    answer: ReturnType<typeof answers>
-  ): Promise<boolean> => {
+  const sendBatch = (lane: Lane, signBatch: NonNullable<Pkcs11.Service["signBatch"]>): Batch | undefined => {
     const idle = lanes.reduce((count, other) => other.busy && other !== lane ? count : count + 1, 0)
     const share = Math.min(MAX_BATCH, Math.ceil((queue.length - head) / Math.max(1, idle)))
     const requests: Array<Request> = []
     for (let request = take(); request !== undefined; request = requests.length < share ? take() : undefined) {
       requests.push(request)
     }
-    if (requests.length === 0) return false
-    answer.flush()
+    if (requests.length === 0) return undefined
     const session = ready(lane)
     const calls = requests.map((request) =>
       session === undefined ? undefined : prepare(session, request.key, request.alg, request.input)
@@ -401,30 +413,46 @@ export const make = (source: LaneSource): Engine => {
     const items = calls.flatMap((call) =>
       call === undefined ? [] : [{ mechanism: call.mechanism, key: call.handle, data: call.data }]
     )
-    const answered = items.length === 0
-      ? []
-      : await signBatch(lane.index, session!.handle, items).catch(() => undefined)
-    // The thread failed: its session may be left in an operation, so it goes, and the batch is signed on
-    // this thread in a new one; the next batch starts a new thread.
-    if (answered === undefined) await Effect.runPromise(dropSession(lane, Exit.fail(operationLeftActive)))
-    let next = 0
-    for (const [i, request] of requests.entries()) {
-      const call = calls[i]
-      const signed = call === undefined || answered === undefined ? undefined : answered[next++]
-      const outcome = signed === undefined ? undefined : settled(lane, outcomeOf(call!, signed))
-      if (outcome !== undefined) {
-        answer.give(request, answerOf(outcome))
-      } else {
-        answer.flush()
-        answer.give(request, await slowly(lane, request))
-      }
-      // Callers resumed run on the event loop's thread at once: a few at a time, so that it gets its turn.
-      if ((i + 1) % RESUME_CHUNK === 0 && i + 1 < requests.length) {
-        answer.flush()
-        await yieldToEventLoop()
+    const signed = items.length === 0
+      ? Promise.resolve([])
+      : signBatch(lane.index, session!.handle, items).catch(() => undefined)
+    return { requests, calls, signed }
+  }
+
+  /**
+   * A thread lane's work: batch after batch while callers queue up. What the fast path cannot sign, and a
+   * batch whose thread failed, go the Effect path on this thread.
+   */
+  const runThreadLane = async (
+    lane: Lane,
+    signBatch: NonNullable<Pkcs11.Service["signBatch"]>,
+    answer: ReturnType<typeof answers>
+  ): Promise<void> => {
+    for (let batch = sendBatch(lane, signBatch); batch !== undefined; batch = sendBatch(lane, signBatch)) {
+      answer.flush()
+      const { calls, requests } = batch
+      const signed = await batch.signed
+      // The thread failed: its session may be left in an operation, so it goes, and the batch is signed on
+      // this thread in a new one; the next batch starts a new thread.
+      if (signed === undefined) await Effect.runPromise(dropSession(lane, Exit.fail(operationLeftActive)))
+      let next = 0
+      for (const [i, request] of requests.entries()) {
+        const call = calls[i]
+        const answered = call === undefined || signed === undefined ? undefined : signed[next++]
+        const outcome = answered === undefined ? undefined : settled(lane, outcomeOf(call!, answered))
+        if (outcome !== undefined) {
+          answer.give(request, answerOf(outcome))
+        } else {
+          answer.flush()
+          answer.give(request, await slowly(lane, request))
+        }
+        // Callers resumed run on the event loop's thread at once: a few at a time, so that it gets its turn.
+        if ((i + 1) % RESUME_CHUNK === 0 && i + 1 < requests.length) {
+          answer.flush()
+          await yieldToEventLoop()
+        }
       }
     }
-    return true
   }
 
   /**
@@ -439,10 +467,7 @@ export const make = (source: LaneSource): Engine => {
     try {
       const signBatch = source.pkcs11.signBatch
       if (source.threads > 0 && signBatch !== undefined) {
-        while (await runBatch(lane, signBatch, answer)) {
-          // Batch after batch while callers queue up.
-        }
-        return
+        return await runThreadLane(lane, signBatch, answer)
       }
       for (;;) {
         if (source.inline && !withinSlice()) {
@@ -487,22 +512,21 @@ export const make = (source: LaneSource): Engine => {
     }
   }
 
-  const enqueue = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array) =>
-    Effect.withFiberRuntime<Uint8Array, SignError>((fiber) =>
-      Effect.async<Uint8Array, SignError>((resume) => {
-        if (closed) return resume(Effect.interrupt)
-        const request: Request = { key, alg, input, fiber, resume, done: false }
-        queue.push(request)
-        pump()
-        // A request not yet served is dropped; one on a lane finishes there, its answer unread.
-        return Effect.sync(() => {
-          request.done = true
-        })
+  const enqueue = (fiber: Caller, key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array) =>
+    Effect.async<Uint8Array, SignError>((resume) => {
+      if (closed) return resume(Effect.interrupt)
+      const request: Request = { key, alg, input, fiber, resume, done: false }
+      queue.push(request)
+      pump()
+      // A request not yet served is dropped; one on a lane finishes there, its answer unread.
+      return Effect.sync(() => {
+        request.done = true
       })
-    )
+    })
 
-  const signNow = (caller: number, key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Outcome => {
+  const signNow = (fiber: Caller, key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Outcome => {
     if (!source.inline || head < queue.length || !withinSlice()) return undefined
+    const caller = fiber.id().id
     if (sliceFiber < 0) sliceFiber = caller
     else if (sliceFiber !== caller) sliceShared = true
     for (const lane of lanes) {
@@ -517,19 +541,19 @@ export const make = (source: LaneSource): Engine => {
   // A request the fast path did not take: a lone caller whose slice is used up lets the event loop run,
   // then signs inline again; others queue up for a lane.
   const signLater = (
-    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    fiber: Caller,
     key: SigningKey,
     alg: Algorithms.Algorithm,
     input: Uint8Array
   ): Effect.Effect<Uint8Array, SignError> => {
     const lone = source.inline && head >= queue.length && !withinSlice() && !sliceShared &&
       sliceFiber === fiber.id().id
-    return lone ? Effect.zipRight(eventLoopTurn, sign(key, alg, input)) : enqueue(key, alg, input)
+    return lone ? Effect.zipRight(eventLoopTurn, sign(key, alg, input)) : enqueue(fiber, key, alg, input)
   }
 
   const sign = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Effect.Effect<Uint8Array, SignError> =>
     Effect.withFiberRuntime((fiber) => {
-      const outcome = signNow(fiber.id().id, key, alg, input)
+      const outcome = signNow(fiber, key, alg, input)
       if (outcome === undefined) return signLater(fiber, key, alg, input)
       return outcome instanceof Uint8Array ? Effect.succeed(outcome) : Effect.fail(outcome)
     })
@@ -562,7 +586,7 @@ export const make = (source: LaneSource): Engine => {
     )
   })
 
-  return { sign, signNow, releaseIdle, close }
+  return { sign, signNow, signLater, releaseIdle, close }
 }
 
 const failuresOf = (cause: Cause.Cause<unknown>): Array<unknown> => [...Cause.failures(cause)]

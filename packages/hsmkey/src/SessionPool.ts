@@ -34,7 +34,6 @@ import * as Pool from "effect/Pool"
 import * as Predicate from "effect/Predicate"
 import type * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import * as Os from "node:os"
 import type * as Capabilities from "./Capabilities.js"
 import { InvalidOptions, type PinMismatch, PoolTimeout, type TokenAmbiguous, type TokenNotFound } from "./HsmError.js"
 import { CurrentSession, type HsmSession, type TokenRef } from "./HsmSession.js"
@@ -95,12 +94,14 @@ export interface SessionPoolOptions {
    */
   readonly inlineSigning?: boolean | undefined
   /**
-   * Signing threads (default: one fewer than the machine's cores, never more than `maxSessions`; 0 for
-   * none): lanes that sign on worker
+   * Signing threads (default 2, never more than `maxSessions`; 0 for none): lanes that sign on worker
    * threads of the library, each taking what queued up while it was busy as one batch, one message per
    * batch, so that the token's work runs beside the event loop rather than on it. A lone caller still
    * signs inline while the lanes are idle. Libraries without such threads (the emulator, one that must be
-   * called one call at a time) sign on lanes of the event loop's thread (`signingLanes`).
+   * called one call at a time) sign on lanes of the event loop's thread (`signingLanes`). Threads on
+   * every core share them with the event loop: on two cores, two threads under load sign EdDSA and RS256
+   * twice as fast as one and put the event loop's delay p99 at 3-9 ms, where one thread, or none, keeps it
+   * under 4 ms (`pnpm bench` measures both on the machine at hand).
    */
   readonly signingThreads?: number | undefined
 }
@@ -211,9 +212,9 @@ interface Kind {
 
 const DEFAULT_MAX_SESSIONS = 8
 const DEFAULT_SIGNING_LANES = 4
-// One core stays the event loop's: signing threads on every core leave it waiting for the scheduler (on
-// two cores, two signing threads put the event loop's delay p99 at 6-9 ms, one at 3-4 ms).
-const DEFAULT_SIGNING_THREADS = Math.max(0, Os.availableParallelism() - 1)
+// Measured on two cores (SoftHSM2): two threads sign EdDSA and RS256 twice as fast as one or as inline lanes
+// under load; the event loop's delay p99 is then 3-9 ms (the OS shares the cores), 1-4 ms with one.
+const DEFAULT_SIGNING_THREADS = 2
 
 // These read any failure: a lease ends with whatever error its user's effect had.
 const isLost = (error: unknown): boolean => Predicate.isTagged(error, "TokenNotPresent")

@@ -33,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Pool from "effect/Pool"
 import * as Predicate from "effect/Predicate"
 import type * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as Capabilities from "./Capabilities.js"
 import { InvalidOptions, type PinMismatch, PoolTimeout, type TokenAmbiguous, type TokenNotFound } from "./HsmError.js"
@@ -104,6 +105,17 @@ export interface SessionPoolOptions {
    * under 4 ms (`pnpm bench` measures both on the machine at hand).
    */
   readonly signingThreads?: number | undefined
+  /**
+   * How a signature is tried again after a failure that is about the session or the token, not the request
+   * (default: up to 5 more times, at once; `Schedule.stop` for never). Retried: the session
+   * closed or forgotten (`SessionFailed` with `reason: "closed"`), its login lost (`"not-logged-in"`), the
+   * token gone (`TokenNotPresent`). Each try runs in a checked session: a lost login is restored, a dead
+   * session replaced, a removed token found again. Never retried: PIN errors, keys or mechanisms not
+   * found, bad signatures. A caller who stops waiting (interrupted, timed out) ends the retries. Signing is
+   * idempotent: a signature not returned is simply lost. Signatures in a session the caller holds
+   * (`withSession`) are not retried: that session is the caller's.
+   */
+  readonly signingRetry?: Schedule.Schedule<unknown, SigningEngine.SignError> | undefined
 }
 
 /**
@@ -215,6 +227,9 @@ const DEFAULT_SIGNING_LANES = 4
 // Measured on two cores (SoftHSM2): two threads sign EdDSA and RS256 twice as fast as one or as inline lanes
 // under load; the event loop's delay p99 is then 3-9 ms (the OS shares the cores), 1-4 ms with one.
 const DEFAULT_SIGNING_THREADS = 2
+// At once: each try runs in a checked session, and no clock is involved (a TestClock would hold a delay).
+// A fault that lasts fails within microseconds all the same.
+const DEFAULT_SIGNING_RETRY = Schedule.recurs(5)
 
 // These read any failure: a lease ends with whatever error its user's effect had.
 const isLost = (error: unknown): boolean => Predicate.isTagged(error, "TokenNotPresent")
@@ -439,7 +454,8 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
     open: openLane,
     lanes: Math.min(maxSessions, signingLanes ?? DEFAULT_SIGNING_LANES),
     inline: options.inlineSigning !== false && pkcs11.signsInline,
-    threads: pkcs11.signBatch === undefined ? 0 : Math.min(maxSessions, signingThreads ?? DEFAULT_SIGNING_THREADS)
+    threads: pkcs11.signBatch === undefined ? 0 : Math.min(maxSessions, signingThreads ?? DEFAULT_SIGNING_THREADS),
+    retry: options.signingRetry ?? DEFAULT_SIGNING_RETRY
   })
   yield* Effect.addFinalizer(() => engine.close)
 

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
-import { Effect, Exit, Layer, Metric, Option, Redacted, Scope, TestClock, TestServices, Tracer } from "effect"
+import { Effect, Exit, Layer, Metric, Option, Redacted, Schedule, Scope, TestClock, TestServices, Tracer } from "effect"
 import { HsmJwk, Jws, SessionPool } from "hsmkey"
 import * as Metrics from "../src/internal/metrics.js"
 
@@ -118,13 +118,18 @@ describe("SessionPool on the emulator", () => {
       Effect.provide(emulator({ serialNumber: "serial-a" }, [{ label: "emu", serialNumber: "serial-b", userPin }]))
     ))
 
-  it.scoped("a session the token forgets during a sign fails that request typed; the pool recovers", () =>
+  it.scoped("a session the token forgets during a sign costs no request (signed again); the pool recovers", () =>
     Effect.gen(function*() {
       const control = yield* MemoryPkcs11.Control
       const p = yield* pool({ maxSessions: 2 })
       const key = yield* generateKey(p)
       yield* control.failNext({ method: "C_Sign", code: CKR.SESSION_HANDLE_INVALID })
-      const failed = yield* Effect.flip(sign(p, key))
+      yield* sign(p, key)
+      // Without retries, the request is the fault's.
+      const strict = yield* pool({ maxSessions: 2, signingRetry: Schedule.stop })
+      yield* sign(strict, key)
+      yield* control.failNext({ method: "C_Sign", code: CKR.SESSION_HANDLE_INVALID })
+      const failed = yield* Effect.flip(sign(strict, key))
       assert.strictEqual(failed._tag, "SessionFailed")
       const results = yield* Effect.forEach(Array.from({ length: 10 }), () => sign(p, key), {
         concurrency: "unbounded"

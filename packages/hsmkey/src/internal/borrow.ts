@@ -102,7 +102,6 @@ export const signed = <A>(
     ? undefined
     : SigningEngine.of(pool)
   if (engine === undefined) return Effect.map(signing(key, alg, signingInput), f)
-  const outcome = engine.signNow(fiber, key, alg, signingInput)
-  if (outcome === undefined) return Effect.map(engine.signLater(fiber, key, alg, signingInput), f)
-  return outcome instanceof Uint8Array ? Effect.succeed(f(outcome)) : Effect.fail(outcome)
+  const signed = engine.signIn(fiber, key, alg, signingInput)
+  return signed instanceof Uint8Array ? Effect.succeed(f(signed)) : Effect.map(signed, f)
 }

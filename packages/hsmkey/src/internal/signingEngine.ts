@@ -1,11 +1,12 @@
 import { CKR } from "@hsmkey/pkcs11/Constants"
 import type { Mechanism, ObjectHandle, Pkcs11 } from "@hsmkey/pkcs11/Pkcs11"
-import { Pkcs11Error, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
+import { Pkcs11Error, type Pkcs11Failure, type SessionFailed } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
+import type * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { InvalidSignature, type MechanismUnsupported } from "../HsmError.js"
 import type { AcquireError } from "../SessionPool.js"
@@ -38,7 +39,25 @@ export interface LaneSource {
    * per lane; 0 for none. A lone caller still signs inline when `inline` holds and the lane is idle.
    */
   readonly threads: number
+  /**
+   * How a signature that failed for a passing reason is tried again, on the Effect path with the session
+   * checked (a lost login restored, a dead session replaced, a removed token found again); the failures
+   * it sees are those of `isTransient`.
+   */
+  readonly retry: Schedule.Schedule<unknown, SignError>
 }
+
+/**
+ * A failure that says nothing about the request, only about the session or the token at that moment: the
+ * session was closed or forgotten (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`), its login was lost
+ * (`CKR_USER_NOT_LOGGED_IN`), or the token was gone (`CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`). A
+ * signature not returned is simply lost, so signing again, in a checked session, is safe. PIN errors,
+ * missing keys and mechanisms, and bad signatures are never transient.
+ */
+export const isTransient = (error: unknown): boolean =>
+  (hasTag(error, "SessionFailed") &&
+    ((error as SessionFailed).reason === "closed" || (error as SessionFailed).reason === "not-logged-in")) ||
+  hasTag(error, "TokenNotPresent")
 
 /**
  * The signing engine of a pool: signatures without a lease each.
@@ -59,17 +78,16 @@ export interface Engine {
     signingInput: Uint8Array
   ) => Effect.Effect<Uint8Array, SignError>
   /**
-   * `sign` in two steps, for the code that has the caller's fiber already and runs once per signature: the
-   * fast path at once, on the caller's thread (a signature, the call's failure, or `undefined` when no
-   * lane is free, no handle proven, or the slice used up), then, for `undefined`, the way there is.
+   * As `sign`, for the code that has the caller's fiber already and runs once per signature: the signature
+   * itself when the fast path made it at once, on the caller's thread, else the effect that gets it (a
+   * lane's queue, the Effect path, a failure).
    */
-  readonly signNow: (caller: Caller, key: SigningKey, alg: Algorithms.Algorithm, signingInput: Uint8Array) => Outcome
-  readonly signLater: (
+  readonly signIn: (
     caller: Caller,
     key: SigningKey,
     alg: Algorithms.Algorithm,
     signingInput: Uint8Array
-  ) => Effect.Effect<Uint8Array, SignError>
+  ) => Uint8Array | Effect.Effect<Uint8Array, SignError>
   /** Gives back the sessions of idle lanes, for a lease that waits for a place. */
   readonly releaseIdle: () => void
   /** Ends every lane; queued callers are interrupted. */
@@ -98,6 +116,8 @@ interface Request {
   readonly fiber: Caller
   readonly resume: (effect: Effect.Effect<Uint8Array, SignError>) => void
   done: boolean
+  /** A transient failure of the fast path, which counts as the first try on the Effect path. */
+  prior: SignError | undefined
 }
 
 // A lane working through a queue on the calling thread gives the event loop a turn this often.
@@ -313,6 +333,14 @@ export const make = (source: LaneSource): Engine => {
       })
     )
 
+  // The Effect path's tries, the first of them the fast path's failure when it had one.
+  const tries = (lane: Lane, request: Request): Effect.Effect<Uint8Array, SignError> =>
+    Effect.suspend(() => {
+      const prior = request.prior
+      request.prior = undefined
+      return prior === undefined ? slow(lane, request) : Effect.fail(prior)
+    }).pipe(Effect.retry({ schedule: source.retry, while: (error) => isTransient(error) && !request.done }))
+
   // The event loop's turn: synchronous signing on this thread (a caller's, or a lane's batch) stops once a
   // slice is used up, and goes on after the event loop ran (timers, I/O, other work).
   let sliceStart = -1
@@ -346,17 +374,18 @@ export const make = (source: LaneSource): Engine => {
     return session !== undefined && session.active && !lane.suspect ? session : undefined
   }
 
-  // A fast call's answer on a lane. A failure is the caller's as it is (no retry); it, and an answer that
-  // sends the request to the Effect path, put the lane's session in doubt: it is checked before it serves
-  // again.
+  // A fast call's answer on a lane. A failure is the caller's as it is, unless it is transient; any failure,
+  // and an answer that sends the request to the Effect path, put the lane's session in doubt: it is checked
+  // before it serves again.
   const settled = (lane: Lane, answer: Answer): Outcome => {
-    if (answer === again) {
-      lane.suspect = true
-      return undefined
-    }
-    if (answer !== undefined && !(answer instanceof Uint8Array)) lane.suspect = true
-    return answer
+    if (answer === undefined || answer instanceof Uint8Array) return answer
+    lane.suspect = true
+    return answer === again ? undefined : answer
   }
+
+  // Whether an outcome is the caller's answer: a signature, or a failure that is not the retries' to see.
+  const final = (outcome: Outcome): outcome is Exclude<Outcome, undefined> =>
+    outcome !== undefined && (outcome instanceof Uint8Array || !isTransient(outcome))
 
   const answerOf = (outcome: Exclude<Outcome, undefined>): Effect.Effect<Uint8Array, SignError> =>
     outcome instanceof Uint8Array ? Effect.succeed(outcome) : Effect.fail(outcome)
@@ -368,7 +397,7 @@ export const make = (source: LaneSource): Engine => {
       fiberRefs: request.fiber.getFiberRefs(),
       runtimeFlags: Runtime.defaultRuntimeFlags
     })
-    return Runtime.runPromiseExit(runtime, slow(lane, request))
+    return Runtime.runPromiseExit(runtime, tries(lane, request))
   }
 
   /**
@@ -440,9 +469,10 @@ export const make = (source: LaneSource): Engine => {
         const call = calls[i]
         const answered = call === undefined || signed === undefined ? undefined : signed[next++]
         const outcome = answered === undefined ? undefined : settled(lane, outcomeOf(call!, answered))
-        if (outcome !== undefined) {
+        if (final(outcome)) {
           answer.give(request, answerOf(outcome))
         } else {
+          request.prior = outcome
           answer.flush()
           answer.give(request, await slowly(lane, request))
         }
@@ -482,10 +512,11 @@ export const make = (source: LaneSource): Engine => {
           const fast = attempt(session, request.key, request.alg, request.input, source.inline)
           if (fast instanceof Promise) answer.flush()
           const outcome = settled(lane, fast instanceof Promise ? await fast : fast)
-          if (outcome !== undefined) {
+          if (final(outcome)) {
             answer.give(request, answerOf(outcome))
             continue
           }
+          request.prior = outcome
         }
         answer.flush()
         answer.give(request, await slowly(lane, request))
@@ -512,10 +543,16 @@ export const make = (source: LaneSource): Engine => {
     }
   }
 
-  const enqueue = (fiber: Caller, key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array) =>
+  const enqueue = (
+    fiber: Caller,
+    key: SigningKey,
+    alg: Algorithms.Algorithm,
+    input: Uint8Array,
+    prior: SignError | undefined
+  ) =>
     Effect.async<Uint8Array, SignError>((resume) => {
       if (closed) return resume(Effect.interrupt)
-      const request: Request = { key, alg, input, fiber, resume, done: false }
+      const request: Request = { key, alg, input, fiber, resume, done: false, prior }
       queue.push(request)
       pump()
       // A request not yet served is dropped; one on a lane finishes there, its answer unread.
@@ -524,6 +561,7 @@ export const make = (source: LaneSource): Engine => {
       })
     })
 
+  // The fast path on the caller's thread, when a lane is free, nothing is queued and the slice lasts.
   const signNow = (fiber: Caller, key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Outcome => {
     if (!source.inline || head < queue.length || !withinSlice()) return undefined
     const caller = fiber.id().id
@@ -538,24 +576,26 @@ export const make = (source: LaneSource): Engine => {
     return undefined
   }
 
-  // A request the fast path did not take: a lone caller whose slice is used up lets the event loop run,
-  // then signs inline again; others queue up for a lane.
-  const signLater = (
+  const signIn = (
     fiber: Caller,
     key: SigningKey,
     alg: Algorithms.Algorithm,
     input: Uint8Array
-  ): Effect.Effect<Uint8Array, SignError> => {
-    const lone = source.inline && head >= queue.length && !withinSlice() && !sliceShared &&
-      sliceFiber === fiber.id().id
-    return lone ? Effect.zipRight(eventLoopTurn, sign(key, alg, input)) : enqueue(fiber, key, alg, input)
+  ): Uint8Array | Effect.Effect<Uint8Array, SignError> => {
+    const outcome = signNow(fiber, key, alg, input)
+    if (outcome instanceof Uint8Array) return outcome
+    if (final(outcome)) return Effect.fail(outcome)
+    // A lone caller whose slice is used up lets the event loop run, then signs inline again; others, and a
+    // transient failure, go to a lane's queue.
+    const lone = outcome === undefined && source.inline && head >= queue.length && !withinSlice() &&
+      !sliceShared && sliceFiber === fiber.id().id
+    return lone ? Effect.zipRight(eventLoopTurn, sign(key, alg, input)) : enqueue(fiber, key, alg, input, outcome)
   }
 
   const sign = (key: SigningKey, alg: Algorithms.Algorithm, input: Uint8Array): Effect.Effect<Uint8Array, SignError> =>
     Effect.withFiberRuntime((fiber) => {
-      const outcome = signNow(fiber, key, alg, input)
-      if (outcome === undefined) return signLater(fiber, key, alg, input)
-      return outcome instanceof Uint8Array ? Effect.succeed(outcome) : Effect.fail(outcome)
+      const signed = signIn(fiber, key, alg, input)
+      return signed instanceof Uint8Array ? Effect.succeed(signed) : signed
     })
 
   const release = (lane: Lane) => {
@@ -586,7 +626,7 @@ export const make = (source: LaneSource): Engine => {
     )
   })
 
-  return { sign, signNow, signLater, releaseIdle, close }
+  return { sign, signIn, releaseIdle, close }
 }
 
 const failuresOf = (cause: Cause.Cause<unknown>): Array<unknown> => [...Cause.failures(cause)]

@@ -84,6 +84,23 @@ export class PoolTimeout extends Schema.TaggedError<PoolTimeout>("hsmkey/PoolTim
 }
 
 /**
+ * The pool's scope has ended: a caller that was waiting for it, or that came after, gets this rather than
+ * an interruption. Build the pool in a scope that outlives the work that uses it (the application's layer).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class PoolClosed extends Schema.TaggedError<PoolClosed>("hsmkey/PoolClosed")("PoolClosed", {
+  token: Schema.String
+}) {
+  /** @since 0.2.0 */
+  override get message(): string {
+    return `The session pool of token "${this.token}" is closed: its scope ended; provide the pool in a scope ` +
+      "that outlives the work that uses it (the application's layer)"
+  }
+}
+
+/**
  * This process is already logged in to the token with another PIN. PKCS#11 answers a second login with
  * `CKR_USER_ALREADY_LOGGED_IN` without checking its PIN, so hsmkey refuses a PIN it cannot verify.
  *
@@ -435,6 +452,7 @@ export type HsmError =
   | TokenNotFound
   | TokenAmbiguous
   | PoolTimeout
+  | PoolClosed
   | PinMismatch
   | TokenInUse
   | InvalidOptions

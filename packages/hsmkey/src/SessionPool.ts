@@ -24,6 +24,7 @@ import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -36,7 +37,14 @@ import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as Capabilities from "./Capabilities.js"
-import { InvalidOptions, type PinMismatch, PoolTimeout, type TokenAmbiguous, type TokenNotFound } from "./HsmError.js"
+import {
+  InvalidOptions,
+  type PinMismatch,
+  PoolClosed,
+  PoolTimeout,
+  type TokenAmbiguous,
+  type TokenNotFound
+} from "./HsmError.js"
 import { CurrentSession, type HsmSession, type TokenRef } from "./HsmSession.js"
 import * as CapabilitiesReader from "./internal/capabilities.js"
 import * as LoginRegistry from "./internal/loginRegistry.js"
@@ -190,7 +198,7 @@ export interface SessionOptions {
  * @since 0.1.0
  * @category models
  */
-export type AcquireError = PoolTimeout | PinMismatch | Pkcs11Failure
+export type AcquireError = PoolTimeout | PoolClosed | PinMismatch | Pkcs11Failure
 
 /**
  * What building a pool can fail with: options that name no token or a bad size, no such token or more
@@ -437,6 +445,14 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   })
 
   // A signing lane's session: taken as a lease is, not counted as one, given back when the lane ends it.
+  // Callers waiting when the pool closes, and callers after, fail with PoolClosed rather than an interruption.
+  let closed = false
+  const closing = yield* Deferred.make<void>()
+  const poolClosed = () => new PoolClosed({ token: label })
+  const closedNow = Effect.zipRight(Deferred.await(closing), Effect.fail(poolClosed()))
+  const unlessClosed = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | PoolClosed, R> =>
+    Effect.suspend(() => closed ? Effect.fail(poolClosed()) : Effect.raceFirst(self, closedNow))
+
   const openLane: Effect.Effect<Session.Session, AcquireError, Scope.Scope> = Effect.gen(function*() {
     const kind = kinds.ro!
     const lane = { ended: false }
@@ -451,7 +467,8 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
 
   const engine = SigningEngine.make({
     pkcs11,
-    open: openLane,
+    open: unlessClosed(openLane),
+    closed: poolClosed,
     lanes: Math.min(maxSessions, signingLanes ?? DEFAULT_SIGNING_LANES),
     inline: options.inlineSigning !== false && pkcs11.signsInline,
     threads: pkcs11.signBatch === undefined ? 0 : Math.min(maxSessions, signingThreads ?? DEFAULT_SIGNING_THREADS),
@@ -470,18 +487,19 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
       // Uninterruptible from the borrow to the finalizer that ends the lease, so the count stays true.
       const item = yield* Effect.uninterruptibleMask((restore) =>
-        restore(Effect.zipRight(kind.gate.takeScopedWithin(acquireTimeout, poolTimeout), borrow(kind))).pipe(
-          Scope.extend(leaseScope),
-          Effect.onError((cause) => Scope.close(leaseScope, Exit.failCause(cause))),
-          Effect.tap((item) => {
-            item.leased = true
-            leased++
-            return Scope.addFinalizerExit(leaseScope, (exit) => {
-              lease.ended = true
-              return onLeaseEnd(kind, item)(exit)
+        restore(unlessClosed(Effect.zipRight(kind.gate.takeScopedWithin(acquireTimeout, poolTimeout), borrow(kind))))
+          .pipe(
+            Scope.extend(leaseScope),
+            Effect.onError((cause) => Scope.close(leaseScope, Exit.failCause(cause))),
+            Effect.tap((item) => {
+              item.leased = true
+              leased++
+              return Scope.addFinalizerExit(leaseScope, (exit) => {
+                lease.ended = true
+                return onLeaseEnd(kind, item)(exit)
+              })
             })
-          })
-        )
+          )
       )
       yield* metrics.recordWait((yield* Clock.currentTimeMillis) - start)
       yield* metrics.setInUse(leased)
@@ -536,6 +554,13 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
     }))
   }
   SigningEngine.register(service, engine)
+  // Runs first as the pool's scope closes: waiters are told before sessions go.
+  yield* Effect.addFinalizer(() =>
+    Effect.suspend(() => {
+      closed = true
+      return Deferred.succeed(closing, undefined)
+    })
+  )
   return service
 })
 

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11 } from "@hsmkey/pkcs11"
-import { Effect, Exit, Fiber, Redacted, Schedule } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Redacted, Schedule, Scope } from "effect"
 import { HsmJwk, Jws, SessionPool } from "hsmkey"
 
 const { CKR } = Constants
@@ -141,5 +141,43 @@ describe("signing lanes", () => {
       assert.strictEqual(inLease.kid, key.kid)
       yield* Jws.verify(yield* sign("after"), key)
       assert.strictEqual((yield* pool.stats).open, 1)
+    }).pipe(Effect.provide(emulator)))
+})
+
+describe("a closed pool", () => {
+  it.scoped("a caller waiting when the pool closes, and callers after, fail with PoolClosed, not an interruption", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const pool = yield* SessionPool.make({ tokenLabel: "lanes", userPin, maxSessions: 1 }).pipe(Scope.extend(scope))
+      const key = yield* Effect.provideService(
+        HsmJwk.generate({ type: "P-256", label: "closing" }),
+        SessionPool.SessionPool,
+        pool
+      )
+      const release = yield* Deferred.make<void>()
+      const held = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(
+        pool.withSession(Effect.zipRight(Deferred.succeed(held, undefined), Deferred.await(release)))
+      )
+      yield* Deferred.await(held)
+      const waiter = yield* Effect.fork(pool.withSession(Effect.void))
+      const signer = yield* Effect.fork(Effect.provideService(Jws.sign("queued", key), SessionPool.SessionPool, pool))
+      yield* Effect.yieldNow()
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      const waited = yield* Fiber.await(waiter)
+      assert.isTrue(
+        Exit.isFailure(waited) && Cause.failureOption(waited.cause).pipe(Option.exists((e) => e._tag === "PoolClosed")),
+        String(waited)
+      )
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      yield* Fiber.join(closing)
+      const signed = yield* Fiber.await(signer)
+      // Signed before the close, or told the pool closed: never interrupted.
+      assert.isFalse(Exit.isInterrupted(signed), String(signed))
+      const after = yield* Effect.flip(Effect.provideService(Jws.sign("after", key), SessionPool.SessionPool, pool))
+      assert.strictEqual(after._tag, "PoolClosed")
+      const lease = yield* Effect.flip(pool.withSession(Effect.void))
+      assert.strictEqual(lease._tag, "PoolClosed")
     }).pipe(Effect.provide(emulator)))
 })

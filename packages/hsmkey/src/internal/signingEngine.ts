@@ -8,7 +8,7 @@ import type * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import type * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import { InvalidSignature, type MechanismUnsupported } from "../HsmError.js"
+import { InvalidSignature, type MechanismUnsupported, type PoolClosed } from "../HsmError.js"
 import type { AcquireError } from "../SessionPool.js"
 import * as Algorithms from "./algorithms.js"
 import * as MechanismSupport from "./mechanismSupport.js"
@@ -45,6 +45,8 @@ export interface LaneSource {
    * it sees are those of `isTransient`.
    */
   readonly retry: Schedule.Schedule<unknown, SignError>
+  /** What a caller gets that was queued when the pool closed, or came after. */
+  readonly closed: () => PoolClosed
 }
 
 /**
@@ -90,7 +92,7 @@ export interface Engine {
   ) => Uint8Array | Effect.Effect<Uint8Array, SignError>
   /** Gives back the sessions of idle lanes, for a lease that waits for a place. */
   readonly releaseIdle: () => void
-  /** Ends every lane; queued callers are interrupted. */
+  /** Ends every lane; queued callers fail with `PoolClosed`. */
   readonly close: Effect.Effect<void>
 }
 
@@ -551,7 +553,7 @@ export const make = (source: LaneSource): Engine => {
     prior: SignError | undefined
   ) =>
     Effect.async<Uint8Array, SignError>((resume) => {
-      if (closed) return resume(Effect.interrupt)
+      if (closed) return resume(Effect.fail(source.closed()))
       const request: Request = { key, alg, input, fiber, resume, done: false, prior }
       queue.push(request)
       pump()
@@ -614,11 +616,11 @@ export const make = (source: LaneSource): Engine => {
     }
   }
 
-  // Queued callers are interrupted; what a lane signs now (maybe on a thread, in its session) settles
+  // Queued callers fail with PoolClosed; what a lane signs now (maybe on a thread, in its session) settles
   // before its session is closed.
   const close = Effect.suspend(() => {
     closed = true
-    for (let request = take(); request !== undefined; request = take()) finish(request, Effect.interrupt)
+    for (let request = take(); request !== undefined; request = take()) finish(request, Effect.fail(source.closed()))
     const running = lanes.flatMap((lane) => lane.running === undefined ? [] : [lane.running])
     return Effect.zipRight(
       running.length === 0 ? Effect.void : Effect.promise(() => Promise.all(running)),

@@ -14,6 +14,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
 import type { SigningKey } from "./Algorithm.js"
 import {
@@ -118,6 +119,14 @@ export interface GeneralJws {
 }
 
 const encoder = new TextEncoder()
+
+const kindOf = (u: unknown): string => u === null ? "null" : Array.isArray(u) ? "an array" : typeof u
+
+// A JavaScript caller can hand over anything: what is neither text nor bytes is refused, never coerced.
+const encodePayload = (payload: unknown): string | InvalidOptions =>
+  typeof payload === "string" || payload instanceof Uint8Array
+    ? Encoding.encodeBase64url(payload)
+    : new InvalidOptions({ detail: `the payload must be a string or a Uint8Array, not ${kindOf(payload)}` })
 
 // The signing input: base64url text, so one byte per character.
 const signingInput = (encodedHeader: string, encodedPayload: string): Uint8Array =>
@@ -264,7 +273,8 @@ export const sign = (
     const prepared = prepare(key, options)
     if (!("encodedHeader" in prepared)) return Effect.fail(prepared)
     const encodedHeader = prepared.encodedHeader
-    const encodedPayload = Encoding.encodeBase64url(payload)
+    const encodedPayload = encodePayload(payload)
+    if (typeof encodedPayload !== "string") return Effect.fail(encodedPayload)
     return Borrow.signed(
       fiber,
       key,
@@ -286,7 +296,8 @@ export const signFlattened = (
   options: SignatureOptions = {}
 ): Effect.Effect<FlattenedJws, SignError, SessionPool> =>
   Effect.gen(function*() {
-    const encodedPayload = Encoding.encodeBase64url(payload)
+    const encodedPayload = encodePayload(payload)
+    if (typeof encodedPayload !== "string") return yield* encodedPayload
     const signed = yield* signature(encodedPayload, key, options)
     return { payload: encodedPayload, ...signed }
   }).pipe(Tracing.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
@@ -318,7 +329,8 @@ export const signEncoded = (
     const wrong = checkProtected(header)
     if (wrong !== undefined) return yield* wrong
     const alg = yield* Policy.checkAlgorithm(key, header.alg)
-    const encodedPayload = Encoding.encodeBase64url(payload)
+    const encodedPayload = encodePayload(payload)
+    if (typeof encodedPayload !== "string") return yield* encodedPayload
     const raw = yield* Borrow.signing(key, alg, signingInput(encodedHeader, encodedPayload))
     return `${encodedHeader}.${encodedPayload}.${Encoding.encodeBase64url(raw)}`
   }).pipe(Tracing.withSpan("Jws.signEncoded", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
@@ -345,8 +357,15 @@ export const signGeneral = (
   signers: ReadonlyArray<Signer>
 ): Effect.Effect<GeneralJws, SignError, SessionPool> =>
   Effect.gen(function*() {
-    if (signers.length === 0) return yield* new InvalidOptions({ detail: "a general JWS needs at least one signer" })
-    const encodedPayload = Encoding.encodeBase64url(payload)
+    if (!Array.isArray(signers) || signers.length === 0) {
+      return yield* new InvalidOptions({ detail: "a general JWS needs an array of at least one signer" })
+    }
+    const notSigner = signers.findIndex((signer) => !Encoding.isPlainObject(signer) || !Predicate.isObject(signer.key))
+    if (notSigner >= 0) {
+      return yield* new InvalidOptions({ detail: `signer ${notSigner} must be an object with a key` })
+    }
+    const encodedPayload = encodePayload(payload)
+    if (typeof encodedPayload !== "string") return yield* encodedPayload
     const signatures = yield* Effect.forEach(
       signers,
       (signer) => signature(encodedPayload, signer.key, signer),

@@ -4,8 +4,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
-import { Effect, Exit, Layer, Metric, Option, Redacted, Schedule, Scope, TestClock, TestServices, Tracer } from "effect"
+import { Effect, Exit, Layer, Metric, Option, Redacted, Schedule, Scope, TestClock, TestServices } from "effect"
 import { HsmJwk, Jws, SessionPool } from "hsmkey"
+import { recordingTracer } from "../../../test/support/tracing.js"
 import * as Metrics from "../src/internal/metrics.js"
 
 const { CKR } = Constants
@@ -226,31 +227,7 @@ describe("SessionPool on the emulator", () => {
 
   it.scoped("traces each acquisition and each token call, with the token and the mechanism, never the PIN", () =>
     Effect.gen(function*() {
-      const spans: Array<{ name: string; attributes: Map<string, unknown> }> = []
-      const tracer = Tracer.make({
-        span: (name, parent, context, links, startTime, kind) => {
-          const span = Tracer.externalSpan({ spanId: `${spans.length}`, traceId: "t" })
-          const attributes = new Map<string, unknown>()
-          spans.push({ name, attributes })
-          return {
-            ...span,
-            _tag: "Span",
-            name,
-            parent,
-            context,
-            links: [...links],
-            kind,
-            status: { _tag: "Started", startTime },
-            attributes,
-            sampled: true,
-            end: () => {},
-            attribute: (key: string, value: unknown) => attributes.set(key, value),
-            event: () => {},
-            addLinks: () => {}
-          }
-        },
-        context: (f) => f()
-      })
+      const { spans, tracer } = recordingTracer()
       yield* Effect.gen(function*() {
         const p = yield* pool()
         yield* sign(p, yield* generateKey(p))

@@ -181,3 +181,29 @@ describe("a closed pool", () => {
       assert.strictEqual(lease._tag, "PoolClosed")
     }).pipe(Effect.provide(emulator)))
 })
+
+describe("a token removed and put back while the pool is idle", () => {
+  it.scoped("the next request finds it again, in its new slot, and is signed", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const { key, sign } = yield* setup(2)
+      const strict = yield* SessionPool.make({
+        tokenLabel: "lanes",
+        userPin,
+        maxSessions: 2,
+        signingRetry: Schedule.stop
+      })
+      const signStrict = (payload: string) =>
+        Effect.provideService(Jws.sign(payload, key), SessionPool.SessionPool, strict)
+      yield* sign("before")
+      yield* signStrict("before")
+      const oldSlot = (yield* control.stats("lanes")).slotId
+      yield* control.removeToken("lanes")
+      const newSlot = yield* control.insertToken("lanes")
+      assert.notStrictEqual(newSlot, oldSlot)
+      yield* Jws.verify(yield* sign("after"), key)
+      // Without retries the first request is the removal's (what issue 11 found).
+      assert.strictEqual((yield* Effect.flip(signStrict("after")))._tag, "TokenNotPresent")
+      yield* Jws.verify(yield* signStrict("after that"), key)
+    }).pipe(Effect.provide(emulator)))
+})

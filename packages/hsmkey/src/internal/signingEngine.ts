@@ -302,8 +302,9 @@ export const make = (source: LaneSource): Engine => {
     })
 
   /**
-   * Checks the lane's session, as a pool checks one it lends: a lost login is restored, a session the
-   * token forgot is given back and another opened; a check that fails otherwise (a token gone) fails.
+   * Checks the lane's session, as a pool checks one it lends: a lost login is restored; a session the
+   * token forgot, or one whose token was removed, is given back and another opened (which finds the token
+   * again, or fails when it is gone); a check that fails otherwise fails.
    */
   const checked = (lane: Lane): Effect.Effect<Session, AcquireError> =>
     Effect.gen(function*() {
@@ -315,7 +316,9 @@ export const make = (source: LaneSource): Engine => {
       const exit = yield* Effect.exit(session.refresh)
       if (Exit.isSuccess(exit)) return session
       yield* dropSession(lane, exit)
-      if (!isDeadSession(exit.cause)) return yield* Effect.failCause(exit.cause)
+      // A session lost with its token (removed, maybe put back in another slot): the pool finds the token
+      // again as it opens the next one, or fails if it is gone for good.
+      if (!isSessionLoss(exit.cause)) return yield* Effect.failCause(exit.cause)
       return yield* ensureSession(lane)
     })
 
@@ -635,12 +638,6 @@ const failuresOf = (cause: Cause.Cause<unknown>): Array<unknown> => [...Cause.fa
 
 const hasTag = (error: unknown, tag: string): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === tag
-
-// The token forgot the session (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`).
-const isDeadSession = (cause: Cause.Cause<unknown>): boolean =>
-  failuresOf(cause).some((error) =>
-    hasTag(error, "SessionFailed") && (error as { readonly reason?: unknown }).reason === "closed"
-  )
 
 // The session cannot serve again: the token forgot it, or the token is gone.
 const isSessionLoss = (cause: Cause.Cause<unknown>): boolean =>

@@ -93,6 +93,29 @@ export interface SignOptions extends Omit<Jws.SignatureOptions, "unprotectedHead
 const seconds = (millis: number) => Math.floor(millis / 1000)
 
 /**
+ * Whole seconds of a duration option, or why it is none: `Duration.decode` throws on text it cannot read,
+ * and an infinite or NaN duration would sign `"exp": null` or `exp == iat`.
+ */
+const durationSeconds = (name: string, input: Duration.DurationInput): number | InvalidClaims => {
+  const detail = `${name} must be a finite, non-negative duration`
+  // Duration.decode reads NaN and negative amounts as zero.
+  if (typeof input === "number" && !(input >= 0)) return new InvalidClaims({ detail })
+  if (typeof input === "string" && input.trim().startsWith("-")) return new InvalidClaims({ detail })
+  try {
+    const millis = Duration.toMillis(Duration.decode(input))
+    return Number.isFinite(millis) && millis >= 0 ? seconds(millis) : new InvalidClaims({ detail })
+  } catch {
+    return new InvalidClaims({ detail })
+  }
+}
+
+// Registered claims given as options are strings, whatever a JavaScript caller hands over.
+const stringOption = (name: string, value: unknown): InvalidClaims | undefined =>
+  value === undefined || typeof value === "string"
+    ? undefined
+    : new InvalidClaims({ detail: `${name} must be a string` })
+
+/**
  * Signs claims into a compact JWT, inside the token, in the session in context or one borrowed from the
  * `SessionPool` in context. Claims that are not a JSON object fail with `InvalidClaims` before anything
  * is signed.
@@ -110,10 +133,22 @@ export const sign = (
     if (Either.isLeft(decoded)) {
       return yield* new InvalidClaims({ detail: ParseResult.TreeFormatter.formatErrorSync(decoded.left) })
     }
+    for (const name of ["issuer", "subject", "jti", "typ"] as const) {
+      const wrong = stringOption(name, options[name])
+      if (wrong !== undefined) return yield* wrong
+    }
     const now = seconds(yield* Clock.currentTimeMillis)
     const payload: Record<string, Json> = { ...decoded.right, iat: now }
-    if (options.expiresIn !== undefined) payload.exp = now + seconds(Duration.toMillis(options.expiresIn))
-    if (options.notBefore !== undefined) payload.nbf = now + seconds(Duration.toMillis(options.notBefore))
+    if (options.expiresIn !== undefined) {
+      const expiresIn = durationSeconds("expiresIn", options.expiresIn)
+      if (typeof expiresIn !== "number") return yield* expiresIn
+      payload.exp = now + expiresIn
+    }
+    if (options.notBefore !== undefined) {
+      const notBefore = durationSeconds("notBefore", options.notBefore)
+      if (typeof notBefore !== "number") return yield* notBefore
+      payload.nbf = now + notBefore
+    }
     if (options.issuer !== undefined) payload.iss = options.issuer
     if (options.subject !== undefined) payload.sub = options.subject
     if (options.jti !== undefined) payload.jti = options.jti

@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { MemoryPkcs11 } from "@hsmkey/pkcs11"
 import { Cause, Effect, Exit, FastCheck, Layer, ManagedRuntime, Redacted } from "effect"
-import { HsmJwk, Jws, SessionPool } from "hsmkey"
+import { HsmJwk, Jws, Jwt, SessionPool } from "hsmkey"
 
 const userPin = Redacted.make("hostile-user-4711")
 const emulator = MemoryPkcs11.layer({ tokens: [{ label: "hostile", userPin }] })
@@ -65,5 +65,26 @@ describe("hostile input to signing", () => {
       }
       const [one] = yield* Jws.signMany(["a"], key, { concurrency: 1 })
       assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(one, key)).payload), "a")
+    }).pipe(Effect.provide(poolLayer)))
+})
+
+describe("hostile options to Jwt.sign", () => {
+  it.scoped("durations that are not finite and non-negative, and registered claims that are not strings, are InvalidClaims", () =>
+    Effect.gen(function*() {
+      const key = yield* HsmJwk.generate({ type: "P-256", label: "jwt-options" })
+      // Once: Infinity signed "exp": null, NaN signed exp == iat, a garbage string was a defect.
+      for (const expiresIn of [Infinity, Number.NaN, "garbage", -1000, "-5 minutes"]) {
+        const error = yield* Effect.flip(Jwt.sign({ sub: "s" }, key, { expiresIn: expiresIn as never }))
+        assert.strictEqual(error._tag, "InvalidClaims", String(expiresIn))
+        const before = yield* Effect.flip(Jwt.sign({ sub: "s" }, key, { notBefore: expiresIn as never }))
+        assert.strictEqual(before._tag, "InvalidClaims", String(expiresIn))
+      }
+      for (const name of ["issuer", "subject", "jti", "typ"] as const) {
+        const error = yield* Effect.flip(Jwt.sign({ sub: "s" }, key, { [name]: 5 as never }))
+        assert.strictEqual(error._tag, "InvalidClaims", name)
+      }
+      const jwt = yield* Jwt.sign({ sub: "s" }, key, { expiresIn: "1 minute", issuer: "me" })
+      const { payload: claims } = yield* Jwt.verify(jwt, key, { issuer: "me" })
+      assert.strictEqual(claims.exp, (claims.iat as number) + 60)
     }).pipe(Effect.provide(poolLayer)))
 })

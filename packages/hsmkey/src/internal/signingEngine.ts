@@ -1,10 +1,11 @@
 import { CKR } from "@hsmkey/pkcs11/Constants"
 import type { Mechanism, ObjectHandle, Pkcs11 } from "@hsmkey/pkcs11/Pkcs11"
-import { Pkcs11Error, type Pkcs11Failure, type SessionFailed } from "@hsmkey/pkcs11/Pkcs11Error"
+import { Pkcs11Error, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as Predicate from "effect/Predicate"
 import * as Runtime from "effect/Runtime"
 import type * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -57,9 +58,9 @@ export interface LaneSource {
  * missing keys and mechanisms, and bad signatures are never transient.
  */
 export const isTransient = (error: unknown): boolean =>
-  (hasTag(error, "SessionFailed") &&
-    ((error as SessionFailed).reason === "closed" || (error as SessionFailed).reason === "not-logged-in")) ||
-  hasTag(error, "TokenNotPresent")
+  (Predicate.isTagged(error, "SessionFailed") && Predicate.hasProperty(error, "reason") &&
+    (error.reason === "closed" || error.reason === "not-logged-in")) ||
+  Predicate.isTagged(error, "TokenNotPresent")
 
 /**
  * The signing engine of a pool: signatures without a lease each.
@@ -636,9 +637,8 @@ export const make = (source: LaneSource): Engine => {
 
 const failuresOf = (cause: Cause.Cause<unknown>): Array<unknown> => [...Cause.failures(cause)]
 
-const hasTag = (error: unknown, tag: string): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === tag
-
 // The session cannot serve again: the token forgot it, or the token is gone.
 const isSessionLoss = (cause: Cause.Cause<unknown>): boolean =>
-  failuresOf(cause).some((error) => hasTag(error, "SessionFailed") || hasTag(error, "TokenNotPresent"))
+  failuresOf(cause).some((error) =>
+    Predicate.isTagged(error, "SessionFailed") || Predicate.isTagged(error, "TokenNotPresent")
+  )

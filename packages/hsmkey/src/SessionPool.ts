@@ -306,12 +306,15 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   const kinds: { ro?: Kind; rw?: Kind } = {}
   let leased = 0
 
-  const tokenLost: Effect.Effect<void> = Effect.gen(function*() {
-    yield* LoginRegistry.markLost(entry)
+  // A call answered that the token is gone: when it is, every session goes with it; when the answer was
+  // passing (the token still holds the login session), only the session that gave it.
+  const tokenLost: Effect.Effect<boolean> = Effect.gen(function*() {
+    if (!(yield* LoginRegistry.confirmLost(entry))) return false
     for (const kind of [kinds.ro, kinds.rw]) {
       if (kind === undefined) continue
       yield* Effect.forEach(kind.items, (item) => kind.pool.invalidate(item), { discard: true })
     }
+    return true
   })
 
   // Before waiting for a free place, give back an idle session of the other kind: it would otherwise
@@ -350,7 +353,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       items.add(item)
       yield* Effect.addFinalizer(() => Effect.sync(() => items.delete(item)))
       return item
-    }).pipe(Effect.tapError((error) => isLost(error) ? LoginRegistry.markLost(entry) : Effect.void))
+    }).pipe(Effect.tapError((error) => isLost(error) ? LoginRegistry.confirmLost(entry) : Effect.void))
 
   const makeKind = (rw: boolean, max: number) =>
     Effect.gen(function*() {
@@ -382,7 +385,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       if (sessionInfo._tag === "Left") {
         const error = sessionInfo.left
         if (isDead(error)) return error
-        if (isLost(error)) yield* tokenLost
+        if (isLost(error) && !(yield* tokenLost)) return error
         return yield* Effect.fail(error)
       }
       const state = sessionInfo.right.state
@@ -402,7 +405,8 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
         const item = yield* Scope.extend(kind.pool.get, attemptScope)
         const dead = yield* validate(item).pipe(Effect.tapError(() => Scope.close(attemptScope, Exit.void)))
         if (dead === undefined) return item
-        item.dead = true
+        // A session that answered a passing fault is closed; one the token forgot cannot be.
+        item.dead = isDead(dead)
         yield* kind.pool.invalidate(item)
         yield* Scope.close(attemptScope, Exit.void)
         if (attempt > maxSessions) return yield* dead
@@ -422,10 +426,11 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   const giveBack = (kind: Kind, item: Pooled, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
     Effect.gen(function*() {
       const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
-      if (failures.some(isLost)) return yield* tokenLost
+      const saidGone = failures.some(isLost)
+      if (saidGone && (yield* tokenLost)) return
       // Only a failure on this session says it is gone: the lease may have used other sessions too.
       if (failures.some((failure) => isDead(failure) && failure.session === item.handle)) item.dead = true
-      const unusable = item.dead || failures.some(isStuck)
+      const unusable = item.dead || saidGone || failures.some(isStuck)
       if (unusable || bound.waiting > 0) yield* kind.pool.invalidate(item)
     })
 

@@ -4,7 +4,22 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
-import { Effect, Exit, Layer, Metric, Option, Redacted, Schedule, Scope, TestClock, TestServices } from "effect"
+import {
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Metric,
+  Option,
+  Redacted,
+  Schedule,
+  Scope,
+  TestClock,
+  TestServices
+} from "effect"
 import { HsmJwk, Jws, SessionPool } from "hsmkey"
 import { recordingTracer } from "../../../test/support/tracing.js"
 import * as Metrics from "../src/internal/metrics.js"
@@ -239,6 +254,65 @@ describe("SessionPool on the emulator", () => {
       assert.strictEqual(signSpan?.attributes.get("pkcs11.token"), "emu")
       assert.isDefined(spans.find((s) => s.name === "SessionPool.login"))
       assert.notInclude(JSON.stringify(spans.map((s) => [s.name, [...s.attributes]])), Redacted.value(userPin))
+    }).pipe(Effect.provide(emulator())))
+})
+
+describe("a passing CKR_DEVICE_REMOVED beside another session on the token", () => {
+  // The token keeps a login while any session of the process is open: here a public pool's lease.
+  const besideHeldSession = (faults: Effect.Effect<void, never, MemoryPkcs11.Control>) =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) warnings.push(String(message))
+      })
+      const held = yield* Deferred.make<void>()
+      const publicPool = yield* SessionPool.make({ tokenLabel: "emu", maxSessions: 1 })
+      const lease = yield* Effect.forkScoped(publicPool.withSession(Deferred.await(held)))
+      const signed = yield* Effect.scoped(Effect.gen(function*() {
+        const p = yield* pool()
+        const key = yield* generateKey(p)
+        yield* sign(p, key)
+        yield* faults
+        const outcomes = yield* Effect.forEach([1, 2, 3], () => Effect.exit(sign(p, key)))
+        for (const outcome of outcomes) if (Exit.isSuccess(outcome)) yield* Jws.verify(outcome.value, key)
+        return outcomes.filter(Exit.isSuccess).length
+      })).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      const after = yield* control.stats("emu")
+      yield* Deferred.succeed(held, undefined)
+      yield* Fiber.join(lease)
+      return { signed, after, warnings }
+    })
+
+  it.scoped("costs no request and no login, and the pool still logs out when it closes", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      // The signature fails, and so does the check of the session it was tried on.
+      const { after, signed, warnings } = yield* besideHeldSession(Effect.zipRight(
+        control.failNext({ method: "C_Sign", code: CKR.DEVICE_REMOVED }),
+        control.failNext({ method: "C_GetSessionInfo", code: CKR.DEVICE_REMOVED })
+      ))
+      assert.strictEqual(signed, 3)
+      // Once: a second C_Login, answered CKR_USER_ALREADY_LOGGED_IN, a warning, and no logout at the end.
+      assert.strictEqual(after.loginCalls, 1)
+      assert.strictEqual(after.loggedIn, undefined)
+      assert.strictEqual(after.openSessions, 1)
+      assert.deepStrictEqual(warnings, [])
+    }).pipe(Effect.provide(emulator())))
+
+  it.scoped("when the login session's check fails too, the login that outlived it is still the pool's to end", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const { after, signed, warnings } = yield* besideHeldSession(Effect.zipRight(
+        control.failNext({ method: "C_Sign", code: CKR.DEVICE_REMOVED }),
+        control.failNext({ method: "C_GetSessionInfo", code: CKR.DEVICE_REMOVED, times: 2 })
+      ))
+      assert.strictEqual(signed, 3)
+      // The pool logged in again on a new login session, and the token answered that it was logged in.
+      assert.strictEqual(after.loginCalls, 2)
+      assert.strictEqual(after.loggedIn, undefined)
+      assert.strictEqual(after.openSessions, 1)
+      assert.deepStrictEqual(warnings, [])
     }).pipe(Effect.provide(emulator())))
 })
 

@@ -37,6 +37,11 @@ export interface Entry {
    */
   ownLogin: boolean
   /**
+   * Whether this process's own login may have outlived its login session: the session was closed on a
+   * token still there, after a passing fault, while other sessions may hold the login.
+   */
+  loginKept: boolean
+  /**
    * Changes at every login and loss, to a value unique in the process: object handles found in an
    * earlier epoch may be stale, even across pools that come and go.
    */
@@ -155,7 +160,8 @@ const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>, policy: LoginP
 const loginOn = (entry: Entry, session: SessionHandle, pin: Redacted.Redacted<string>) =>
   entry.pkcs11.login(session, pin).pipe(
     Effect.tap((result) => {
-      entry.ownLogin = result === "logged-in"
+      entry.ownLogin = result === "logged-in" || (result === "already-logged-in" && entry.loginKept)
+      entry.loginKept = false
       entry.epoch = nextEpoch()
       return Metrics.countLogin(entry.token.label)
     }),
@@ -247,34 +253,77 @@ export const relogin = (
     ))
 
 /**
- * Forgets the token's slot and login session after it was removed: the next use finds it again by
+ * Finds out whether the token is gone after a call answered so (`CKR_DEVICE_REMOVED`,
+ * `CKR_TOKEN_NOT_PRESENT`). A removal ends every session of the token, so a login session that still
+ * answers shows the token never left: the answer was passing, and the login, the slot and every handle
+ * stand. Otherwise the slot and the login session are forgotten: the next use finds the token again by
  * serial number and logs in anew, and the new epoch retires every handle found before.
  */
-export const markLost = (entry: Entry): Effect.Effect<void> =>
+export const confirmLost = (entry: Entry): Effect.Effect<boolean> =>
   entry.lock.withPermit(Effect.suspend(() => {
     const session = entry.loginSession
-    entry.loginSession = undefined
-    entry.slot = undefined
-    entry.epoch = nextEpoch()
-    return session === undefined ? Effect.void : closeQuietly(entry, session)
+    if (session === undefined) return Effect.as(forget(entry), true)
+    return entry.pkcs11.sessionInfo(session).pipe(
+      Effect.matchEffect({
+        onSuccess: () => Effect.succeed(false),
+        onFailure: () => Effect.as(forget(entry), true)
+      })
+    )
   }))
 
-// Ends the login this process made; a login someone else made is theirs to end.
+const forget = (entry: Entry): Effect.Effect<void> => {
+  const session = entry.loginSession
+  entry.loginSession = undefined
+  entry.slot = undefined
+  entry.epoch = nextEpoch()
+  if (session === undefined) return Effect.void
+  // A login session that closes was on a token still there: sessions opened elsewhere may keep this
+  // process's login alive, and the token will then answer the next C_Login that it is logged in already.
+  return entry.pkcs11.closeSession(session).pipe(
+    Effect.matchEffect({
+      onSuccess: () =>
+        Effect.sync(() => {
+          entry.loginKept = entry.ownLogin
+        }),
+      onFailure: (error) =>
+        Effect.logDebug(`Closing a login session of token "${entry.token.label}" failed: ${error.message}`)
+    })
+  )
+}
+
+// Ends the login this process made; a login someone else made is theirs to end. A login kept alive by
+// other sessions after its own session was closed is ended on a session opened for the purpose.
 const endLogin = (entry: Entry): Effect.Effect<void> =>
   entry.lock.withPermit(Effect.suspend(() => {
     const session = entry.loginSession
+    const kept = entry.loginKept
+    const own = entry.ownLogin
     entry.loginSession = undefined
-    if (session === undefined) return Effect.void
-    const logout = entry.ownLogin
-      ? entry.pkcs11.logout(session).pipe(
-        Effect.catchAll((error) =>
-          Effect.logWarning(`Logging out of token "${entry.token.label}" failed: ${error.message}`)
-        )
-      )
-      : Effect.void
     entry.ownLogin = false
-    return Effect.zipRight(logout, closeQuietly(entry, session))
+    entry.loginKept = false
+    if (session !== undefined) {
+      return Effect.zipRight(own ? logoutOn(entry, session) : Effect.void, closeQuietly(entry, session))
+    }
+    if (!kept) {
+      return Effect.void
+    }
+    return Effect.acquireUseRelease(
+      Effect.flatMap(currentSlot(entry), (slot) => entry.pkcs11.openSession(slot)),
+      (opened) => logoutOn(entry, opened),
+      (opened) => closeQuietly(entry, opened)
+    ).pipe(
+      Effect.catchAll((error) =>
+        Effect.logDebug(`Ending the login of token "${entry.token.label}" failed: ${error.message}`)
+      )
+    )
   }))
+
+const logoutOn = (entry: Entry, session: SessionHandle): Effect.Effect<void> =>
+  entry.pkcs11.logout(session).pipe(
+    Effect.catchAll((error) =>
+      Effect.logWarning(`Logging out of token "${entry.token.label}" failed: ${error.message}`)
+    )
+  )
 
 const release = (entry: Entry, withPin: boolean): Effect.Effect<void> =>
   registry.lock.withPermit(Effect.suspend(() => {
@@ -312,6 +361,7 @@ export const acquire = (
           slot: token.slotId,
           loginSession: undefined,
           ownLogin: false,
+          loginKept: false,
           epoch: nextEpoch(),
           lock: FifoSemaphore.unsafeMake(1)
         }

@@ -235,6 +235,21 @@ describe("MemoryPkcs11", () => {
         assert.strictEqual((yield* control.stats("emu")).openSessions, 0)
       }).pipe(Effect.provide(emulator())))
 
+    it.scoped("on C_CloseSession too: an injected session-gone code closes it, any other code leaves it open", () =>
+      Effect.gen(function*() {
+        const pkcs11 = yield* Pkcs11.Pkcs11
+        const control = yield* MemoryPkcs11.Control
+        const gone = yield* session()
+        const kept = yield* session()
+        yield* control.failNext({ method: "C_CloseSession", code: CKR.SESSION_HANDLE_INVALID })
+        assert.strictEqual((yield* Effect.flip(pkcs11.closeSession(gone)))._tag, "SessionFailed")
+        assert.strictEqual((yield* Effect.flip(pkcs11.sessionInfo(gone)))._tag, "SessionFailed")
+        yield* control.failNext({ method: "C_CloseSession", code: CKR.GENERAL_ERROR })
+        assert.strictEqual((yield* Effect.flip(pkcs11.closeSession(kept)))._tag, "Pkcs11Error")
+        assert.strictEqual((yield* control.stats("emu")).openSessions, 1)
+        yield* pkcs11.sessionInfo(kept)
+      }).pipe(Effect.provide(emulator())))
+
     it.scoped("counts sessions, their peak and every C_Login call", () =>
       Effect.gen(function*() {
         const pkcs11 = yield* Pkcs11.Pkcs11

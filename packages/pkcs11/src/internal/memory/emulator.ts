@@ -650,11 +650,17 @@ export class Emulator implements Driver {
       return handle
     })
 
-  closeSession = (handle: number): void =>
-    this.guard("C_CloseSession", this.tokenOfSession(handle), () => {
-      const session = this.sessions.get(handle) ?? ckr(CKR.SESSION_HANDLE_INVALID)
-      this.closeSessionInternal(session)
-    })
+  closeSession = (handle: number): void => {
+    try {
+      this.guard("C_CloseSession", this.tokenOfSession(handle), () => {
+        const session = this.sessions.get(handle) ?? ckr(CKR.SESSION_HANDLE_INVALID)
+        this.closeSessionInternal(session)
+      })
+    } catch (error) {
+      this.dropIfGone(handle, error)
+      throw error
+    }
+  }
 
   closeAllSessions = (id: number): void =>
     this.guard("C_CloseAllSessions", this.tokenOfSlot(id), () => {

@@ -52,6 +52,7 @@ import * as Metrics from "./internal/metrics.js"
 import * as Session from "./internal/session.js"
 import * as SigningEngine from "./internal/signingEngine.js"
 import * as TokenLookup from "./internal/tokenLookup.js"
+import * as UnclosedSessions from "./internal/unclosedSessions.js"
 
 /**
  * Options of a pool. Name the token by exactly one of `tokenLabel` and `tokenSerial`.
@@ -303,6 +304,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
 
   // Open sessions of both kinds share one bound.
   const bound = yield* FifoSemaphore.make(maxSessions)
+  const unclosed = UnclosedSessions.make(pkcs11, label, () => entry.epoch)
   const kinds: { ro?: Kind; rw?: Kind } = {}
   let leased = 0
 
@@ -335,6 +337,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       yield* bound.takeScopedWithin(acquireTimeout, poolTimeout)
       const slot = yield* LoginRegistry.currentSlot(entry)
       yield* LoginRegistry.ensureLoggedIn(entry, options.userPin, policy)
+      yield* unclosed.retry
       const item = yield* Effect.acquireRelease(
         Effect.map(pkcs11.openSession(slot, { rw }), (handle): Pooled => ({
           handle,
@@ -343,12 +346,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
           leased: false,
           dead: false
         })),
-        (item) =>
-          item.dead ? Effect.void : pkcs11.closeSession(item.handle).pipe(
-            Effect.catchAll((error) =>
-              Effect.logDebug(`Closing a pooled session of token "${label}" failed: ${error.message}`)
-            )
-          )
+        (item) => item.dead ? Effect.void : unclosed.close(item.handle)
       )
       items.add(item)
       yield* Effect.addFinalizer(() => Effect.sync(() => items.delete(item)))
@@ -371,6 +369,17 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       return { rw, gate: yield* FifoSemaphore.make(max), pool, items } satisfies Kind
     })
 
+  // Closed again after the kinds' pools closed their sessions, before the login ends.
+  yield* Effect.addFinalizer(() =>
+    Effect.zipRight(
+      unclosed.retry,
+      Effect.suspend(() =>
+        unclosed.size() === 0 ? Effect.void : Effect.logWarning(
+          `${unclosed.size()} sessions of token "${label}" could not be closed: the token holds them until the library is finalized`
+        )
+      )
+    )
+  )
   kinds.ro = yield* makeKind(false, maxSessions)
   kinds.rw = yield* makeKind(true, maxRw)
 

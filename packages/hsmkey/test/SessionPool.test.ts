@@ -316,6 +316,65 @@ describe("a passing CKR_DEVICE_REMOVED beside another session on the token", () 
     }).pipe(Effect.provide(emulator())))
 })
 
+describe("a C_CloseSession that fails while the token keeps the session", () => {
+  const warningsTo = (warnings: Array<string>) =>
+    Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ logLevel, message }) => {
+        if (LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) warnings.push(String(message))
+      })
+    )
+
+  it.scoped("is closed again when the pool closes: no session is left open, and the pool logs out", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const warnings: Array<string> = []
+      yield* Effect.scoped(Effect.gen(function*() {
+        const p = yield* pool()
+        yield* sign(p, yield* generateKey(p))
+        yield* control.failNext({ method: "C_CloseSession", code: CKR.GENERAL_ERROR })
+      })).pipe(Effect.provide(warningsTo(warnings)))
+      const after = yield* control.stats("emu")
+      // Once: the session stayed open on the token, and the token stayed logged in through it.
+      assert.strictEqual(after.openSessions, 0)
+      assert.strictEqual(after.loggedIn, undefined)
+      assert.strictEqual(warnings.length, 1)
+      assert.include(warnings[0], "CKR_GENERAL_ERROR")
+    }).pipe(Effect.provide(emulator())))
+
+  it.scoped("is closed again before the pool opens another, so the token's count stays the pool's", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const p = yield* pool({ maxSessions: 1 })
+      const key = yield* generateKey(p)
+      yield* sign(p, key)
+      // A session left in an operation is closed when its lease ends; its close fails.
+      yield* control.failNext({ method: "C_SignInit", code: CKR.OPERATION_ACTIVE })
+      yield* control.failNext({ method: "C_CloseSession", code: CKR.DEVICE_ERROR })
+      const error = yield* Effect.flip(p.withSession(Jws.sign("stuck", key)))
+      assert.strictEqual(error._tag, "Pkcs11Error")
+      yield* control.resetPeak("emu")
+      assert.strictEqual((yield* control.stats("emu")).openSessions, 2)
+      yield* Jws.verify(yield* sign(p, key), key)
+      // The login session and the one the pool opened: the kept one was closed first.
+      assert.strictEqual((yield* control.stats("emu")).openSessions, 2)
+      assert.strictEqual((yield* control.stats("emu")).peakSessions, 2)
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)), Effect.provide(emulator())))
+
+  it.scoped("one that fails every time is named when the pool closes", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryPkcs11.Control
+      const warnings: Array<string> = []
+      yield* Effect.scoped(Effect.gen(function*() {
+        const p = yield* pool({ maxSessions: 1 })
+        yield* sign(p, yield* generateKey(p))
+        yield* control.failNext({ method: "C_CloseSession", code: CKR.GENERAL_ERROR, times: 2 })
+      })).pipe(Effect.provide(warningsTo(warnings)))
+      assert.strictEqual((yield* control.stats("emu")).openSessions, 1)
+      assert.include(warnings.at(-1), "1 sessions of token \"emu\" could not be closed")
+    }).pipe(Effect.provide(emulator())))
+})
+
 describe("SessionPool layers", () => {
   it.effect("SessionPool.layer provides the pool; the accessors borrow from it", () =>
     Effect.gen(function*() {

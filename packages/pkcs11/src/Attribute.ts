@@ -107,7 +107,8 @@ export const entries = (
   const out: Array<readonly [Name, boolean | number | string | Uint8Array]> = []
   for (const name of Object.keys(attributes) as Array<Name>) {
     const value = attributes[name]
-    if (value !== undefined && name in specs) out.push([name, value])
+    // Own names only: `in` would take "toString" or "__proto__" for attributes.
+    if (value !== undefined && Object.hasOwn(specs, name)) out.push([name, value])
   }
   return out
 }

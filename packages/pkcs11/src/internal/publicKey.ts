@@ -39,7 +39,7 @@ const unsigned = (bytes: Uint8Array): Uint8Array => {
 
 /**
  * The public JWK of a key from its attributes, or `undefined` when they do not describe an RSA, EC
- * (P-256, P-384, P-521) or Edwards (Ed25519, Ed448) public key hsmkey supports.
+ * (P-256, P-384, P-521, a point on the curve) or Edwards (Ed25519, Ed448) public key hsmkey supports.
  *
  * @since 0.1.0
  * @category conversions
@@ -56,7 +56,8 @@ export const toJwk = (attributes: Attribute.Read<(typeof attributeNames)[number]
       const curve = attributes.ecParams === undefined ? undefined : Curve.fromEcParams(attributes.ecParams)
       if (curve === undefined || attributes.ecPoint === undefined) return undefined
       const point = Curve.decodeEcPoint(curve, attributes.ecPoint)
-      if (point === undefined) return undefined
+      // A token may hold any bytes there (C_CreateObject need not check them); node:crypto takes no point off the curve.
+      if (point === undefined || !Curve.isOnCurve(curve, point)) return undefined
       switch (curve) {
         case "Ed25519":
         case "Ed448":

@@ -257,6 +257,36 @@ describe("SessionPool on the emulator", () => {
     }).pipe(Effect.provide(emulator())))
 })
 
+describe("deadlines under load on the emulator", () => {
+  it.live(
+    "with 256 callers signing ES256, a lease's acquireTimeout of 100 ms ends it within 300 ms",
+    () =>
+      Effect.gen(function*() {
+        const p = yield* pool({ maxSessions: 2, acquireTimeout: "100 millis" })
+        const key = yield* generateKey(p)
+        let stop = false
+        const load = yield* Effect.fork(Effect.forEach(
+          Array.from({ length: 256 }),
+          () => Effect.whileLoop({ while: () => !stop, body: () => sign(p, key), step: () => {} }),
+          { concurrency: "unbounded", discard: true }
+        ))
+        yield* Effect.sleep("200 millis")
+        const start = performance.now()
+        // Once: the emulator's ECDSA held the event loop, and this lease ended after 1.5 s.
+        const lease = yield* Effect.exit(p.withSession(Effect.sleep("10 millis")))
+        const took = performance.now() - start
+        stop = true
+        yield* Fiber.join(load)
+        assert.isBelow(
+          took,
+          300,
+          `the lease ended after ${took.toFixed(0)} ms: ${Exit.isSuccess(lease) ? "lent" : lease}`
+        )
+      }).pipe(Effect.scoped, Effect.provide(emulator())),
+    60_000
+  )
+})
+
 describe("a passing CKR_DEVICE_REMOVED beside another session on the token", () => {
   // The token keeps a login while any session of the process is open: here a public pool's lease.
   const besideHeldSession = (faults: Effect.Effect<void, never, MemoryPkcs11.Control>) =>
@@ -351,7 +381,9 @@ describe("a C_CloseSession that fails while the token keeps the session", () => 
       // A session left in an operation is closed when its lease ends; its close fails.
       yield* control.failNext({ method: "C_SignInit", code: CKR.OPERATION_ACTIVE })
       yield* control.failNext({ method: "C_CloseSession", code: CKR.DEVICE_ERROR })
-      const error = yield* Effect.flip(p.withSession(Jws.sign("stuck", key)))
+      const error = yield* Effect.flip(
+        Effect.provideService(p.withSession(Jws.sign("stuck", key)), SessionPool.SessionPool, p)
+      )
       assert.strictEqual(error._tag, "Pkcs11Error")
       yield* control.resetPeak("emu")
       assert.strictEqual((yield* control.stats("emu")).openSessions, 2)

@@ -15,6 +15,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -217,6 +218,19 @@ export declare namespace Control {
       readonly times?: number | undefined
       readonly token?: string | undefined
     }) => Effect.Effect<void>
+    /**
+     * Makes the next `times` (default 1) calls of `method` take `duration` longer, on one token or any:
+     * a slow device, or a stuck one when the duration outlasts the caller's deadline. The call then runs
+     * on the state the token has by then. Signing, verification, decryption and generation wait on a
+     * timer; every other call holds the calling thread, as a real library's synchronous call does. A
+     * duration that is not finite is a defect of the test.
+     */
+    readonly delayNext: (options: {
+      readonly method: Method
+      readonly duration: Duration.DurationInput
+      readonly times?: number | undefined
+      readonly token?: string | undefined
+    }) => Effect.Effect<void>
     /** Pulls the token out: its sessions fail with `CKR_DEVICE_REMOVED`, its login state is lost. */
     readonly removeToken: (token: string) => Effect.Effect<void>
     /** Puts a removed token back, in a new slot; the old slot id becomes invalid. */
@@ -247,6 +261,15 @@ const control = (emulator: Emulator): Control.Service => {
       token === undefined
         ? Effect.sync(() => emulator.failNext(method, code, times ?? 1, undefined))
         : Effect.map(tokenNamed(token), (t) => emulator.failNext(method, code, times ?? 1, t)),
+    delayNext: ({ duration, method, times, token }) => {
+      const millis = Duration.toMillis(Duration.decode(duration))
+      if (!Number.isFinite(millis) || millis > 2 ** 31 - 1) {
+        return Effect.dieMessage("MemoryPkcs11: delayNext takes a finite duration under 24 days")
+      }
+      return token === undefined
+        ? Effect.sync(() => emulator.delayNext(method, millis, times ?? 1, undefined))
+        : Effect.map(tokenNamed(token), (t) => emulator.delayNext(method, millis, times ?? 1, t))
+    },
     removeToken: (name) => Effect.map(tokenNamed(name), (t) => emulator.remove(t)),
     insertToken: (name) => Effect.map(tokenNamed(name), (t) => emulator.reinsert(t) as SlotId),
     forceLogout: (name) => Effect.map(tokenNamed(name), (t) => emulator.forceLogout(t)),

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { type Attribute, Constants, Curve, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
-import { Effect, Layer, Redacted } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, Redacted } from "effect"
 import * as Crypto from "node:crypto"
 
 const { CKG, CKK, CKM, CKO, CKR } = Constants
@@ -249,6 +249,56 @@ describe("MemoryPkcs11", () => {
         assert.strictEqual((yield* control.stats("emu")).openSessions, 1)
         yield* pkcs11.sessionInfo(kept)
       }).pipe(Effect.provide(emulator())))
+
+    it.live("delayNext slows the next calls of a method: signing waits on a timer, a synchronous call holds the thread", () =>
+      Effect.gen(function*() {
+        const pkcs11 = yield* Pkcs11.Pkcs11
+        const control = yield* MemoryPkcs11.Control
+        const handle = yield* session()
+        const pair = yield* p256Pair(handle)
+        const digest = new Uint8Array(32)
+        const timed = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.map(Effect.timed(effect), ([took]) => Duration.toMillis(took))
+        yield* control.delayNext({ method: "C_Sign", duration: "150 millis", times: 2 })
+        // The event loop turns while the signature waits: a 10 ms timer fires long before it is done.
+        const timer = yield* Effect.fork(timed(Effect.promise(() => new Promise((r) => setTimeout(r, 10)))))
+        assert.isAtLeast(yield* timed(pkcs11.sign(handle, { type: CKM.ECDSA }, pair.privateKey, digest)), 145)
+        assert.isBelow(yield* Fiber.join(timer), 100)
+        assert.isAtLeast(yield* timed(pkcs11.sign(handle, { type: CKM.ECDSA }, pair.privateKey, digest)), 145)
+        assert.isBelow(yield* timed(pkcs11.sign(handle, { type: CKM.ECDSA }, pair.privateKey, digest)), 100)
+        const slot = yield* slotOf("emu")
+        yield* control.delayNext({ method: "C_GetTokenInfo", duration: "60 millis", token: "emu" })
+        assert.isAtLeast(yield* timed(pkcs11.tokenInfo(slot)), 55)
+        const defect = yield* Effect.exit(control.delayNext({ method: "C_Sign", duration: Duration.infinity }))
+        assert.isTrue(Exit.isFailure(defect) && Cause.isDie(defect.cause))
+      }).pipe(Effect.scoped, Effect.provide(emulator())))
+
+    it.live(
+      "signs on a later turn of the event loop: ECDSA under load leaves timers firing on time",
+      () =>
+        Effect.gen(function*() {
+          const pkcs11 = yield* Pkcs11.Pkcs11
+          const handles = yield* Effect.forEach([1, 2, 3, 4], () => session())
+          const pair = yield* p256Pair(handles[0])
+          const digest = new Uint8Array(32)
+          // Four sessions signing back to back, 200 signatures each, about 1-2 ms of JavaScript apiece.
+          const load = yield* Effect.fork(Effect.forEach(
+            handles,
+            (handle) => Effect.repeatN(pkcs11.sign(handle, { type: CKM.ECDSA }, pair.privateKey, digest), 199),
+            { concurrency: "unbounded", discard: true }
+          ))
+          const delays: Array<number> = []
+          for (let i = 0; i < 10; i++) {
+            const start = performance.now()
+            yield* Effect.promise(() => new Promise((r) => setTimeout(r, 20)))
+            delays.push(performance.now() - start)
+          }
+          yield* Fiber.join(load)
+          // Once: the signatures were chained on microtasks, and no timer fired until all 800 were done.
+          assert.isBelow(Math.max(...delays), 100, delays.map((d) => d.toFixed(0)).join(" "))
+        }).pipe(Effect.scoped, Effect.provide(emulator())),
+      60_000
+    )
 
     it.scoped("counts sessions, their peak and every C_Login call", () =>
       Effect.gen(function*() {

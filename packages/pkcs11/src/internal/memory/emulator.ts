@@ -131,6 +131,20 @@ interface Fault {
   remaining: number
 }
 
+interface Delay {
+  readonly method: Method
+  readonly millis: number
+  readonly token: Token | undefined
+  remaining: number
+}
+
+// A synchronous call that takes long holds its thread, as a real library's does: sleep without spinning.
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+const holdThread = (millis: number) => Atomics.wait(sleeper, 0, 0, millis)
+
+// A device works on one request at a time and answers later: the event loop turns between operations.
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
 const SUPPORTED_MECHANISMS = [...Keys.mechanismInfos.keys()]
 
 const READ_ONLY_ATTRIBUTES: ReadonlyArray<Attribute.Name> = [
@@ -172,6 +186,7 @@ export class Emulator implements Driver {
   private readonly tokens: Array<Token> = []
   private readonly sessions = new Map<number, Session>()
   private readonly faults: Array<Fault> = []
+  private readonly delays: Array<Delay> = []
   /** Object handles in use, on every token: freed numbers are handed out again, lowest first. */
   private readonly objectHandles = new Set<number>()
   private nextSlot = 1
@@ -296,6 +311,10 @@ export class Emulator implements Driver {
     this.faults.push({ method, code, token, remaining: times })
   }
 
+  delayNext(method: Method, millis: number, times: number, token: Token | undefined): void {
+    this.delays.push({ method, millis, token, remaining: times })
+  }
+
   /** Pulls the token out of its slot: its sessions die, its login state is lost. */
   remove(token: Token): void {
     if (token.slotId === undefined) return
@@ -350,6 +369,8 @@ export class Emulator implements Driver {
 
   private guard<A>(method: Method, token: Token | undefined, f: () => A): A {
     try {
+      const millis = this.delayed(method, token)
+      if (millis > 0) holdThread(millis)
       this.injected(method, token)
       return f()
     } catch (error) {
@@ -360,12 +381,24 @@ export class Emulator implements Driver {
 
   private async guardAsync<A>(method: Method, token: Token | undefined, f: () => Promise<A>): Promise<A> {
     try {
+      const millis = this.delayed(method, token)
+      if (millis > 0) await new Promise((resolve) => setTimeout(resolve, millis))
       this.injected(method, token)
       return await f()
     } catch (error) {
       if (error instanceof Keys.Ckr) throw new CryptokiError(method, error.code)
       throw error
     }
+  }
+
+  private delayed(method: Method, token: Token | undefined): number {
+    if (this.delays.length === 0) return 0
+    const index = this.delays.findIndex((d) => d.method === method && (d.token === undefined || d.token === token))
+    if (index < 0) return 0
+    const delay = this.delays[index]
+    delay.remaining--
+    if (delay.remaining <= 0) this.delays.splice(index, 1)
+    return delay.millis
   }
 
   private injected(method: Method, token: Token | undefined): void {
@@ -420,6 +453,7 @@ export class Emulator implements Driver {
   }
 
   private async onSessionAsync<A>(method: Method, handle: number, f: (session: Session) => Promise<A>): Promise<A> {
+    await nextTurn()
     try {
       return await this.guardAsync(method, this.tokenOfSession(handle), () => f(this.session(handle)))
     } catch (error) {

@@ -22,9 +22,8 @@ const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url")
 const points: Record<Curve.Curve, ReadonlyArray<Uint8Array>> = Object.fromEntries(curves.map((curve) => {
   const made = Array.from({ length: 8 }, () => {
     if (curve === "Ed25519" || curve === "Ed448") {
-      const jwk = Crypto.generateKeyPairSync(curve === "Ed25519" ? "ed25519" : "ed448").publicKey.export({
-        format: "jwk"
-      })
+      const pair = curve === "Ed25519" ? Crypto.generateKeyPairSync("ed25519") : Crypto.generateKeyPairSync("ed448")
+      const jwk = pair.publicKey.export({ format: "jwk" })
       return new Uint8Array(Buffer.from(jwk.x!, "base64url"))
     }
     const ecdh = Crypto.createECDH(Curve.specs[curve].nodeName)
@@ -186,9 +185,14 @@ describe("PublicKey.toJwk", () => {
           ecParams: Curve.ecParams(curve),
           ecPoint: Curve.encodeEcPoint(point)
         })
-        const expected = spec.family === "edwards"
-          ? { kty: "OKP", crv: curve, x: b64(point) }
-          : { kty: "EC", crv: curve, x: b64(point.subarray(1, 1 + spec.size)), y: b64(point.subarray(1 + spec.size)) }
+        const expected: PublicKey.PublicJwk = spec.family === "edwards"
+          ? { kty: "OKP", crv: curve as "Ed25519", x: b64(point) }
+          : {
+            kty: "EC",
+            crv: curve as "P-256",
+            x: b64(point.subarray(1, 1 + spec.size)),
+            y: b64(point.subarray(1 + spec.size))
+          }
         assert.deepStrictEqual(jwk, expected)
       }),
       { numRuns }

@@ -25,11 +25,12 @@ import {
   type AlgorithmMismatch,
   type InvalidKeyMaterial,
   InvalidKeyReference,
+  InvalidOptions,
   type KeyAmbiguous,
   type KeyExists,
   KeyNotFound,
   type MechanismUnsupported,
-  type UnsupportedAlgorithm,
+  UnsupportedAlgorithm,
   UnsupportedKey
 } from "./HsmError.js"
 import type { TokenRef } from "./HsmSession.js"
@@ -177,6 +178,7 @@ export interface LoadOptions {
  * @category models
  */
 export type LoadError =
+  | InvalidOptions
   | InvalidKeyReference
   | KeyNotFound
   | KeyAmbiguous
@@ -209,6 +211,7 @@ export interface CreateOptions {
  * @category models
  */
 export type CreateError =
+  | InvalidOptions
   | InvalidKeyReference
   | KeyExists
   | KeyNotFound
@@ -228,6 +231,39 @@ export type PrivateKeyInput = jose.JWK | string | Uint8Array | Crypto.KeyObject
 
 // RFC 7518 recommends OAEP with SHA-256; tokens limited to SHA-1 OAEP (SoftHSM2) need "RSA-OAEP".
 const DEFAULT_KEY_MANAGEMENT: Algorithms.KeyManagementAlgorithm = "RSA-OAEP-256"
+
+const kidSources: ReadonlyArray<unknown> = ["thumbprint", "id", "label"]
+
+const checkObject = (options: unknown): InvalidOptions | undefined =>
+  Predicate.isRecord(options)
+    ? undefined
+    : new InvalidOptions({ detail: `the options are an object, not ${KeyReference.kindOf(options)}` })
+
+const checkKid = (kid: unknown): InvalidOptions | undefined =>
+  kid === undefined || kidSources.includes(kid)
+    ? undefined
+    : new InvalidOptions({ detail: `kid is "thumbprint", "id" or "label", not ${KeyReference.shown(kid)}` })
+
+/**
+ * The options every operation here shares, checked as a JavaScript caller may give them: an object, a `kid`
+ * source, a `use` and an algorithm hsmkey knows, each a typed error before the token is asked anything.
+ */
+const checkOptions = (options: unknown): Effect.Effect<void, InvalidOptions | UnsupportedAlgorithm> => {
+  const notObject = checkObject(options)
+  if (notObject !== undefined) return Effect.fail(notObject)
+  const { alg, kid, use } = options as { readonly [name: string]: unknown }
+  const badKid = checkKid(kid)
+  if (badKid !== undefined) return Effect.fail(badKid)
+  if (use !== undefined && use !== "sig" && use !== "enc") {
+    return Effect.fail(new InvalidOptions({ detail: `use is "sig" or "enc", not ${KeyReference.shown(use)}` }))
+  }
+  if (
+    alg !== undefined && (typeof alg !== "string" || !(Algorithms.isAlgorithm(alg) || Algorithms.isKeyManagement(alg)))
+  ) {
+    return Effect.fail(new UnsupportedAlgorithm({ alg: typeof alg === "string" ? alg : KeyReference.kindOf(alg) }))
+  }
+  return Effect.void
+}
 
 const keyTypeOf = (
   attributes: { readonly keyType?: number | undefined; readonly ecParams?: Uint8Array | undefined }
@@ -351,7 +387,7 @@ const fromHandle = (
  */
 export const fromHsm = (options: LoadOptions): Effect.Effect<HsmJwk, LoadError, SessionPool> =>
   Effect.flatMap(
-    KeyReference.parse(options),
+    Effect.zipRight(checkOptions(options), KeyReference.parse(options)),
     (reference) =>
       Borrow.inSession({ rw: false }, (session) =>
         Effect.gen(function*() {
@@ -378,12 +414,13 @@ export interface ListOptions {
 }
 
 /**
- * What listing keys can fail with: a `kid` source a key lacks, no session, the token's own failures.
+ * What listing keys can fail with: a `kid` source that is none, or that a key lacks, no session, the token's own
+ * failures.
  *
  * @since 0.1.0
  * @category models
  */
-export type ListError = InvalidKeyReference | AcquireError
+export type ListError = InvalidOptions | InvalidKeyReference | AcquireError
 
 const compareText = (a: string, b: string): number => a < b ? -1 : a > b ? 1 : 0
 
@@ -394,29 +431,35 @@ const compareText = (a: string, b: string): number => a < b ? -1 : a > b ? 1 : 0
  * @category constructors
  */
 export const list = (options?: ListOptions): Effect.Effect<ReadonlyArray<HsmJwk>, ListError, SessionPool> =>
-  Borrow.inSession({ rw: false }, (session) =>
-    Effect.gen(function*() {
-      const handles = yield* session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY })
-      const keys: Array<HsmJwk> = []
-      for (const handle of handles) {
-        // Keys hsmkey cannot use (other types, no readable public half, nothing to find them by) are not listed.
-        const key = yield* fromHandle(session, handle, `handle ${handle}`, { kid: options?.kid }).pipe(
-          Effect.map(Option.some),
-          Effect.catchTags({
-            UnsupportedKey: () => Effect.succeedNone,
-            KeyNotFound: () => Effect.succeedNone,
-            // Asked for no algorithm, each key gets its own: a failure here is a bug.
-            UnsupportedAlgorithm: Effect.die,
-            AlgorithmMismatch: Effect.die
-          })
+  Effect.zipRight(
+    Effect.suspend(() => {
+      const invalid = options === undefined ? undefined : (checkObject(options) ?? checkKid(options.kid))
+      return invalid === undefined ? Effect.void : Effect.fail(invalid)
+    }),
+    Borrow.inSession({ rw: false }, (session) =>
+      Effect.gen(function*() {
+        const handles = yield* session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY })
+        const keys: Array<HsmJwk> = []
+        for (const handle of handles) {
+          // Keys hsmkey cannot use (other types, no readable public half, nothing to find them by) are not listed.
+          const key = yield* fromHandle(session, handle, `handle ${handle}`, { kid: options?.kid }).pipe(
+            Effect.map(Option.some),
+            Effect.catchTags({
+              UnsupportedKey: () => Effect.succeedNone,
+              KeyNotFound: () => Effect.succeedNone,
+              // Asked for no algorithm, each key gets its own: a failure here is a bug.
+              UnsupportedAlgorithm: Effect.die,
+              AlgorithmMismatch: Effect.die
+            })
+          )
+          if (Option.isSome(key)) keys.push(key.value)
+        }
+        // By code unit, not by locale: the same order on every machine.
+        return keys.sort((a, b) =>
+          compareText(a.label ?? "", b.label ?? "") || compareText(KeyReference.hex(a.id), KeyReference.hex(b.id))
         )
-        if (Option.isSome(key)) keys.push(key.value)
-      }
-      // By code unit, not by locale: the same order on every machine.
-      return keys.sort((a, b) =>
-        compareText(a.label ?? "", b.label ?? "") || compareText(KeyReference.hex(a.id), KeyReference.hex(b.id))
-      )
-    })).pipe(Effect.withSpan("HsmJwk.list", { captureStackTrace: false }))
+      }))
+  ).pipe(Effect.withSpan("HsmJwk.list", { captureStackTrace: false }))
 
 /**
  * The CKA_ID hsmkey gives a key when none is asked for: the SHA-1 of its public key material (the RSA
@@ -451,14 +494,18 @@ const requireRsaForEnc = (use: Use, keyType: string): Effect.Effect<void, Unsupp
  */
 export const generate = (
   options: CreateOptions & { readonly type: GenerateType }
-): Effect.Effect<HsmJwk, CreateError, SessionPool> =>
-  Effect.gen(function*() {
-    if (!KeyTypes.isGenerateType(options.type)) {
-      return yield* new UnsupportedKey({ detail: `cannot generate "${options.type}"` })
+): Effect.Effect<HsmJwk, CreateError, SessionPool> => {
+  const type: unknown = Predicate.isRecord(options) ? options.type : undefined
+  return Effect.gen(function*() {
+    yield* checkOptions(options)
+    if (!KeyTypes.isGenerateType(type)) {
+      return yield* new UnsupportedKey({
+        detail: `cannot generate ${KeyReference.shown(type)}; hsmkey generates ${KeyTypes.generateTypes.join(", ")}`
+      })
     }
-    const spec = KeyTypes.specs[options.type]
+    const spec = KeyTypes.specs[type]
     const use = options.use ?? "sig"
-    yield* requireRsaForEnc(use, options.type)
+    yield* requireRsaForEnc(use, type)
     const label = yield* KeyReference.parseLabel(options.label)
     const id = options.id === undefined ? undefined : yield* KeyReference.parseId(options.id)
     return yield* Borrow.inSession({ rw: true }, (session) =>
@@ -491,7 +538,13 @@ export const generate = (
             })
         )
       }))
-  }).pipe(Effect.withSpan("HsmJwk.generate", { attributes: { "hsm.keyType": options.type }, captureStackTrace: false }))
+  }).pipe(
+    Effect.withSpan("HsmJwk.generate", {
+      attributes: { "hsm.keyType": typeof type === "string" ? type : KeyReference.kindOf(type) },
+      captureStackTrace: false
+    })
+  )
+}
 
 /**
  * Imports a private key into the token, in a read/write session, with the same protections as a
@@ -506,6 +559,7 @@ export const importPrivate = (
   options: CreateOptions & { readonly key: PrivateKeyInput }
 ): Effect.Effect<HsmJwk, CreateError | InvalidKeyMaterial, SessionPool> =>
   Effect.gen(function*() {
+    yield* checkOptions(options)
     const label = yield* KeyReference.parseLabel(options.label)
     const key = yield* PrivateKeys.parse(options.key)
     const use = options.use ?? "sig"

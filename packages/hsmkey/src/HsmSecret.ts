@@ -18,11 +18,12 @@ import {
   type AlgorithmMismatch,
   InvalidKeyMaterial,
   InvalidKeyReference,
+  InvalidOptions,
   type KeyAmbiguous,
   type KeyExists,
   type KeyNotFound,
   type MechanismUnsupported,
-  type UnsupportedAlgorithm
+  UnsupportedAlgorithm
 } from "./HsmError.js"
 import type { TokenRef } from "./HsmSession.js"
 import * as Algorithms from "./internal/algorithms.js"
@@ -110,6 +111,7 @@ export interface SecretOptions {
  * @category models
  */
 export type GenerateError =
+  | InvalidOptions
   | UnsupportedAlgorithm
   | AlgorithmMismatch
   | InvalidKeyReference
@@ -124,6 +126,26 @@ export type GenerateError =
  * @category models
  */
 export type ImportError = GenerateError | InvalidKeyMaterial
+
+/**
+ * The options a JavaScript caller may give beyond their types, checked before the token is asked
+ * anything: an object, an HMAC algorithm, and a `kid` source. The algorithm, checked.
+ */
+const checkOptions = (options: unknown): Effect.Effect<HmacAlgorithm, InvalidOptions | UnsupportedAlgorithm> => {
+  if (!Predicate.isRecord(options)) {
+    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${KeyReference.kindOf(options)}` }))
+  }
+  const { alg, kid } = options
+  if (kid !== undefined && kid !== "id" && kid !== "label") {
+    return Effect.fail(new InvalidOptions({ detail: `kid is "id" or "label", not ${KeyReference.shown(kid)}` }))
+  }
+  if (alg === undefined) {
+    return Effect.fail(new InvalidOptions({ detail: "give the HMAC algorithm: alg HS256, HS384 or HS512" }))
+  }
+  return typeof alg === "string"
+    ? Policy.checkHmac(alg)
+    : Effect.fail(new UnsupportedAlgorithm({ alg: KeyReference.kindOf(alg) }))
+}
 
 /**
  * An `HsmSecretKey` from its handle. Its length is `CKA_VALUE_LEN`, except where the token reads it as 0
@@ -163,7 +185,7 @@ const fromHandle = (
  */
 export const generate = (options: SecretOptions): Effect.Effect<HsmSecretKey, GenerateError, SessionPool> =>
   Effect.gen(function*() {
-    const alg = yield* Policy.checkHmac(options.alg)
+    const alg = yield* checkOptions(options)
     const label = yield* KeyReference.parseLabel(options.label)
     const id = options.id === undefined
       ? new Uint8Array(Crypto.randomBytes(16))
@@ -200,7 +222,7 @@ export const importSecret = (
   options: SecretOptions & { readonly key: Uint8Array | jose.JWK }
 ): Effect.Effect<HsmSecretKey, ImportError, SessionPool> =>
   Effect.gen(function*() {
-    const alg = yield* Policy.checkHmac(options.alg)
+    const alg = yield* checkOptions(options)
     const label = yield* KeyReference.parseLabel(options.label)
     const input = options.key
     const value = input instanceof Uint8Array
@@ -257,6 +279,7 @@ export interface LoadOptions {
  * @category models
  */
 export type LoadError =
+  | InvalidOptions
   | UnsupportedAlgorithm
   | AlgorithmMismatch
   | InvalidKeyReference
@@ -272,7 +295,7 @@ export type LoadError =
  */
 export const fromHsm = (options: LoadOptions): Effect.Effect<HsmSecretKey, LoadError, SessionPool> =>
   Effect.gen(function*() {
-    const alg = yield* Policy.checkHmac(options.alg)
+    const alg = yield* checkOptions(options)
     const reference = yield* KeyReference.parse(options)
     const query = KeyReference.describe(reference)
     return yield* Borrow.inSession({ rw: false }, (session) =>

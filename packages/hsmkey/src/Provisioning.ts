@@ -16,8 +16,10 @@
 import { Pkcs11, type SessionHandle, type TokenInfo } from "@hsmkey/pkcs11/Pkcs11"
 import { PinInvalid, PinLocked, PinNotInitialized, type Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
-import type * as Redacted from "effect/Redacted"
-import { type InvalidOptions, type TokenAmbiguous, TokenInUse, type TokenNotFound } from "./HsmError.js"
+import * as Predicate from "effect/Predicate"
+import * as Redacted from "effect/Redacted"
+import { InvalidOptions, type TokenAmbiguous, TokenInUse, type TokenNotFound } from "./HsmError.js"
+import * as KeyReference from "./internal/keyReference.js"
 import * as LoginRegistry from "./internal/loginRegistry.js"
 import * as TokenLookup from "./internal/tokenLookup.js"
 
@@ -123,6 +125,45 @@ const findToken = (pkcs11: Pkcs11.Service, options: TokenOptions) =>
   Effect.flatMap(TokenLookup.selectorOf(options), (selector) => TokenLookup.find(pkcs11, selector))
 
 /**
+ * Options as a JavaScript caller may give them, checked before the token is asked anything: an object,
+ * each PIN `Redacted` text (a PIN in the clear would reach logs and spans), `loginOnFinalTry` a boolean, and
+ * `userType` one of the two (`changePin` would check any other as the SO's, and change the user PIN).
+ */
+const checkOptions = (
+  options: unknown,
+  pins: ReadonlyArray<string>
+): Effect.Effect<void, InvalidOptions> => {
+  if (!Predicate.isRecord(options)) {
+    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${KeyReference.kindOf(options)}` }))
+  }
+  for (const name of pins) {
+    const pin = options[name]
+    if (!Redacted.isRedacted(pin)) {
+      return Effect.fail(new InvalidOptions({ detail: `${name} is a Redacted PIN, not ${KeyReference.kindOf(pin)}` }))
+    }
+    // Never the value itself in the message: only its kind.
+    const value: unknown = Redacted.value(pin)
+    if (typeof value !== "string") {
+      return Effect.fail(
+        new InvalidOptions({ detail: `${name} is a Redacted PIN of text, not of ${KeyReference.kindOf(value)}` })
+      )
+    }
+  }
+  const { loginOnFinalTry, userType } = options
+  if (loginOnFinalTry !== undefined && typeof loginOnFinalTry !== "boolean") {
+    return Effect.fail(
+      new InvalidOptions({ detail: `loginOnFinalTry is a boolean, not ${KeyReference.kindOf(loginOnFinalTry)}` })
+    )
+  }
+  if (userType !== undefined && userType !== "user" && userType !== "so") {
+    return Effect.fail(
+      new InvalidOptions({ detail: `userType is "user" or "so", not ${KeyReference.shown(userType)}` })
+    )
+  }
+  return Effect.void
+}
+
+/**
  * Sets the user PIN as the security officer (`C_Login` as SO, `C_InitPIN`, `C_Logout`): for a token whose
  * user PIN was never set, or to reset a locked one.
  *
@@ -131,6 +172,7 @@ const findToken = (pkcs11: Pkcs11.Service, options: TokenOptions) =>
  */
 export const initUserPin = (options: InitUserPinOptions): Effect.Effect<void, ProvisioningError, Pkcs11> =>
   Effect.gen(function*() {
+    yield* checkOptions(options, ["soPin", "userPin"])
     const pkcs11 = yield* Pkcs11
     const info = yield* findToken(pkcs11, options)
     yield* refuseWhenInUse(pkcs11, info, "initialize the user PIN")
@@ -153,6 +195,7 @@ export const initUserPin = (options: InitUserPinOptions): Effect.Effect<void, Pr
  */
 export const changePin = (options: ChangePinOptions): Effect.Effect<void, ProvisioningError, Pkcs11> =>
   Effect.gen(function*() {
+    yield* checkOptions(options, ["oldPin", "newPin"])
     const pkcs11 = yield* Pkcs11
     const who = options.userType ?? "user"
     const info = yield* findToken(pkcs11, options)

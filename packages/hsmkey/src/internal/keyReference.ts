@@ -1,4 +1,5 @@
 import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
 import { InvalidKeyReference } from "../HsmError.js"
 
 /**
@@ -12,36 +13,73 @@ export interface KeyReference {
 const HEX = /^(?:[0-9a-fA-F]{2})+$/u
 
 /**
+ * What a value a caller gave is, for an error message: never the value's own `toString`, which may
+ * throw (a symbol, an object without a prototype) or say nothing.
+ */
+export const kindOf = (u: unknown): string => {
+  if (u === null || u === undefined) return String(u)
+  if (Array.isArray(u)) return "an array"
+  switch (typeof u) {
+    case "number":
+    case "bigint":
+    case "boolean":
+      return `a ${typeof u} (${String(u)})`
+    case "object":
+      return "an object"
+    default:
+      return `a ${typeof u}`
+  }
+}
+
+/** A value a caller gave where a name belongs, for an error message: text quoted (and cut short), else its kind. */
+export const shown = (u: unknown): string =>
+  typeof u === "string" ? JSON.stringify(u.length > 64 ? `${u.slice(0, 64)}…` : u) : kindOf(u)
+
+/**
  * A CKA_ID given as hex (`"0a1b"`, `"0A:1B"` with separators allowed) or bytes.
  */
-export const parseId = (id: string | Uint8Array): Effect.Effect<Uint8Array, InvalidKeyReference> => {
+export const parseId = (id: unknown): Effect.Effect<Uint8Array, InvalidKeyReference> => {
   if (id instanceof Uint8Array) {
     return id.length === 0
       ? Effect.fail(new InvalidKeyReference({ detail: "the CKA_ID is empty" }))
       : Effect.succeed(id)
   }
+  if (typeof id !== "string") {
+    return Effect.fail(new InvalidKeyReference({ detail: `the CKA_ID is hex text or bytes, not ${kindOf(id)}` }))
+  }
   const hex = id.replace(/[:\s-]/gu, "")
   return HEX.test(hex)
     ? Effect.succeed(Uint8Array.from(Buffer.from(hex, "hex")))
-    : Effect.fail(new InvalidKeyReference({ detail: `the CKA_ID "${id}" is not hex (an even number of 0-9 a-f)` }))
+    : Effect.fail(
+      new InvalidKeyReference({
+        detail: `the CKA_ID ${shown(id)} is not hex (an even number of 0-9 a-f)`
+      })
+    )
 }
 
-export const parseLabel = (label: string): Effect.Effect<string, InvalidKeyReference> =>
-  label.length === 0
-    ? Effect.fail(new InvalidKeyReference({ detail: "the label is empty" }))
-    : Effect.succeed(label)
+/**
+ * A CKA_LABEL: text that survives the UTF-8 a token stores it in. A lone surrogate would be stored as
+ * U+FFFD, and the key could not be found again by the label it was given.
+ */
+export const parseLabel = (label: unknown): Effect.Effect<string, InvalidKeyReference> => {
+  if (typeof label !== "string") {
+    return Effect.fail(new InvalidKeyReference({ detail: `the label is text, not ${kindOf(label)}` }))
+  }
+  if (label.length === 0) return Effect.fail(new InvalidKeyReference({ detail: "the label is empty" }))
+  return Buffer.from(label, "utf8").toString("utf8") === label
+    ? Effect.succeed(label)
+    : Effect.fail(new InvalidKeyReference({ detail: "the label is not valid Unicode text (a lone surrogate)" }))
+}
 
-export const parse = (options: {
-  readonly label?: string | undefined
-  readonly id?: string | Uint8Array | undefined
-}): Effect.Effect<KeyReference, InvalidKeyReference> =>
+export const parse = (options: unknown): Effect.Effect<KeyReference, InvalidKeyReference> =>
   Effect.gen(function*() {
-    if (options.label === undefined && options.id === undefined) {
+    const { id, label } = Predicate.isRecord(options) ? options : {}
+    if (label === undefined && id === undefined) {
       return yield* new InvalidKeyReference({ detail: "give a label, an id, or both" })
     }
     return {
-      label: options.label === undefined ? undefined : yield* parseLabel(options.label),
-      id: options.id === undefined ? undefined : yield* parseId(options.id)
+      label: label === undefined ? undefined : yield* parseLabel(label),
+      id: id === undefined ? undefined : yield* parseId(id)
     }
   })
 

@@ -62,4 +62,5 @@ export const specs: Record<GenerateType, Spec> = {
   "Ed448": curve("Ed448", 448)
 }
 
-export const isGenerateType = (type: string): type is GenerateType => Object.hasOwn(specs, type)
+export const isGenerateType = (type: unknown): type is GenerateType =>
+  typeof type === "string" && Object.hasOwn(specs, type)

@@ -278,6 +278,16 @@ const keyTypeOf = (
 const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>
   a !== undefined && b !== undefined && Buffer.from(a).equals(Buffer.from(b))
 
+const significant = (bytes: Uint8Array): Uint8Array => {
+  let i = 0
+  while (i < bytes.length && bytes[i] === 0) i++
+  return bytes.subarray(i)
+}
+
+// Big-endian integers, equal whatever leading zero bytes a token gives them.
+const sameInteger = (a: Uint8Array, b: Uint8Array | undefined) =>
+  b !== undefined && sameBytes(significant(a), significant(b))
+
 /**
  * The public JWK of a private key, with the private object's own attributes (read once): the JWK
  * comes from the public object with its CKA_ID (not its label: tokens label public and private halves
@@ -298,9 +308,11 @@ const publicJwkOf = (session: Session, privateKey: ObjectHandle, query: string) 
       const candidates = yield* pkcs11.findObjects(session.handle, { class: CKO.PUBLIC_KEY, id, keyType: own.keyType })
       for (const candidate of candidates) {
         const attributes = yield* pkcs11.getAttributes(session.handle, candidate, PublicKey.attributeNames)
-        // Where the private object shows its public values, they must agree.
-        const agrees = own.keyType !== CKK.RSA || own.modulus === undefined ||
-          sameBytes(own.modulus, attributes.modulus)
+        // Where the private object shows its public values, they must agree: a public object with the key's
+        // CKA_ID and modulus but another exponent is another key's.
+        const agrees = own.keyType !== CKK.RSA ||
+          ((own.modulus === undefined || sameBytes(own.modulus, attributes.modulus)) &&
+            (own.publicExponent === undefined || sameInteger(own.publicExponent, attributes.publicExponent)))
         const jwk = agrees ? PublicKey.toJwk(attributes) : undefined
         if (jwk !== undefined) return { jwk, own, id }
       }

@@ -508,4 +508,46 @@ describe("loading what the token holds", () => {
       assert.strictEqual(error._tag === "KeyNotFound" && error.reason, "no-public-key")
     }
   })
+
+  it("a public object with the key's CKA_ID and modulus but another exponent is not its public half", async () => {
+    const pair = Crypto.generateKeyPairSync("rsa", { modulusLength: 2048 })
+    const jwk = pair.privateKey.export({ format: "jwk" })
+    const bytes = (name: keyof typeof jwk) => new Uint8Array(Buffer.from(jwk[name] as string, "base64url"))
+    const id = Uint8Array.of(0xe0, 0x01)
+    await runtime.runPromise(create({
+      class: CKO.PUBLIC_KEY,
+      keyType: CKK.RSA,
+      token: true,
+      verify: true,
+      label: "other-exponent",
+      id,
+      modulus: bytes("n"),
+      publicExponent: Uint8Array.of(3)
+    }))
+    await runtime.runPromise(create({
+      class: CKO.PRIVATE_KEY,
+      keyType: CKK.RSA,
+      token: true,
+      private: true,
+      sign: true,
+      label: "other-exponent",
+      id,
+      modulus: bytes("n"),
+      publicExponent: bytes("e"),
+      privateExponent: bytes("d"),
+      prime1: bytes("p"),
+      prime2: bytes("q"),
+      exponent1: bytes("dp"),
+      exponent2: bytes("dq"),
+      coefficient: bytes("qi")
+    }))
+    const key = await runtime.runPromise(HsmJwk.fromHsm({ id: "e001" }))
+    assert.deepStrictEqual({
+      n: key.publicJwk.kty === "RSA" && key.publicJwk.n,
+      e: key.publicJwk.kty === "RSA" && key.publicJwk.e
+    }, {
+      n: jwk.n,
+      e: jwk.e
+    })
+  })
 })

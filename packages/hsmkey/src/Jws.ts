@@ -120,13 +120,11 @@ export interface GeneralJws {
 
 const encoder = new TextEncoder()
 
-const kindOf = (u: unknown): string => u === null ? "null" : Array.isArray(u) ? "an array" : typeof u
-
 // A JavaScript caller can hand over anything: what is neither text nor bytes is refused, never coerced.
 const encodePayload = (payload: unknown): string | InvalidOptions =>
   typeof payload === "string" || payload instanceof Uint8Array
     ? Encoding.encodeBase64url(payload)
-    : new InvalidOptions({ detail: `the payload must be a string or a Uint8Array, not ${kindOf(payload)}` })
+    : new InvalidOptions({ detail: `the payload must be a string or a Uint8Array, not ${Encoding.kindOf(payload)}` })
 
 // The signing input: base64url text, so one byte per character.
 const signingInput = (encodedHeader: string, encodedPayload: string): Uint8Array =>
@@ -136,6 +134,13 @@ const isHeader = (header: unknown): header is Header | undefined =>
   header === undefined || Encoding.isPlainObject(header)
 
 const own = (header: Header, name: string): boolean => Object.prototype.hasOwnProperty.call(header, name)
+
+// JSON.stringify drops undefined members, makes NaN null and throws on a cycle: a header signed so would
+// not say what the caller gave.
+const notJsonHeader = (name: string, header: Header): InvalidHeader | undefined => {
+  const problem = Encoding.jsonProblem(header)
+  return problem === undefined ? undefined : new InvalidHeader({ detail: `${name} is not JSON: it holds ${problem}` })
+}
 
 const encodeJson = (name: string, value: Header): string | InvalidHeader => {
   try {
@@ -151,20 +156,38 @@ const encodeJson = (name: string, value: Header): string | InvalidHeader => {
 const registeredHeaders = new Set(["alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit"])
 
 /**
- * Refuses what hsmkey would sign wrongly: `b64` (RFC 7797 unencoded payloads are not made here) and a
- * `crit` that is not a list of extension names present in the protected header (RFC 7515 §4.1.11).
+ * Refuses what hsmkey would sign wrongly: registered parameters of the wrong type, `b64` (RFC 7797
+ * unencoded payloads are not made here) and a `crit` that is not a list of distinct extension names present
+ * in the protected header (RFC 7515 §4.1.11).
  */
 const checkProtected = (header: Header): InvalidHeader | undefined => {
+  const mistyped = Encoding.headerTypeProblem(header, "jws")
+  if (mistyped !== undefined) return new InvalidHeader({ detail: `protected header: ${mistyped}` })
   if (own(header, "b64")) return new InvalidHeader({ detail: "b64 (RFC 7797 unencoded payload) is not supported" })
   if (!own(header, "crit")) return undefined
   const crit = header.crit
-  if (!Array.isArray(crit) || crit.length === 0 || !crit.every((name) => typeof name === "string")) {
+  if (!Encoding.isStringArray(crit) || crit.length === 0 || crit.some((name) => name === "")) {
     return new InvalidHeader({ detail: "crit must be a non-empty array of header names" })
   }
+  if (new Set(crit).size !== crit.length) return new InvalidHeader({ detail: "crit names a header parameter twice" })
   const wrong = crit.filter((name) => registeredHeaders.has(name) || !own(header, name))
   return wrong.length === 0 ? undefined : new InvalidHeader({
     detail: `crit names ${wrong.join(", ")}: each must be an extension present in the protected header`
   })
+}
+
+// What a JavaScript caller can hand over as options beyond their type: refused, never read as a default.
+const optionsProblem = (options: unknown): InvalidOptions | undefined => {
+  if (!Predicate.isRecord(options)) {
+    return new InvalidOptions({ detail: `signature options must be an object, not ${Encoding.kindOf(options)}` })
+  }
+  if (options.alg !== undefined && typeof options.alg !== "string") {
+    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Encoding.kindOf(options.alg)}` })
+  }
+  if (options.kid !== undefined && typeof options.kid !== "boolean") {
+    return new InvalidOptions({ detail: `kid must be a boolean, not ${Encoding.kindOf(options.kid)}` })
+  }
+  return undefined
 }
 
 interface Prepared {
@@ -195,7 +218,11 @@ const defaultHeader = (key: SigningKey, alg: Algorithms.Algorithm): string => {
  * code, for it runs once per signature.
  */
 const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignError => {
-  const alg = Policy.algorithmFor(key, options.alg ?? key.alg)
+  const refused = optionsProblem(options)
+  if (refused !== undefined) return refused
+  const name: unknown = options.alg ?? key.alg
+  if (typeof name !== "string") return new InvalidOptions({ detail: "the key has no algorithm: pass alg" })
+  const alg = Policy.algorithmFor(key, name)
   if (typeof alg !== "string") return alg
   const given = options.protectedHeader
   const unprotected = options.unprotectedHeader
@@ -206,9 +233,12 @@ const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignErr
   if (!isHeader(unprotected)) return new InvalidHeader({ detail: "unprotectedHeader must be a JSON object" })
   const protectedHeader = given ?? {}
   const unprotectedHeader = unprotected ?? {}
+  const notJson = notJsonHeader("protectedHeader", protectedHeader) ??
+    notJsonHeader("unprotectedHeader", unprotectedHeader)
+  if (notJson !== undefined) return notJson
   if (own(protectedHeader, "alg") && protectedHeader.alg !== alg) {
     return new InvalidHeader({
-      detail: `protectedHeader.alg is ${String(protectedHeader.alg)}, but the signature is ${alg}`
+      detail: `protectedHeader.alg is ${Encoding.nameOf(protectedHeader.alg)}, but the signature is ${alg}`
     })
   }
   const shared = Object.keys(unprotectedHeader).filter((name) => own(protectedHeader, name) || name === "alg")
@@ -220,6 +250,8 @@ const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignErr
   if (own(unprotectedHeader, "crit") || own(unprotectedHeader, "b64")) {
     return new InvalidHeader({ detail: "crit and b64 belong in the protected header (RFC 7515 §4.1.11)" })
   }
+  const mistyped = Encoding.headerTypeProblem(unprotectedHeader, "jws")
+  if (mistyped !== undefined) return new InvalidHeader({ detail: `unprotected header: ${mistyped}` })
   const wrong = checkProtected(protectedHeader)
   if (wrong !== undefined) return wrong
   // A kid the caller put in the unprotected header is the one they chose.
@@ -267,7 +299,7 @@ export const sign = (
   options: SignatureOptions = {}
 ): Effect.Effect<string, SignError, SessionPool> =>
   Tracing.spanned("Jws.sign", () => ({ attributes: { "hsm.kid": key.kid }, captureStackTrace: false }), (fiber) => {
-    if (options.unprotectedHeader !== undefined) {
+    if (Encoding.isOptions(options) && options.unprotectedHeader !== undefined) {
       return Effect.fail(new InvalidHeader({ detail: "a compact JWS has no unprotected header" }))
     }
     const prepared = prepare(key, options)
@@ -390,6 +422,13 @@ export const signMany = (
   options: SignatureOptions & { readonly concurrency?: number | undefined } = {}
 ): Effect.Effect<ReadonlyArray<string>, SignError, SessionPool> =>
   Effect.gen(function*() {
+    const refused = optionsProblem(options)
+    if (refused !== undefined) return yield* refused
+    if (typeof payloads === "string" || !Predicate.isIterable(payloads)) {
+      return yield* new InvalidOptions({
+        detail: `payloads must be an iterable of payloads, not ${Encoding.kindOf(payloads)}`
+      })
+    }
     const items = Array.from(payloads)
     const concurrency = options.concurrency
     if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
@@ -467,27 +506,34 @@ const verifyOutsideJose = <E, R>(
     return yield* signatureFailed
   })
 
+const notJws = new VerificationFailed({ code: "ERR_JWS_INVALID", detail: "a JWS is a string or a JSON object" })
+
 const verifyWithJose = (
   jws: string | FlattenedJws | GeneralJws,
   key: NonNullable<Verification.Resolved["jose"]>,
   options: jose.VerifyOptions
 ): Effect.Effect<Verified, VerificationFailed> =>
-  Verification.viaJose(async (): Promise<Verified> => {
-    if (typeof jws === "string") {
-      const { payload, protectedHeader } = typeof key === "function"
-        ? await jose.compactVerify(jws, key, options)
-        : await jose.compactVerify(jws, key, options)
-      return { payload, protectedHeader }
-    }
-    const { payload, protectedHeader, unprotectedHeader } = "signatures" in jws
-      ? typeof key === "function"
-        ? await jose.generalVerify(jws, key, options)
-        : await jose.generalVerify(jws, key, options)
-      : typeof key === "function"
-      ? await jose.flattenedVerify(jws, key, options)
-      : await jose.flattenedVerify(jws, key, options)
-    return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
-  })
+  typeof jws !== "string" && (typeof jws !== "object" || jws === null)
+    ? Effect.fail(notJws)
+    : Verification.viaJose(async (): Promise<Verified> => {
+      if (typeof jws === "string") {
+        const { payload, protectedHeader } = typeof key === "function"
+          ? await jose.compactVerify(jws, key, options)
+          : await jose.compactVerify(jws, key, options)
+        return { payload, protectedHeader }
+      }
+      const { payload, protectedHeader, unprotectedHeader } = "signatures" in jws
+        ? typeof key === "function"
+          ? await jose.generalVerify(jws, key, options)
+          : await jose.generalVerify(jws, key, options)
+        : typeof key === "function"
+        ? await jose.flattenedVerify(jws, key, options)
+        : await jose.flattenedVerify(jws, key, options)
+      return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
+    }).pipe(Effect.flatMap((verified) => {
+      const duplicate = Verification.duplicateCrit(verified.protectedHeader)
+      return duplicate === undefined ? Effect.succeed(verified) : Effect.fail(duplicate)
+    }))
 
 /**
  * Verifies a compact, flattened or general JWS. A general JWS verifies when one of its signatures does
@@ -498,6 +544,9 @@ const verifyWithJose = (
  * token. An `HsmJwk` accepts its own `alg` only, unless `options.algorithms` lists others, and one for
  * encryption is refused (`ERR_JWK_INVALID`). With an `HsmSecretKey` the MAC is checked inside the
  * token (`C_Verify`), in a session of its token.
+ *
+ * Whatever is wrong with the JWS is `VerificationFailed`; options that are not jose's verify options
+ * (`algorithms` not a list of names, `crit` not names to booleans) are `InvalidOptions`.
  *
  * @since 0.1.0
  * @category verification
@@ -510,17 +559,17 @@ export function verify(
   jws: string | FlattenedJws | GeneralJws,
   key: VerificationKey,
   options?: jose.VerifyOptions
-): Effect.Effect<Verified, VerificationFailed>
+): Effect.Effect<Verified, VerificationFailed | InvalidOptions>
 export function verify(
   jws: string | FlattenedJws | GeneralJws,
   key: VerificationKey | HsmSecret.HsmSecretKey,
   options?: jose.VerifyOptions
-): Effect.Effect<Verified, VerificationFailed | VerifyInTokenError, SessionPool>
+): Effect.Effect<Verified, VerificationFailed | InvalidOptions | VerifyInTokenError, SessionPool>
 export function verify(
   jws: string | FlattenedJws | GeneralJws,
   key: VerificationKey | HsmSecret.HsmSecretKey,
   options?: jose.VerifyOptions
-): Effect.Effect<Verified, VerificationFailed | VerifyInTokenError, SessionPool> {
+): Effect.Effect<Verified, VerificationFailed | InvalidOptions | VerifyInTokenError, SessionPool> {
   if (HsmSecret.isHsmSecretKey(key)) {
     return verifyOutsideJose(jws, ({ alg }, input, signature) =>
       alg !== key.alg
@@ -529,6 +578,8 @@ export function verify(
       .pipe(Tracing.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
   }
   return Effect.gen(function*() {
+    const refused = Verification.optionsProblem(options)
+    if (refused !== undefined) return yield* refused
     const resolved = yield* Verification.resolve(key, options?.algorithms)
     const joseOptions: jose.VerifyOptions = {
       ...options,

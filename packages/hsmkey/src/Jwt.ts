@@ -12,10 +12,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as jose from "jose"
 import type { SigningKey } from "./Algorithm.js"
-import { InvalidClaims, VerificationFailed } from "./HsmError.js"
+import { InvalidClaims, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
 import * as Encoding from "./internal/encoding.js"
 import * as Tracing from "./internal/tracing.js"
 import * as Verification from "./internal/verification.js"
@@ -115,10 +116,44 @@ const stringOption = (name: string, value: unknown): InvalidClaims | undefined =
     ? undefined
     : new InvalidClaims({ detail: `${name} must be a string` })
 
+const isAudience = (u: unknown): u is string | ReadonlyArray<string> =>
+  typeof u === "string" || Encoding.isStringArray(u)
+
+/**
+ * Why the registered claims of a claims set do not have their types (RFC 7519 §4.1), or `undefined`: a
+ * token whose `exp` is text is one no verifier reads as its issuer meant.
+ */
+const registeredClaimsProblem = (claims: { readonly [key: string]: Json }): string | undefined => {
+  for (const name of ["iss", "sub", "jti"]) {
+    if (Object.hasOwn(claims, name) && typeof claims[name] !== "string") return `${name} must be a string`
+  }
+  if (Object.hasOwn(claims, "aud") && !isAudience(claims.aud)) return "aud must be a string or an array of strings"
+  for (const name of ["exp", "nbf", "iat"]) {
+    if (Object.hasOwn(claims, name) && typeof claims[name] !== "number") {
+      return `${name} must be a NumericDate (seconds since the epoch)`
+    }
+  }
+  return undefined
+}
+
+const decodeClaims = (claims: unknown): { readonly [key: string]: Json } | InvalidClaims => {
+  const problem = Encoding.jsonProblem(claims)
+  if (problem !== undefined) return new InvalidClaims({ detail: `the claims are not JSON: they hold ${problem}` })
+  const decoded = Schema.decodeUnknownEither(Claims)(claims)
+  if (Either.isLeft(decoded)) {
+    return new InvalidClaims({ detail: ParseResult.TreeFormatter.formatErrorSync(decoded.left) })
+  }
+  const wrong = registeredClaimsProblem(decoded.right)
+  return wrong === undefined ? decoded.right : new InvalidClaims({ detail: wrong })
+}
+
 /**
  * Signs claims into a compact JWT, inside the token, in the session in context or one borrowed from the
- * `SessionPool` in context. Claims that are not a JSON object fail with `InvalidClaims` before anything
- * is signed.
+ * `SessionPool` in context. Claims that are not a JSON object of JSON values (a cycle, `NaN`, a member
+ * named `__proto__`, nesting deeper than 100 levels), registered claims of the wrong type (`iss: 5`,
+ * `exp: "tomorrow"`, `audience: [5]`) and durations that are not finite and non-negative fail with
+ * `InvalidClaims` before anything is signed; options and a protected header that are not objects with
+ * `InvalidOptions` and `InvalidHeader`.
  *
  * @since 0.1.0
  * @category signing
@@ -129,16 +164,23 @@ export const sign = (
   options: SignOptions = {}
 ): Effect.Effect<string, InvalidClaims | Jws.SignError, SessionPool> =>
   Effect.gen(function*() {
-    const decoded = Schema.decodeUnknownEither(Claims)(claims)
-    if (Either.isLeft(decoded)) {
-      return yield* new InvalidClaims({ detail: ParseResult.TreeFormatter.formatErrorSync(decoded.left) })
+    if (!Encoding.isOptions(options)) {
+      return yield* new InvalidOptions({ detail: `JWT options must be an object, not ${Encoding.kindOf(options)}` })
     }
+    if (options.protectedHeader !== undefined && !Encoding.isPlainObject(options.protectedHeader)) {
+      return yield* new InvalidHeader({ detail: "protectedHeader must be a JSON object" })
+    }
+    const decoded = decodeClaims(claims)
+    if (decoded instanceof InvalidClaims) return yield* decoded
     for (const name of ["issuer", "subject", "jti", "typ"] as const) {
       const wrong = stringOption(name, options[name])
       if (wrong !== undefined) return yield* wrong
     }
+    if (options.audience !== undefined && !isAudience(options.audience)) {
+      return yield* new InvalidClaims({ detail: "audience must be a string or an array of strings" })
+    }
     const now = seconds(yield* Clock.currentTimeMillis)
-    const payload: Record<string, Json> = { ...decoded.right, iat: now }
+    const payload: Record<string, Json> = { ...decoded, iat: now }
     if (options.expiresIn !== undefined) {
       const expiresIn = durationSeconds("expiresIn", options.expiresIn)
       if (typeof expiresIn !== "number") return yield* expiresIn
@@ -173,6 +215,36 @@ export interface Verified {
   readonly protectedHeader: jose.JWTHeaderParameters
 }
 
+const isDuration = (u: unknown): boolean => typeof u === "string" || (typeof u === "number" && u >= 0 && u < Infinity)
+
+/**
+ * Why options of verifying a JWT are not jose's, or `undefined` when they are: a caller's mistake is
+ * `InvalidOptions`, never read by jose as a claim the token lacks. The text of a duration is jose's to read.
+ */
+const verifyOptionsProblem = (options: unknown): InvalidOptions | undefined => {
+  const refused = Verification.optionsProblem(options)
+  if (refused !== undefined || !Predicate.isRecord(options)) return refused
+  for (const name of ["issuer", "audience"]) {
+    if (options[name] !== undefined && !isAudience(options[name])) {
+      return new InvalidOptions({ detail: `${name} must be a string or an array of strings` })
+    }
+  }
+  for (const name of ["subject", "typ"]) {
+    if (options[name] !== undefined && typeof options[name] !== "string") {
+      return new InvalidOptions({ detail: `${name} must be a string` })
+    }
+  }
+  if (options.requiredClaims !== undefined && !Encoding.isStringArray(options.requiredClaims)) {
+    return new InvalidOptions({ detail: "requiredClaims must be an array of claim names" })
+  }
+  for (const name of ["clockTolerance", "maxTokenAge"]) {
+    if (options[name] !== undefined && !isDuration(options[name])) {
+      return new InvalidOptions({ detail: `${name} must be a time span or a finite, non-negative number of seconds` })
+    }
+  }
+  return undefined
+}
+
 const algOf = (jwt: string): unknown => {
   try {
     return jose.decodeProtectedHeader(jwt).alg
@@ -187,7 +259,8 @@ const algOf = (jwt: string): unknown => {
  * `options.algorithms` lists others.
  *
  * An Ed448 key fails with `VerificationFailed` (`ERR_JOSE_NOT_SUPPORTED`): jose, which checks the
- * claims, has no Ed448. Verify such a token with `Jws.verify`, then check its claims.
+ * claims, has no Ed448. Verify such a token with `Jws.verify`, then check its claims. Options that are not
+ * jose's JWT verify options (`audience: 5`, `algorithms: "ES256"`) are `InvalidOptions`.
  *
  * @since 0.1.0
  * @category verification
@@ -196,8 +269,10 @@ export const verify = (
   jwt: string,
   key: Jws.VerificationKey,
   options: Omit<jose.JWTVerifyOptions, "currentDate"> = {}
-): Effect.Effect<Verified, VerificationFailed> =>
+): Effect.Effect<Verified, VerificationFailed | InvalidOptions> =>
   Effect.gen(function*() {
+    const refused = verifyOptionsProblem(options)
+    if (refused !== undefined) return yield* refused
     const resolved = yield* Verification.resolve(key, options.algorithms)
     const ed448 = new VerificationFailed({
       code: "ERR_JOSE_NOT_SUPPORTED",
@@ -217,6 +292,10 @@ export const verify = (
         : await jose.jwtVerify(jwt, joseKey, joseOptions)
       return { payload, protectedHeader }
     }).pipe(
+      Effect.flatMap((verified) => {
+        const duplicate = Verification.duplicateCrit(verified.protectedHeader)
+        return duplicate === undefined ? Effect.succeed(verified) : Effect.fail(duplicate)
+      }),
       Effect.mapError((error) =>
         error.code === "ERR_JWKS_NO_MATCHING_KEY" && resolved.ed448.length > 0 && algOf(jwt) === "EdDSA" ? ed448 : error
       )

@@ -32,8 +32,8 @@ const decodeHeader = (encoded: unknown): { readonly [name: string]: unknown } =>
   }
   if (!Predicate.isRecord(header)) throw invalid("the protected header is not a JSON object")
   // RFC 7515 §4.1.11: an extension this verifier does not implement must be rejected.
-  if (header.crit !== undefined) throw invalid("\"crit\" extensions are not supported")
-  if (header.b64 !== undefined) throw invalid("unencoded payloads (\"b64\") are not supported")
+  if (Object.hasOwn(header, "crit")) throw invalid("\"crit\" extensions are not supported")
+  if (Object.hasOwn(header, "b64")) throw invalid("unencoded payloads (\"b64\") are not supported")
   return header
 }
 
@@ -54,7 +54,7 @@ const parseSignature = (entry: unknown): ParsedSignature => {
     // RFC 7515 §7.2.1: the headers are disjoint, and crit belongs in the protected one.
     const shared = Object.keys(unprotectedHeader).filter((name) => Object.hasOwn(header, name))
     if (shared.length > 0) throw invalid(`${shared.join(", ")} in both the protected and the unprotected header`)
-    if (unprotectedHeader.crit !== undefined || unprotectedHeader.b64 !== undefined) {
+    if (Object.hasOwn(unprotectedHeader, "crit") || Object.hasOwn(unprotectedHeader, "b64")) {
       throw invalid("\"crit\" and \"b64\" belong in the protected header")
     }
   }

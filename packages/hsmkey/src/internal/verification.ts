@@ -2,8 +2,9 @@ import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
-import { VerificationFailed } from "../HsmError.js"
+import { InvalidOptions, VerificationFailed } from "../HsmError.js"
 import * as HsmJwk from "../HsmJwk.js"
+import * as Encoding from "./encoding.js"
 
 /** What `Jws.verify` and `Jwt.verify` take as a key. */
 export type VerificationKey =
@@ -38,11 +39,24 @@ const isJwks = (key: unknown): key is jose.JSONWebKeySet =>
 const isEd448Jwk = (jwk: unknown): jwk is jose.JWK =>
   Predicate.isRecord(jwk) && jwk.kty === "OKP" && jwk.crv === "Ed448"
 
-// A JWK set's key takes part only if its `use`, `key_ops` and `alg` allow verifying EdDSA signatures.
+// A JWK set's key takes part only if its `use`, `key_ops` and `alg` allow verifying EdDSA signatures, read
+// as jose reads them for the other keys of a set.
 const verifiesSignatures = (jwk: jose.JWK) =>
   (jwk.use === undefined || jwk.use === "sig") &&
-  (jwk.key_ops === undefined || jwk.key_ops.includes("verify")) &&
+  (jwk.key_ops === undefined || (Array.isArray(jwk.key_ops) && jwk.key_ops.includes("verify"))) &&
   (jwk.alg === undefined || jwk.alg === "EdDSA")
+
+const malformedSet = (detail: string) => new VerificationFailed({ code: "ERR_JWKS_INVALID", detail })
+
+// jose's createLocalJWKSet throws on a set it cannot read (an entry that is not a JSON object, a value
+// structuredClone refuses): a caller's set, so its own failure, never a defect.
+const localSet = (
+  keys: Array<jose.JWK>
+): Effect.Effect<ReturnType<typeof jose.createLocalJWKSet>, VerificationFailed> =>
+  Effect.try({
+    try: () => jose.createLocalJWKSet({ keys }),
+    catch: (error) => malformedSet(error instanceof Error ? error.message : String(error))
+  })
 
 const importEd448 = (jwk: jose.JWK): Effect.Effect<Crypto.KeyObject, VerificationFailed> =>
   Effect.try({
@@ -72,12 +86,16 @@ export const resolve = (
         : { ed448: [], jose: key.publicKey, algorithms: pinned }
     }
     if (isJwks(key)) {
+      const notJwk = key.keys.findIndex((jwk) => !Encoding.isPlainObject(jwk))
+      if (notJwk >= 0) {
+        return yield* malformedSet(`key ${notJwk} of the JWK set is ${Encoding.kindOf(key.keys[notJwk])}, not a JWK`)
+      }
       const ed448 = yield* Effect.forEach(
         key.keys.filter((jwk) => isEd448Jwk(jwk) && verifiesSignatures(jwk)),
         (jwk) => Effect.map(importEd448(jwk), (imported): Ed448Key => ({ key: imported, kid: jwk.kid, fromSet: true }))
       )
       const others = key.keys.filter((jwk) => !isEd448Jwk(jwk))
-      const set = others.length > 0 || ed448.length === 0 ? jose.createLocalJWKSet({ keys: others }) : undefined
+      const set = others.length > 0 || ed448.length === 0 ? yield* localSet(others) : undefined
       return { ed448, jose: set, algorithms }
     }
     if (isEd448Jwk(key)) {
@@ -107,6 +125,34 @@ export const ed448Verifies = (
     Crypto.verify(null, input, candidate.key, signature)
   )
 }
+
+/**
+ * Why options of a verification are not what jose takes, or `undefined` when they are: checked before
+ * jose, whose `TypeError` would read as a bad signature, or whose lookups would run on what is not a list.
+ */
+export const optionsProblem = (options: unknown): InvalidOptions | undefined => {
+  if (options === undefined) return undefined
+  if (!Predicate.isRecord(options)) {
+    return new InvalidOptions({ detail: `verification options must be an object, not ${Encoding.kindOf(options)}` })
+  }
+  if (options.algorithms !== undefined && !Encoding.isStringArray(options.algorithms)) {
+    return new InvalidOptions({ detail: "algorithms must be an array of algorithm names" })
+  }
+  const crit = options.crit
+  if (crit !== undefined && !(Encoding.isPlainObject(crit) && Object.values(crit).every(Predicate.isBoolean))) {
+    return new InvalidOptions({ detail: "crit must be an object of extension names to booleans" })
+  }
+  return undefined
+}
+
+/**
+ * A verified protected header whose `crit` names an extension twice (RFC 7515 §4.1.11: a list of names,
+ * each the name of one parameter), which jose accepts when it verifies.
+ */
+export const duplicateCrit = (header: { readonly crit?: unknown }): VerificationFailed | undefined =>
+  Array.isArray(header.crit) && new Set(header.crit).size !== header.crit.length
+    ? new VerificationFailed({ code: "ERR_JWS_INVALID", detail: "\"crit\" names a header parameter twice" })
+    : undefined
 
 /**
  * Runs a jose verification, its failures typed.

@@ -117,8 +117,8 @@ export interface DecryptOptions {
  * alike; the others say what the caller or the token must change: an algorithm not accepted or not
  * fitting the key (`UnsupportedAlgorithm`, `AlgorithmMismatch`), a header hsmkey does not process
  * (`InvalidHeader`), a token without the OAEP variant (`MechanismUnsupported`), the key gone from the token
- * (`KeyNotFound`, `KeyAmbiguous`), no session (`AcquireError`), a pool on another token (`InvalidOptions`),
- * and the token's own failures that no ciphertext causes (a lost session, login or token).
+ * (`KeyNotFound`, `KeyAmbiguous`), no session (`AcquireError`), options that are not lists of names or a
+ * pool on another token (`InvalidOptions`), and the token's own failures that no ciphertext causes (a lost session, login or token).
  *
  * @since 0.1.0
  * @category models
@@ -151,6 +151,23 @@ const contents: Record<ContentEncryption, Content> = {
 }
 
 const failed = new DecryptionFailed()
+
+const isContentEncryption = (enc: string): enc is ContentEncryption => Object.hasOwn(contents, enc)
+
+// Options a JavaScript caller can hand over beyond their type: refused, never read as a default.
+const decryptOptionsProblem = (options: unknown): InvalidOptions | undefined => {
+  if (!Encoding.isOptions(options)) {
+    return new InvalidOptions({ detail: `decryption options must be an object, not ${Encoding.kindOf(options)}` })
+  }
+  const { algorithms, contentEncryptionAlgorithms } = options as DecryptOptions
+  if (algorithms !== undefined && !Encoding.isStringArray(algorithms)) {
+    return new InvalidOptions({ detail: "algorithms must be an array of key management algorithm names" })
+  }
+  if (contentEncryptionAlgorithms !== undefined && !Encoding.isStringArray(contentEncryptionAlgorithms)) {
+    return new InvalidOptions({ detail: "contentEncryptionAlgorithms must be an array of content encryption names" })
+  }
+  return undefined
+}
 
 const bytes = (text: unknown): Uint8Array => {
   const decoded = Encoding.decodeBase64url(text)
@@ -206,15 +223,15 @@ const parse = (jwe: string | FlattenedJwe | GeneralJwe): Effect.Effect<Parsed, D
       const protectedText = jwe.protected ?? ""
       const protectedHeader = header(jwe.protected)
       const unprotectedHeader = objectOrEmpty(jwe.unprotected)
-      if (Object.keys(protectedHeader).some((name) => name in unprotectedHeader)) throw failed
+      if (Object.keys(protectedHeader).some((name) => Object.hasOwn(unprotectedHeader, name))) throw failed
       const shared = { ...protectedHeader, ...unprotectedHeader }
-      const entries: ReadonlyArray<unknown> = "recipients" in jwe && Array.isArray(jwe.recipients)
+      const entries: ReadonlyArray<unknown> = Array.isArray(jwe.recipients)
         ? jwe.recipients
         : [{ header: (jwe as FlattenedJwe).header, encrypted_key: (jwe as FlattenedJwe).encrypted_key }]
       const recipients = entries.map((entry) => {
         if (!Predicate.isRecord(entry)) throw failed
         const own = objectOrEmpty(entry.header)
-        if (Object.keys(own).some((name) => name in shared)) throw failed
+        if (Object.keys(own).some((name) => Object.hasOwn(shared, name))) throw failed
         return { header: own, encryptedKey: bytes(entry.encrypted_key ?? "") }
       })
       if (jwe.aad !== undefined) bytes(jwe.aad)
@@ -283,6 +300,8 @@ export const decrypt = (
   options: DecryptOptions = {}
 ): Effect.Effect<Decrypted, DecryptError, SessionPool> =>
   Effect.gen(function*() {
+    const refused = decryptOptionsProblem(options)
+    if (refused !== undefined) return yield* refused
     const parsed = yield* parse(jwe)
     const accepted = options.algorithms ?? ["RSA-OAEP", "RSA-OAEP-256"]
     const acceptedContent = options.contentEncryptionAlgorithms ?? Object.keys(contents) as Array<ContentEncryption>
@@ -295,10 +314,14 @@ export const decrypt = (
         // decrypt, those naming its kid first, and fail alike when none of them decrypts.
         const candidates = parsed.recipients
           .map((recipient) => ({ recipient, joint: { ...parsed.shared, ...recipient.header } }))
-          .filter(({ joint }) => (accepted as ReadonlyArray<string>).includes(String(joint.alg)))
+          .flatMap(({ joint, recipient }) =>
+            typeof joint.alg === "string" && (accepted as ReadonlyArray<string>).includes(joint.alg)
+              ? [{ recipient, joint, alg: joint.alg }]
+              : []
+          )
           .sort((a, b) => Number(b.joint.kid === key.kid) - Number(a.joint.kid === key.kid))
         if (candidates.length === 0) {
-          const alg = String({ ...parsed.shared, ...parsed.recipients[0]?.header }.alg)
+          const alg = Encoding.nameOf({ ...parsed.shared, ...parsed.recipients[0]?.header }.alg)
           return yield* new UnsupportedAlgorithm({
             alg: alg === "RSA1_5" ? "RSA1_5 (refused: RSAES-PKCS1-v1_5 invites padding oracles)" : alg
           })
@@ -306,19 +329,22 @@ export const decrypt = (
         // A recipient the token cannot decrypt for (SoftHSM2 and RSA-OAEP-256) gives way to the next one.
         let unsupported: MechanismUnsupported | undefined
         let attempted = false
-        for (const { joint, recipient } of candidates) {
-          if (joint.crit !== undefined) {
+        for (const { alg, joint, recipient } of candidates) {
+          if (Object.hasOwn(joint, "crit")) {
             return yield* new InvalidHeader({ detail: "\"crit\" extensions are not supported" })
           }
-          if (joint.zip !== undefined) {
+          if (Object.hasOwn(joint, "zip")) {
             return yield* new InvalidHeader({ detail: "compressed JWEs (\"zip\") are not supported" })
           }
-          const keyManagement = yield* Policy.checkKeyManagement(key, String(joint.alg))
-          const enc = String(joint.enc)
-          if (!(acceptedContent as ReadonlyArray<string>).includes(enc)) {
-            return yield* new UnsupportedAlgorithm({ alg: enc })
+          const keyManagement = yield* Policy.checkKeyManagement(key, alg)
+          const enc = joint.enc
+          if (
+            typeof enc !== "string" || !(acceptedContent as ReadonlyArray<string>).includes(enc) ||
+            !isContentEncryption(enc)
+          ) {
+            return yield* new UnsupportedAlgorithm({ alg: Encoding.nameOf(enc) })
           }
-          const content = contents[enc as ContentEncryption]
+          const content = contents[enc]
           const unwrapped = yield* unwrap(session, key, keyManagement, recipient.encryptedKey, content.keyBytes).pipe(
             Effect.map(Option.some),
             Effect.catchTag("MechanismUnsupported", (error) => {
@@ -415,9 +441,39 @@ export interface EncryptOptions {
   readonly protectedHeader?: Header | undefined
 }
 
+// What a JavaScript caller can hand over beyond the types: refused before jose reads it, or spreads a
+// string into a header.
+const encryptOptionsProblem = (plaintext: unknown, options: unknown): InvalidOptions | undefined => {
+  if (typeof plaintext !== "string" && !(plaintext instanceof Uint8Array)) {
+    return new InvalidOptions({
+      detail: `the plaintext must be a string or a Uint8Array, not ${Encoding.kindOf(plaintext)}`
+    })
+  }
+  if (!Encoding.isOptions(options)) {
+    return new InvalidOptions({ detail: `encryption options must be an object, not ${Encoding.kindOf(options)}` })
+  }
+  const { alg, enc, protectedHeader } = options as EncryptOptions
+  if (alg !== undefined && typeof alg !== "string") {
+    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Encoding.kindOf(alg)}` })
+  }
+  if (typeof enc !== "string") {
+    return new InvalidOptions({ detail: `enc must be a content encryption name, not ${Encoding.kindOf(enc)}` })
+  }
+  if (protectedHeader === undefined) return undefined
+  if (!Encoding.isPlainObject(protectedHeader)) {
+    return new InvalidOptions({ detail: "protectedHeader must be a JSON object" })
+  }
+  const notJson = Encoding.jsonProblem(protectedHeader)
+  if (notJson !== undefined) return new InvalidOptions({ detail: `protectedHeader is not JSON: it holds ${notJson}` })
+  const mistyped = Encoding.headerTypeProblem(protectedHeader, "jwe")
+  return mistyped === undefined ? undefined : new InvalidOptions({ detail: `protectedHeader: ${mistyped}` })
+}
+
 /**
  * Encrypts a plaintext to the public half of a decryption key, into a compact JWE (jose does it; no
- * token involved). The protected header carries `alg`, `enc` and the key's `kid`.
+ * token involved). The protected header carries `alg`, `enc` and the key's `kid`. A plaintext that is
+ * not text or bytes, options whose `alg` or `enc` is not a name, and a protected header that is not a JSON
+ * object with registered parameters of their types are `InvalidOptions`.
  *
  * @since 0.1.0
  * @category encryption
@@ -428,8 +484,10 @@ export const encrypt = (
   options: EncryptOptions
 ): Effect.Effect<string, UnsupportedAlgorithm | AlgorithmMismatch | InvalidOptions> =>
   Effect.gen(function*() {
+    const refused = encryptOptionsProblem(plaintext, options)
+    if (refused !== undefined) return yield* refused
     const alg = yield* Policy.checkKeyManagement(key, options.alg ?? key.alg)
-    if (!(options.enc in contents)) return yield* new UnsupportedAlgorithm({ alg: options.enc })
+    if (!isContentEncryption(options.enc)) return yield* new UnsupportedAlgorithm({ alg: options.enc })
     const data = typeof plaintext === "string" ? new TextEncoder().encode(plaintext) : plaintext
     return yield* Effect.tryPromise({
       try: () =>

@@ -93,15 +93,26 @@ export interface SignOptions extends Omit<Jws.SignatureOptions, "unprotectedHead
 
 const seconds = (millis: number) => Math.floor(millis / 1000)
 
+// Duration.decode reads NaN and negative amounts as zero: a number, a bigint of nanoseconds, each part of
+// a [seconds, nanoseconds] pair, or text.
+const nonNegative = (input: unknown): boolean =>
+  typeof input === "number"
+    ? input >= 0
+    : typeof input === "bigint"
+    ? input >= 0n
+    : typeof input === "string"
+    ? !input.trim().startsWith("-")
+    : Array.isArray(input)
+    ? input.every((part) => typeof part === "number" && part >= 0)
+    : true
+
 /**
  * Whole seconds of a duration option, or why it is none: `Duration.decode` throws on text it cannot read,
  * and an infinite or NaN duration would sign `"exp": null` or `exp == iat`.
  */
 const durationSeconds = (name: string, input: Duration.DurationInput): number | InvalidClaims => {
   const detail = `${name} must be a finite, non-negative duration`
-  // Duration.decode reads NaN and negative amounts as zero.
-  if (typeof input === "number" && !(input >= 0)) return new InvalidClaims({ detail })
-  if (typeof input === "string" && input.trim().startsWith("-")) return new InvalidClaims({ detail })
+  if (!nonNegative(input)) return new InvalidClaims({ detail })
   try {
     const millis = Duration.toMillis(Duration.decode(input))
     return Number.isFinite(millis) && millis >= 0 ? seconds(millis) : new InvalidClaims({ detail })

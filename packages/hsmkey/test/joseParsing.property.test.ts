@@ -719,7 +719,7 @@ describe("algorithm names in options", () => {
 
 describe("counterexamples found by the properties", () => {
   it("expiresIn [-5e-324, 0]: a [seconds, nanos] pair or a bigint with a negative part is InvalidClaims, not exp == iat", async () => {
-    for (const input of [[-5e-324, 0], [-5, 0], [0, -5e9], -5n, [5, Number.NaN], [1e300, 0]]) {
+    for (const input of [[-5e-324, 0], [0, -1], [-5, 0], [0, -5e9], -5n, [5, Number.NaN], [1e300, 0]]) {
       for (const options of [{ expiresIn: input }, { notBefore: input }]) {
         const result = await outcome(Jwt.sign({}, keys.ec, options as never))
         assert.strictEqual(failureTag(result, ["InvalidClaims"]), "InvalidClaims", show(options))
@@ -728,6 +728,20 @@ describe("counterexamples found by the properties", () => {
     const jwt = valueOf<string>(await outcome(Jwt.sign({}, keys.ec, { expiresIn: [90, 5e8] })))
     const claims = jose.decodeJwt(jwt)
     assert.strictEqual(claims.exp, (claims.iat as number) + 90)
+  })
+
+  it("Jwt.verify { algorithms: 5n } and Jws.verify { algorithms: \"RS256\" }: InvalidOptions (a TypeError, a mismatch)", async () => {
+    const jwt = valueOf<string>(await outcome(Jwt.sign({}, keys.ec)))
+    for (const options of [{ algorithms: 5n }, { algorithms: "RS256" }]) {
+      assert.strictEqual(
+        failureTag(await outcome(Jwt.verify(jwt, keys.ec, options as never)), ["InvalidOptions"]),
+        "InvalidOptions"
+      )
+      assert.strictEqual(
+        failureTag(await outcome(Jws.verify(jwt, keys.ec, options as never)), ["InvalidOptions"]),
+        "InvalidOptions"
+      )
+    }
   })
 
   it("JWE recipient header {\"__proto__\": []}: a parameter no other header has decrypts (`in` saw the prototype)", async () => {

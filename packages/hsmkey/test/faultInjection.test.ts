@@ -1,0 +1,302 @@
+/**
+ * The fault-injection suite: a steady signing load over a pool of 4 on the emulator while one fault at a
+ * time is injected. For each scenario: every request ends (signed, or a typed failure) within its
+ * deadline, transient faults cost no request, the service recovers by itself, and once the pool closes
+ * the token has no session open and is logged out. Figures (requests by outcome and tag, logins, the
+ * most sessions open at once) are asserted per scenario and quoted in the README's Reliability section.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+import { Data, Duration, Effect, Exit, Fiber, Redacted, Schedule } from "effect"
+import { HsmJwk, Jws, SessionPool } from "hsmkey"
+
+const { CKR } = Constants
+
+const userPin = Redacted.make("faults-user-4711")
+const DEADLINE_MILLIS = 1000
+// A request that ends later than its deadline by more than this (timers, GC) breaks the deadline.
+const SLACK_MILLIS = 250
+const CALLERS = 16
+
+class DeadlineExceeded extends Data.TaggedError("DeadlineExceeded") {}
+
+type Phase = "steady" | "fault" | "recovered"
+
+interface Outcome {
+  readonly start: number
+  readonly end: number
+  readonly tag: string
+}
+
+interface Scenario {
+  readonly name: string
+  readonly inject: (control: MemoryPkcs11.Control.Service) => Effect.Effect<void>
+  /** Requests by tag while the fault lasts; `"ok"` for signed ones. Tags not listed must not occur. */
+  readonly failures: Readonly<Record<string, number | "some">>
+  readonly logins: number
+  /** How long the fault phase lasts (default 400 ms). */
+  readonly faultMillis?: number
+}
+
+const failNext = (method: MemoryPkcs11.Method, code: number, times = 5) => (control: MemoryPkcs11.Control.Service) =>
+  control.failNext({ method, code, times })
+
+const scenarios: ReadonlyArray<Scenario> = [
+  {
+    name: "5 × CKR_SESSION_HANDLE_INVALID on C_Sign",
+    inject: failNext("C_Sign", CKR.SESSION_HANDLE_INVALID),
+    failures: {},
+    logins: 1
+  },
+  { name: "5 × CKR_SESSION_CLOSED on C_Sign", inject: failNext("C_Sign", CKR.SESSION_CLOSED), failures: {}, logins: 1 },
+  { name: "5 × CKR_DEVICE_REMOVED on C_Sign", inject: failNext("C_Sign", CKR.DEVICE_REMOVED), failures: {}, logins: 1 },
+  {
+    name: "5 × CKR_TOKEN_NOT_PRESENT on C_Sign",
+    inject: failNext("C_Sign", CKR.TOKEN_NOT_PRESENT),
+    failures: {},
+    logins: 1
+  },
+  {
+    name: "5 × CKR_USER_NOT_LOGGED_IN on C_Sign",
+    inject: failNext("C_Sign", CKR.USER_NOT_LOGGED_IN),
+    failures: {},
+    logins: 1
+  },
+  {
+    name: "the token loses its login",
+    inject: (control) => control.forceLogout("faults"),
+    failures: {},
+    logins: 2
+  },
+  {
+    name: "sessions die and 3 × CKR_DEVICE_REMOVED on C_OpenSession",
+    inject: (control) =>
+      Effect.zipRight(
+        control.failNext({ method: "C_OpenSession", code: CKR.DEVICE_REMOVED, times: 3 }),
+        control.failNext({ method: "C_Sign", code: CKR.SESSION_HANDLE_INVALID, times: 8 })
+      ),
+    failures: {},
+    logins: 1
+  },
+  {
+    name: "the token removed for 100 ms and put back in a new slot",
+    inject: (control) =>
+      Effect.gen(function*() {
+        yield* control.removeToken("faults")
+        yield* Effect.sleep("100 millis")
+        yield* control.insertToken("faults")
+      }),
+    // Requests made while it is out find it gone, as they should: retries do not wait for it.
+    failures: { TokenNotPresent: "some" },
+    logins: 2
+  },
+  {
+    name: "5 × CKR_GENERAL_ERROR on C_Sign",
+    inject: failNext("C_Sign", CKR.GENERAL_ERROR),
+    // Not transient: each costs its request, with the token's answer.
+    failures: { Pkcs11Error: 5 },
+    logins: 1
+  },
+  {
+    name: "5 × CKR_DEVICE_MEMORY on C_Sign",
+    inject: failNext("C_Sign", CKR.DEVICE_MEMORY),
+    failures: { Pkcs11Error: 5 },
+    logins: 1
+  },
+  {
+    name: "40 slow C_Sign calls (+50 ms each)",
+    inject: (control) => control.delayNext({ method: "C_Sign", duration: "50 millis", times: 40 }),
+    failures: {},
+    logins: 1
+  },
+  {
+    name: "a C_Sign stuck for 2.5 s, past its caller's deadline",
+    inject: (control) => control.delayNext({ method: "C_Sign", duration: "2500 millis" }),
+    // Its caller stops waiting at the deadline; the other lanes sign on.
+    failures: { DeadlineExceeded: 1 },
+    logins: 1,
+    faultMillis: 3000
+  }
+]
+
+const emulator = MemoryPkcs11.layer({ tokens: [{ label: "faults", userPin }] })
+
+interface Run {
+  readonly outcomes: ReadonlyArray<Outcome>
+  /** When the fault was injected, and when the fault phase ended. */
+  readonly injected: number
+  readonly recovering: number
+  readonly logins: number
+  readonly peakSessions: number
+  readonly openAfter: number
+  readonly loggedInAfter: string | undefined
+  readonly statsBeforeClose: SessionPool.Stats
+}
+
+const runScenario = (scenario: Scenario): Effect.Effect<Run, unknown, MemoryPkcs11.Control | Pkcs11.Pkcs11> =>
+  Effect.gen(function*() {
+    const control = yield* MemoryPkcs11.Control
+    const outcomes: Array<Outcome> = []
+    let injected = Infinity
+    let recovering = Infinity
+    let running = true
+    const statsBeforeClose = yield* Effect.scoped(Effect.gen(function*() {
+      const pool = yield* SessionPool.make({ tokenLabel: "faults", userPin, maxSessions: 4 })
+      const key = yield* Effect.provideService(
+        HsmJwk.generate({ type: "Ed25519", label: "fault-key" }),
+        SessionPool.SessionPool,
+        pool
+      )
+      yield* control.resetPeak("faults")
+      const request = (n: number) =>
+        Effect.gen(function*() {
+          const start = performance.now()
+          const payload = `request ${n}`
+          const exit = yield* Effect.exit(
+            Effect.provideService(Jws.sign(payload, key), SessionPool.SessionPool, pool).pipe(
+              Effect.timeoutFail({ duration: DEADLINE_MILLIS, onTimeout: () => new DeadlineExceeded() })
+            )
+          )
+          const end = performance.now()
+          if (Exit.isSuccess(exit)) {
+            const verified = yield* Effect.exit(Jws.verify(exit.value, key))
+            const good = Exit.isSuccess(verified) && new TextDecoder().decode(verified.value.payload) === payload
+            outcomes.push({ start, end, tag: good ? "ok" : "wrong signature" })
+          } else {
+            const failure = exit.cause._tag === "Fail" ? exit.cause.error._tag : `defect: ${exit.cause._tag}`
+            outcomes.push({ start, end, tag: failure })
+            // As a client does: a token that is gone fails each request in microseconds, on the event
+            // loop's thread (slot lookups are synchronous calls), and callers that ask again at once
+            // would starve every timer of the process.
+            yield* Effect.sleep("5 millis")
+          }
+        })
+      const load = yield* Effect.fork(Effect.forEach(
+        Array.from({ length: CALLERS }, (_, caller) => caller),
+        (caller) =>
+          Effect.gen(function*() {
+            for (let n = 0; running; n++) yield* request(caller * 1_000_000 + n)
+          }),
+        { concurrency: "unbounded", discard: true }
+      ))
+      yield* Effect.sleep("300 millis")
+      injected = performance.now()
+      yield* scenario.inject(control)
+      yield* Effect.sleep(scenario.faultMillis ?? 400)
+      recovering = performance.now()
+      yield* Effect.sleep("300 millis")
+      running = false
+      yield* Fiber.join(load)
+      return yield* pool.stats
+    }))
+    const after = yield* control.stats("faults")
+    return {
+      outcomes,
+      injected,
+      recovering,
+      logins: after.loginCalls,
+      peakSessions: after.peakSessions,
+      openAfter: after.openSessions,
+      loggedInAfter: after.loggedIn,
+      statsBeforeClose
+    }
+  })
+
+const countByTag = (outcomes: ReadonlyArray<Outcome>): Record<string, number> => {
+  const counts: Record<string, number> = {}
+  for (const outcome of outcomes) counts[outcome.tag] = (counts[outcome.tag] ?? 0) + 1
+  return counts
+}
+
+describe("fault injection under a steady signing load (emulator, pool of 4, 16 callers)", () => {
+  for (const scenario of scenarios) {
+    it.live(scenario.name, () =>
+      Effect.gen(function*() {
+        const run = yield* runScenario(scenario)
+        const byTag = countByTag(run.outcomes)
+        const figures = JSON.stringify({ byTag, logins: run.logins, peak: run.peakSessions })
+        console.log(`fault injection, ${scenario.name}: ${figures}`)
+        // Every request ended within its deadline, signed or with a typed failure.
+        const late = run.outcomes.filter((o) => o.end - o.start > DEADLINE_MILLIS + SLACK_MILLIS)
+        assert.deepStrictEqual(late, [], figures)
+        assert.notInclude(Object.keys(byTag).join(" "), "defect", figures)
+        assert.notInclude(Object.keys(byTag).join(" "), "wrong signature", figures)
+        // The load ran in every phase, and the service recovered by itself.
+        // Requests that ended before the fault, that overlapped it, and that started after it ended.
+        const phaseOf = (o: Outcome): Phase =>
+          o.end < run.injected ? "steady" : o.start > run.recovering ? "recovered" : "fault"
+        for (const phase of ["steady", "fault", "recovered"] as const) {
+          const inPhase = run.outcomes.filter((o) => phaseOf(o) === phase)
+          assert.isAbove(inPhase.length, 20, `${phase}: ${figures}`)
+          if (phase !== "fault") assert.isTrue(inPhase.every((o) => o.tag === "ok"), `${phase}: ${figures}`)
+        }
+        const failed = Object.fromEntries(Object.entries(byTag).filter(([tag]) => tag !== "ok"))
+        for (const [tag, expected] of Object.entries(scenario.failures)) {
+          if (expected === "some") assert.isAbove(failed[tag] ?? 0, 0, figures)
+          else assert.strictEqual(failed[tag], expected, figures)
+        }
+        assert.deepStrictEqual(Object.keys(failed).sort(), Object.keys(scenario.failures).sort(), figures)
+        assert.strictEqual(run.logins, scenario.logins, figures)
+        // Nothing leaked: the bound held, and the closed pool left no session and no login behind.
+        assert.isAtMost(run.peakSessions, 5, figures)
+        assert.deepStrictEqual(
+          { leased: run.statsBeforeClose.leased, waiting: run.statsBeforeClose.waiting },
+          { leased: 0, waiting: 0 }
+        )
+        assert.strictEqual(run.openAfter, 0, figures)
+        assert.strictEqual(run.loggedInAfter, undefined, figures)
+      }).pipe(Effect.provide(emulator)), 30_000)
+  }
+})
+
+describe("retries and the caller's deadline", () => {
+  it.live("a fault that lasts is retried until the caller stops waiting, and not after", () =>
+    Effect.gen(function*() {
+      const inner = yield* Pkcs11.Pkcs11
+      const control = yield* MemoryPkcs11.Control
+      let signCalls = 0
+      const counted: Pkcs11.Pkcs11.Service = {
+        ...inner,
+        sign: (...args) =>
+          Effect.suspend(() => {
+            signCalls++
+            return inner.sign(...args)
+          }),
+        signDirect: inner.signDirect === undefined ? undefined : (...args) => {
+          signCalls++
+          return inner.signDirect!(...args)
+        }
+      }
+      const pool = yield* Effect.provideService(
+        SessionPool.make({
+          tokenLabel: "faults",
+          userPin,
+          maxSessions: 2,
+          signingRetry: Schedule.spaced("20 millis")
+        }),
+        Pkcs11.Pkcs11,
+        counted
+      )
+      const key = yield* Effect.provideService(
+        HsmJwk.generate({ type: "Ed25519", label: "deadline-key" }),
+        SessionPool.SessionPool,
+        pool
+      )
+      yield* control.failNext({ method: "C_Sign", code: CKR.SESSION_HANDLE_INVALID, times: 1_000_000 })
+      const start = performance.now()
+      const exit = yield* Effect.exit(
+        Effect.provideService(Jws.sign("never", key), SessionPool.SessionPool, pool).pipe(
+          Effect.timeoutFail({ duration: "300 millis", onTimeout: () => new DeadlineExceeded() })
+        )
+      )
+      const took = performance.now() - start
+      assert.isTrue(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "DeadlineExceeded")
+      assert.isBelow(took, 300 + SLACK_MILLIS)
+      const byDeadline = signCalls
+      // Tried again and again while the caller waited (every 20 ms: about 15 times)...
+      assert.isAbove(byDeadline, 5)
+      yield* Effect.sleep(Duration.millis(300))
+      // ...and not once after it stopped waiting (one try may have been under way).
+      assert.isAtMost(signCalls - byDeadline, 1)
+    }).pipe(Effect.scoped, Effect.provide(emulator)))
+})

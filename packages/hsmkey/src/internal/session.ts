@@ -1,8 +1,9 @@
 import type { Pkcs11, SessionHandle, SlotId } from "@hsmkey/pkcs11/Pkcs11"
+import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
+import type { PinMismatch } from "../HsmError.js"
 import type { HsmSession, TokenRef } from "../HsmSession.js"
-import type { AcquireError } from "../SessionPool.js"
 
 /**
  * A lent session as hsmkey's own code uses it: the handle, its slot and library, and its lease. Users see
@@ -26,7 +27,7 @@ export interface Session {
    * Checks the session as the pool does when it lends one, for a session kept in context: a lost login
    * is restored, a session the token forgot fails with `SessionFailed`.
    */
-  readonly refresh: Effect.Effect<void, AcquireError>
+  readonly refresh: Effect.Effect<void, PinMismatch | Pkcs11Failure>
 }
 
 // Shared by every copy of hsmkey in the process: a session lent by one is used by the other's operations.

@@ -5,7 +5,7 @@ import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
-import { InvalidSignature, type KeyAmbiguous, KeyNotFound, MechanismUnsupported } from "../HsmError.js"
+import { InvalidSignature, type KeyAmbiguous, KeyNotFound, MechanismUnsupported, type PinMismatch } from "../HsmError.js"
 import * as Algorithms from "./algorithms.js"
 import * as KeyReference from "./keyReference.js"
 import * as MechanismSupport from "./mechanismSupport.js"
@@ -114,7 +114,7 @@ const changed = (session: Session, key: SigningKey): Effect.Effect<never, KeyNot
   )
 
 /** What finding a key's object again can fail with. */
-export type LookupError = KeyNotFound | KeyAmbiguous | Pkcs11Failure
+export type LookupError = KeyNotFound | KeyAmbiguous | PinMismatch | Pkcs11Failure
 
 /**
  * Runs `use` with the key's handle in the session, and returns its result only when that handle was the
@@ -169,12 +169,24 @@ export const withKeyHandle = <A, E>(
       return result
     })
 
+  const find = Effect.suspend(() =>
+    TokenObjects.findOne(session, findTemplate(key), queryOf(key), key.keyType === "oct" ? "secret" : "private key")
+  )
+
+  // Private objects are hidden from a session that lost its login, and tokens such as openCryptoki answer a
+  // handle of one with CKR_KEY_HANDLE_INVALID rather than CKR_USER_NOT_LOGGED_IN: a key not found is looked
+  // for again once the login is restored, if it had to be.
+  const findLoggedIn = Effect.suspend(() => {
+    const epoch = session.epoch
+    return find.pipe(
+      Effect.catchTag("KeyNotFound", (missing) =>
+        Effect.flatMap(session.refresh, () => session.epoch === epoch ? Effect.fail(missing) : find))
+    )
+  })
+
   const resolve: Effect.Effect<A, E | LookupError> = Effect.suspend(() => {
     TokenState.forgetHandle(session, slot)
-    return Effect.flatMap(
-      TokenObjects.findOne(session, findTemplate(key), queryOf(key), key.keyType === "oct" ? "secret" : "private key"),
-      (handle) => using(handle, undefined, changed(session, key))
-    )
+    return Effect.flatMap(findLoggedIn, (handle) => using(handle, undefined, changed(session, key)))
   })
 
   return Effect.suspend(() => {

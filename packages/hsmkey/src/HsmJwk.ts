@@ -38,6 +38,7 @@ import * as Algorithms from "./internal/algorithms.js"
 import * as Borrow from "./internal/borrow.js"
 import * as KeyReference from "./internal/keyReference.js"
 import * as KeyTypes from "./internal/keyTypes.js"
+import * as Options from "./internal/options.js"
 import * as Policy from "./internal/policy.js"
 import * as PrivateKeys from "./internal/privateKeys.js"
 import * as Requirements from "./internal/requirements.js"
@@ -237,12 +238,12 @@ const kidSources: ReadonlyArray<unknown> = ["thumbprint", "id", "label"]
 const checkObject = (options: unknown): InvalidOptions | undefined =>
   Predicate.isRecord(options)
     ? undefined
-    : new InvalidOptions({ detail: `the options are an object, not ${KeyReference.kindOf(options)}` })
+    : new InvalidOptions({ detail: `the options are an object, not ${Options.kindOf(options)}` })
 
 const checkKid = (kid: unknown): InvalidOptions | undefined =>
   kid === undefined || kidSources.includes(kid)
     ? undefined
-    : new InvalidOptions({ detail: `kid is "thumbprint", "id" or "label", not ${KeyReference.shown(kid)}` })
+    : new InvalidOptions({ detail: `kid is "thumbprint", "id" or "label", not ${Options.shown(kid)}` })
 
 /**
  * The options every operation here shares, checked as a JavaScript caller may give them: an object, a `kid`
@@ -255,12 +256,12 @@ const checkOptions = (options: unknown): Effect.Effect<void, InvalidOptions | Un
   const badKid = checkKid(kid)
   if (badKid !== undefined) return Effect.fail(badKid)
   if (use !== undefined && use !== "sig" && use !== "enc") {
-    return Effect.fail(new InvalidOptions({ detail: `use is "sig" or "enc", not ${KeyReference.shown(use)}` }))
+    return Effect.fail(new InvalidOptions({ detail: `use is "sig" or "enc", not ${Options.shown(use)}` }))
   }
   if (
     alg !== undefined && (typeof alg !== "string" || !(Algorithms.isAlgorithm(alg) || Algorithms.isKeyManagement(alg)))
   ) {
-    return Effect.fail(new UnsupportedAlgorithm({ alg: typeof alg === "string" ? alg : KeyReference.kindOf(alg) }))
+    return Effect.fail(new UnsupportedAlgorithm({ alg: Options.nameOf(alg) }))
   }
   return Effect.void
 }
@@ -512,7 +513,7 @@ export const generate = (
     yield* checkOptions(options)
     if (!KeyTypes.isGenerateType(type)) {
       return yield* new UnsupportedKey({
-        detail: `cannot generate ${KeyReference.shown(type)}; hsmkey generates ${KeyTypes.generateTypes.join(", ")}`
+        detail: `cannot generate ${Options.shown(type)}; hsmkey generates ${KeyTypes.generateTypes.join(", ")}`
       })
     }
     const spec = KeyTypes.specs[type]
@@ -552,7 +553,7 @@ export const generate = (
       }))
   }).pipe(
     Effect.withSpan("HsmJwk.generate", {
-      attributes: { "hsm.keyType": typeof type === "string" ? type : KeyReference.kindOf(type) },
+      attributes: { "hsm.keyType": typeof type === "string" ? type : Options.kindOf(type) },
       captureStackTrace: false
     })
   )

@@ -31,6 +31,7 @@ import * as Borrow from "./internal/borrow.js"
 import * as Encoding from "./internal/encoding.js"
 import * as KeyReference from "./internal/keyReference.js"
 import * as MechanismSupport from "./internal/mechanismSupport.js"
+import * as Options from "./internal/options.js"
 import * as Policy from "./internal/policy.js"
 import * as Requirements from "./internal/requirements.js"
 import type { Session } from "./internal/session.js"
@@ -133,18 +134,18 @@ export type ImportError = GenerateError | InvalidKeyMaterial
  */
 const checkOptions = (options: unknown): Effect.Effect<HmacAlgorithm, InvalidOptions | UnsupportedAlgorithm> => {
   if (!Predicate.isRecord(options)) {
-    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${KeyReference.kindOf(options)}` }))
+    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${Options.kindOf(options)}` }))
   }
   const { alg, kid } = options
   if (kid !== undefined && kid !== "id" && kid !== "label") {
-    return Effect.fail(new InvalidOptions({ detail: `kid is "id" or "label", not ${KeyReference.shown(kid)}` }))
+    return Effect.fail(new InvalidOptions({ detail: `kid is "id" or "label", not ${Options.shown(kid)}` }))
   }
   if (alg === undefined) {
     return Effect.fail(new InvalidOptions({ detail: "give the HMAC algorithm: alg HS256, HS384 or HS512" }))
   }
   return typeof alg === "string"
     ? Policy.checkHmac(alg)
-    : Effect.fail(new UnsupportedAlgorithm({ alg: KeyReference.kindOf(alg) }))
+    : Effect.fail(new UnsupportedAlgorithm({ alg: Options.nameOf(alg) }))
 }
 
 /**

@@ -31,6 +31,7 @@ import type * as HsmJwk from "./HsmJwk.js"
 import * as Algorithms from "./internal/algorithms.js"
 import * as Borrow from "./internal/borrow.js"
 import * as Encoding from "./internal/encoding.js"
+import * as Options from "./internal/options.js"
 import * as Policy from "./internal/policy.js"
 import type { Session } from "./internal/session.js"
 import * as TokenSigner from "./internal/signer.js"
@@ -157,7 +158,7 @@ const isContentEncryption = (enc: string): enc is ContentEncryption => Object.ha
 // Options a JavaScript caller can hand over beyond their type: refused, never read as a default.
 const decryptOptionsProblem = (options: unknown): InvalidOptions | undefined => {
   if (!Encoding.isOptions(options)) {
-    return new InvalidOptions({ detail: `decryption options must be an object, not ${Encoding.kindOf(options)}` })
+    return new InvalidOptions({ detail: `decryption options must be an object, not ${Options.kindOf(options)}` })
   }
   const { algorithms, contentEncryptionAlgorithms } = options as DecryptOptions
   if (algorithms !== undefined && !Encoding.isStringArray(algorithms)) {
@@ -321,7 +322,7 @@ export const decrypt = (
           )
           .sort((a, b) => Number(b.joint.kid === key.kid) - Number(a.joint.kid === key.kid))
         if (candidates.length === 0) {
-          const alg = Encoding.nameOf({ ...parsed.shared, ...parsed.recipients[0]?.header }.alg)
+          const alg = Options.nameOf({ ...parsed.shared, ...parsed.recipients[0]?.header }.alg)
           return yield* new UnsupportedAlgorithm({
             alg: alg === "RSA1_5" ? "RSA1_5 (refused: RSAES-PKCS1-v1_5 invites padding oracles)" : alg
           })
@@ -342,7 +343,7 @@ export const decrypt = (
             typeof enc !== "string" || !(acceptedContent as ReadonlyArray<string>).includes(enc) ||
             !isContentEncryption(enc)
           ) {
-            return yield* new UnsupportedAlgorithm({ alg: Encoding.nameOf(enc) })
+            return yield* new UnsupportedAlgorithm({ alg: Options.nameOf(enc) })
           }
           const content = contents[enc]
           const unwrapped = yield* unwrap(session, key, keyManagement, recipient.encryptedKey, content.keyBytes).pipe(
@@ -446,18 +447,18 @@ export interface EncryptOptions {
 const encryptOptionsProblem = (plaintext: unknown, options: unknown): InvalidOptions | undefined => {
   if (typeof plaintext !== "string" && !(plaintext instanceof Uint8Array)) {
     return new InvalidOptions({
-      detail: `the plaintext must be a string or a Uint8Array, not ${Encoding.kindOf(plaintext)}`
+      detail: `the plaintext must be a string or a Uint8Array, not ${Options.kindOf(plaintext)}`
     })
   }
   if (!Encoding.isOptions(options)) {
-    return new InvalidOptions({ detail: `encryption options must be an object, not ${Encoding.kindOf(options)}` })
+    return new InvalidOptions({ detail: `encryption options must be an object, not ${Options.kindOf(options)}` })
   }
   const { alg, enc, protectedHeader } = options as EncryptOptions
   if (alg !== undefined && typeof alg !== "string") {
-    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Encoding.kindOf(alg)}` })
+    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Options.kindOf(alg)}` })
   }
   if (typeof enc !== "string") {
-    return new InvalidOptions({ detail: `enc must be a content encryption name, not ${Encoding.kindOf(enc)}` })
+    return new InvalidOptions({ detail: `enc must be a content encryption name, not ${Options.kindOf(enc)}` })
   }
   if (protectedHeader === undefined) return undefined
   if (!Encoding.isPlainObject(protectedHeader)) {
@@ -487,7 +488,7 @@ export const encrypt = (
     const refused = encryptOptionsProblem(plaintext, options)
     if (refused !== undefined) return yield* refused
     const alg = yield* Policy.checkKeyManagement(key, options.alg ?? key.alg)
-    if (!isContentEncryption(options.enc)) return yield* new UnsupportedAlgorithm({ alg: options.enc })
+    if (!isContentEncryption(options.enc)) return yield* new UnsupportedAlgorithm({ alg: Options.nameOf(options.enc) })
     const data = typeof plaintext === "string" ? new TextEncoder().encode(plaintext) : plaintext
     return yield* Effect.tryPromise({
       try: () =>

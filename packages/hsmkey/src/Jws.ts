@@ -34,6 +34,7 @@ import type * as Algorithms from "./internal/algorithms.js"
 import * as Borrow from "./internal/borrow.js"
 import * as Encoding from "./internal/encoding.js"
 import * as JwsParse from "./internal/jwsParse.js"
+import * as Options from "./internal/options.js"
 import * as Policy from "./internal/policy.js"
 import * as TokenSigner from "./internal/signer.js"
 import * as Tracing from "./internal/tracing.js"
@@ -124,7 +125,7 @@ const encoder = new TextEncoder()
 const encodePayload = (payload: unknown): string | InvalidOptions =>
   typeof payload === "string" || payload instanceof Uint8Array
     ? Encoding.encodeBase64url(payload)
-    : new InvalidOptions({ detail: `the payload must be a string or a Uint8Array, not ${Encoding.kindOf(payload)}` })
+    : new InvalidOptions({ detail: `the payload must be a string or a Uint8Array, not ${Options.kindOf(payload)}` })
 
 // The signing input: base64url text, so one byte per character.
 const signingInput = (encodedHeader: string, encodedPayload: string): Uint8Array =>
@@ -179,13 +180,13 @@ const checkProtected = (header: Header): InvalidHeader | undefined => {
 // What a JavaScript caller can hand over as options beyond their type: refused, never read as a default.
 const optionsProblem = (options: unknown): InvalidOptions | undefined => {
   if (!Predicate.isRecord(options)) {
-    return new InvalidOptions({ detail: `signature options must be an object, not ${Encoding.kindOf(options)}` })
+    return new InvalidOptions({ detail: `signature options must be an object, not ${Options.kindOf(options)}` })
   }
   if (options.alg !== undefined && typeof options.alg !== "string") {
-    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Encoding.kindOf(options.alg)}` })
+    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Options.kindOf(options.alg)}` })
   }
   if (options.kid !== undefined && typeof options.kid !== "boolean") {
-    return new InvalidOptions({ detail: `kid must be a boolean, not ${Encoding.kindOf(options.kid)}` })
+    return new InvalidOptions({ detail: `kid must be a boolean, not ${Options.kindOf(options.kid)}` })
   }
   return undefined
 }
@@ -238,7 +239,7 @@ const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignErr
   if (notJson !== undefined) return notJson
   if (own(protectedHeader, "alg") && protectedHeader.alg !== alg) {
     return new InvalidHeader({
-      detail: `protectedHeader.alg is ${Encoding.nameOf(protectedHeader.alg)}, but the signature is ${alg}`
+      detail: `protectedHeader.alg is ${Options.nameOf(protectedHeader.alg)}, but the signature is ${alg}`
     })
   }
   const shared = Object.keys(unprotectedHeader).filter((name) => own(protectedHeader, name) || name === "alg")
@@ -426,7 +427,7 @@ export const signMany = (
     if (refused !== undefined) return yield* refused
     if (typeof payloads === "string" || !Predicate.isIterable(payloads)) {
       return yield* new InvalidOptions({
-        detail: `payloads must be an iterable of payloads, not ${Encoding.kindOf(payloads)}`
+        detail: `payloads must be an iterable of payloads, not ${Options.kindOf(payloads)}`
       })
     }
     const items = Array.from(payloads)

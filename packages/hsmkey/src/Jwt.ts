@@ -18,6 +18,7 @@ import * as jose from "jose"
 import type { SigningKey } from "./Algorithm.js"
 import { InvalidClaims, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
 import * as Encoding from "./internal/encoding.js"
+import * as Options from "./internal/options.js"
 import * as Tracing from "./internal/tracing.js"
 import * as Verification from "./internal/verification.js"
 import * as Jws from "./Jws.js"
@@ -176,7 +177,7 @@ export const sign = (
 ): Effect.Effect<string, InvalidClaims | Jws.SignError, SessionPool> =>
   Effect.gen(function*() {
     if (!Encoding.isOptions(options)) {
-      return yield* new InvalidOptions({ detail: `JWT options must be an object, not ${Encoding.kindOf(options)}` })
+      return yield* new InvalidOptions({ detail: `JWT options must be an object, not ${Options.kindOf(options)}` })
     }
     if (options.protectedHeader !== undefined && !Encoding.isPlainObject(options.protectedHeader)) {
       return yield* new InvalidHeader({ detail: "protectedHeader must be a JSON object" })

@@ -19,8 +19,8 @@ import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import { InvalidOptions, type TokenAmbiguous, TokenInUse, type TokenNotFound } from "./HsmError.js"
-import * as KeyReference from "./internal/keyReference.js"
 import * as LoginRegistry from "./internal/loginRegistry.js"
+import * as Options from "./internal/options.js"
 import * as TokenLookup from "./internal/tokenLookup.js"
 
 /**
@@ -134,30 +134,30 @@ const checkOptions = (
   pins: ReadonlyArray<string>
 ): Effect.Effect<void, InvalidOptions> => {
   if (!Predicate.isRecord(options)) {
-    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${KeyReference.kindOf(options)}` }))
+    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${Options.kindOf(options)}` }))
   }
   for (const name of pins) {
     const pin = options[name]
     if (!Redacted.isRedacted(pin)) {
-      return Effect.fail(new InvalidOptions({ detail: `${name} is a Redacted PIN, not ${KeyReference.kindOf(pin)}` }))
+      return Effect.fail(new InvalidOptions({ detail: `${name} is a Redacted PIN, not ${Options.kindOf(pin)}` }))
     }
     // Never the value itself in the message: only its kind.
     const value: unknown = Redacted.value(pin)
     if (typeof value !== "string") {
       return Effect.fail(
-        new InvalidOptions({ detail: `${name} is a Redacted PIN of text, not of ${KeyReference.kindOf(value)}` })
+        new InvalidOptions({ detail: `${name} is a Redacted PIN of text, not of ${Options.kindOf(value)}` })
       )
     }
   }
   const { loginOnFinalTry, userType } = options
   if (loginOnFinalTry !== undefined && typeof loginOnFinalTry !== "boolean") {
     return Effect.fail(
-      new InvalidOptions({ detail: `loginOnFinalTry is a boolean, not ${KeyReference.kindOf(loginOnFinalTry)}` })
+      new InvalidOptions({ detail: `loginOnFinalTry is a boolean, not ${Options.kindOf(loginOnFinalTry)}` })
     )
   }
   if (userType !== undefined && userType !== "user" && userType !== "so") {
     return Effect.fail(
-      new InvalidOptions({ detail: `userType is "user" or "so", not ${KeyReference.shown(userType)}` })
+      new InvalidOptions({ detail: `userType is "user" or "so", not ${Options.shown(userType)}` })
     )
   }
   return Effect.void

@@ -364,6 +364,37 @@ layer(keysLayer, { excludeTestServices: true, timeout: 60_000 })("hostile input 
           yield* failsWith(Jwe.decrypt([header, ...rest].join("."), rsa, options), "UnsupportedAlgorithm", what)
         }
       }))
+
+    it.effect("an alg or enc of a megabyte is UnsupportedAlgorithm naming it cut short, from a peer or a caller", () =>
+      Effect.gen(function*() {
+        const { ec, rsa } = yield* Keys
+        const huge = "A".repeat(1 << 20)
+        const compact = yield* Jwe.encrypt("secret", rsa, { enc: "A128GCM" })
+        const [, ...rest] = compact.split(".")
+        const errors = [
+          yield* failsWith(
+            Jwe.decrypt([b64({ alg: huge, enc: "A128GCM" }), ...rest].join("."), rsa),
+            "UnsupportedAlgorithm",
+            "alg"
+          ),
+          yield* failsWith(
+            Jwe.decrypt([b64({ alg: rsa.alg, enc: huge }), ...rest].join("."), rsa),
+            "UnsupportedAlgorithm",
+            "enc"
+          ),
+          yield* failsWith(Jws.sign("x", ec, { alg: huge }), "UnsupportedAlgorithm", "Jws.sign"),
+          yield* failsWith(
+            Jwe.encrypt("x", rsa, { alg: huge as never, enc: "A128GCM" }),
+            "UnsupportedAlgorithm",
+            "alg"
+          ),
+          yield* failsWith(Jwe.encrypt("x", rsa, { enc: huge as never }), "UnsupportedAlgorithm", "encrypt enc")
+        ]
+        for (const error of errors) {
+          assert.isAtMost(JSON.stringify(error).length, 200)
+          assert.isAtMost(error.message.length, 400)
+        }
+      }))
   })
 
   describe("a string or an array where a header object belongs", () => {

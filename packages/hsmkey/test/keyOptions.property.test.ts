@@ -468,6 +468,29 @@ describe("named regressions", () => {
       "InvalidOptions"
     )
   })
+
+  it("a PIN given as a number, or Redacted around one, is InvalidOptions whose text never holds the PIN (soPin: 12345678 was printed)", async () => {
+    const cases: ReadonlyArray<() => Effect.Effect<void, Provisioning.ProvisioningError, Pkcs11.Pkcs11>> = [
+      () => Provisioning.initUserPin({ tokenLabel: "provisioning", soPin: 12345678 as never, userPin }),
+      () => Provisioning.initUserPin({ tokenLabel: "provisioning", soPin, userPin: Redacted.make(87654321 as never) }),
+      () => Provisioning.initUserPin({ tokenLabel: "provisioning", soPin: 12345678n as never, userPin }),
+      () =>
+        Provisioning.changePin({
+          tokenLabel: "provisioning",
+          oldPin: Redacted.make(12345678n as never),
+          newPin: userPin
+        }),
+      () => Provisioning.changePin({ tokenLabel: "provisioning", oldPin: userPin, newPin: 87654321 as never })
+    ]
+    for (const call of cases) {
+      const error = await runtime.runPromise(Effect.flip(call()))
+      assert.strictEqual(error._tag, "InvalidOptions")
+      for (const text of [error.message, String(error), JSON.stringify(error)]) {
+        assert.notInclude(text, "12345678")
+        assert.notInclude(text, "87654321")
+      }
+    }
+  })
 })
 
 describe("loading what the token holds", () => {

@@ -1,4 +1,5 @@
 import * as Predicate from "effect/Predicate"
+import * as Options from "./options.js"
 
 /** Whether a value is a plain JSON object: not an array, a Date, a Map or a class instance. */
 export const isPlainObject = (u: unknown): u is { readonly [key: string]: unknown } =>
@@ -9,19 +10,6 @@ export const isPlainObject = (u: unknown): u is { readonly [key: string]: unknow
  * guard: the options keep their declared type.
  */
 export const isOptions = (u: unknown): boolean => Predicate.isRecord(u)
-
-/** What a value is, for a message: never its content, which may be a secret or too large. */
-export const kindOf = (u: unknown): string =>
-  u === null || u === undefined
-    ? String(u)
-    : Array.isArray(u)
-    ? "an array"
-    : typeof u === "object"
-    ? "an object"
-    : `a ${typeof u}`
-
-/** A name read from a header or an option, for a message: itself when it is text, else what it is. */
-export const nameOf = (u: unknown): string => typeof u === "string" ? u : `(${kindOf(u)})`
 
 /** Whether a value is an array of strings. */
 export const isStringArray = (u: unknown): u is ReadonlyArray<string> =>
@@ -42,7 +30,7 @@ export const jsonProblem = (value: unknown, maxDepth: number = maxJsonDepth): st
   const walk = (u: unknown, depth: number): string | undefined => {
     if (typeof u === "string" || typeof u === "boolean" || u === null) return undefined
     if (typeof u === "number") return Number.isFinite(u) ? undefined : String(u)
-    if (typeof u !== "object") return kindOf(u)
+    if (typeof u !== "object") return Options.kindOf(u)
     if (!Array.isArray(u) && !isPlainObject(u)) return "an object that is not plain (a Date, a Map, a class instance)"
     if (path.has(u)) return "a cycle"
     if (depth >= maxDepth) return `nesting deeper than ${maxDepth} levels`
@@ -74,7 +62,7 @@ export const headerTypeProblem = (
 ): string | undefined => {
   for (const name of textParameters[kind]) {
     if (Object.hasOwn(header, name) && typeof header[name] !== "string") {
-      return `${name} must be a string, not ${kindOf(header[name])}`
+      return `${name} must be a string, not ${Options.kindOf(header[name])}`
     }
   }
   if (Object.hasOwn(header, "x5c") && !isStringArray(header.x5c)) return "x5c must be an array of strings"

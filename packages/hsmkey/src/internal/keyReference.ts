@@ -1,6 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import { InvalidKeyReference } from "../HsmError.js"
+import * as Options from "./options.js"
 
 /**
  * How a key is named on a token: by CKA_LABEL, by CKA_ID, or by both (both must match).
@@ -13,29 +14,6 @@ export interface KeyReference {
 const HEX = /^(?:[0-9a-fA-F]{2})+$/u
 
 /**
- * What a value a caller gave is, for an error message: never the value's own `toString`, which may
- * throw (a symbol, an object without a prototype) or say nothing.
- */
-export const kindOf = (u: unknown): string => {
-  if (u === null || u === undefined) return String(u)
-  if (Array.isArray(u)) return "an array"
-  switch (typeof u) {
-    case "number":
-    case "bigint":
-    case "boolean":
-      return `a ${typeof u} (${String(u)})`
-    case "object":
-      return "an object"
-    default:
-      return `a ${typeof u}`
-  }
-}
-
-/** A value a caller gave where a name belongs, for an error message: text quoted (and cut short), else its kind. */
-export const shown = (u: unknown): string =>
-  typeof u === "string" ? JSON.stringify(u.length > 64 ? `${u.slice(0, 64)}…` : u) : kindOf(u)
-
-/**
  * A CKA_ID given as hex (`"0a1b"`, `"0A:1B"` with separators allowed) or bytes.
  */
 export const parseId = (id: unknown): Effect.Effect<Uint8Array, InvalidKeyReference> => {
@@ -45,14 +23,16 @@ export const parseId = (id: unknown): Effect.Effect<Uint8Array, InvalidKeyRefere
       : Effect.succeed(id)
   }
   if (typeof id !== "string") {
-    return Effect.fail(new InvalidKeyReference({ detail: `the CKA_ID is hex text or bytes, not ${kindOf(id)}` }))
+    return Effect.fail(
+      new InvalidKeyReference({ detail: `the CKA_ID is hex text or bytes, not ${Options.kindOf(id)}` })
+    )
   }
   const hex = id.replace(/[:\s-]/gu, "")
   return HEX.test(hex)
     ? Effect.succeed(Uint8Array.from(Buffer.from(hex, "hex")))
     : Effect.fail(
       new InvalidKeyReference({
-        detail: `the CKA_ID ${shown(id)} is not hex (an even number of 0-9 a-f)`
+        detail: `the CKA_ID ${Options.shown(id)} is not hex (an even number of 0-9 a-f)`
       })
     )
 }
@@ -63,7 +43,7 @@ export const parseId = (id: unknown): Effect.Effect<Uint8Array, InvalidKeyRefere
  */
 export const parseLabel = (label: unknown): Effect.Effect<string, InvalidKeyReference> => {
   if (typeof label !== "string") {
-    return Effect.fail(new InvalidKeyReference({ detail: `the label is text, not ${kindOf(label)}` }))
+    return Effect.fail(new InvalidKeyReference({ detail: `the label is text, not ${Options.kindOf(label)}` }))
   }
   if (label.length === 0) return Effect.fail(new InvalidKeyReference({ detail: "the label is empty" }))
   return Buffer.from(label, "utf8").toString("utf8") === label

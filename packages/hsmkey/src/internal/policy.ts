@@ -3,6 +3,7 @@ import { AlgorithmMismatch, UnsupportedAlgorithm } from "../HsmError.js"
 import type { HsmJwk } from "../HsmJwk.js"
 import type { HsmSecretKey } from "../HsmSecret.js"
 import * as Algorithms from "./algorithms.js"
+import * as Options from "./options.js"
 
 /** A key that signs JWS: a key pair, or a secret. */
 export type SigningKey = HsmJwk | HsmSecretKey
@@ -30,7 +31,7 @@ export const algorithmFor = (
   if (key.keyType !== "oct" && key.use === "enc") {
     return new AlgorithmMismatch({ alg, keyType: describe(key), use: "enc" })
   }
-  if (!Algorithms.isAlgorithm(alg)) return new UnsupportedAlgorithm({ alg })
+  if (!Algorithms.isAlgorithm(alg)) return new UnsupportedAlgorithm({ alg: Options.nameOf(alg) })
   if (!Algorithms.fits(alg, key.keyType, key.bits)) return new AlgorithmMismatch({ alg, keyType: describe(key) })
   return alg
 }
@@ -43,7 +44,7 @@ export const checkKeyManagement = (
   key: HsmJwk,
   alg: string
 ): Effect.Effect<Algorithms.KeyManagementAlgorithm, UnsupportedAlgorithm | AlgorithmMismatch> => {
-  if (!Algorithms.isKeyManagement(alg)) return Effect.fail(new UnsupportedAlgorithm({ alg }))
+  if (!Algorithms.isKeyManagement(alg)) return Effect.fail(new UnsupportedAlgorithm({ alg: Options.nameOf(alg) }))
   if (key.keyType !== "RSA" || key.use !== "enc" || key.bits < Algorithms.MIN_RSA_BITS) {
     return Effect.fail(new AlgorithmMismatch({ alg, keyType: describe(key), use: key.use }))
   }
@@ -59,4 +60,4 @@ export const checkForUse = (
 
 /** An HMAC algorithm. */
 export const checkHmac = (alg: string): Effect.Effect<Algorithms.HmacAlgorithm, UnsupportedAlgorithm> =>
-  Algorithms.isHmac(alg) ? Effect.succeed(alg) : Effect.fail(new UnsupportedAlgorithm({ alg }))
+  Algorithms.isHmac(alg) ? Effect.succeed(alg) : Effect.fail(new UnsupportedAlgorithm({ alg: Options.nameOf(alg) }))

@@ -8,7 +8,7 @@ import * as Crypto from "node:crypto"
 import { InvalidKeyMaterial, UnsupportedKey } from "../HsmError.js"
 import * as Algorithms from "./algorithms.js"
 import * as Encoding from "./encoding.js"
-import * as KeyReference from "./keyReference.js"
+import * as Options from "./options.js"
 
 /**
  * A private key to import, checked: its type, its public half, and the attributes of the two objects
@@ -211,7 +211,7 @@ const fromJwk = (jwk: Jwk): Effect.Effect<Importable, InvalidKeyMaterial | Unsup
     case "EC": {
       const curve = weierstrass.get(jwk.crv)
       if (curve === undefined) {
-        return Effect.fail(unsupported(`EC curve ${KeyReference.shown(jwk.crv)} is not supported`))
+        return Effect.fail(unsupported(`EC curve ${Options.shown(jwk.crv)} is not supported`))
       }
       return Effect.gen(function*() {
         const x = yield* sizedField(jwk, "x", curve)
@@ -224,7 +224,7 @@ const fromJwk = (jwk: Jwk): Effect.Effect<Importable, InvalidKeyMaterial | Unsup
       const curve = edwards.get(jwk.crv)
       if (curve === undefined) {
         return Effect.fail(unsupported(
-          `OKP curve ${KeyReference.shown(jwk.crv)} is not supported (hsmkey signs with Ed25519 and Ed448)`
+          `OKP curve ${Options.shown(jwk.crv)} is not supported (hsmkey signs with Ed25519 and Ed448)`
         ))
       }
       return Effect.gen(function*() {
@@ -237,7 +237,7 @@ const fromJwk = (jwk: Jwk): Effect.Effect<Importable, InvalidKeyMaterial | Unsup
       return Effect.fail(unsupported("an oct JWK is a secret: import it with HsmSecret.importSecret"))
     default:
       return typeof jwk.kty === "string"
-        ? Effect.fail(unsupported(`${KeyReference.shown(jwk.kty)} keys are not supported`))
+        ? Effect.fail(unsupported(`${Options.shown(jwk.kty)} keys are not supported`))
         : Effect.fail(invalid("the JWK has no \"kty\""))
   }
 }

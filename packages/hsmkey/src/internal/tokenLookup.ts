@@ -3,7 +3,7 @@ import type { Pkcs11, SlotId, TokenInfo } from "@hsmkey/pkcs11/Pkcs11"
 import { type Pkcs11Failure, TokenNotPresent } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import { InvalidOptions, TokenAmbiguous, TokenNotFound } from "../HsmError.js"
-import * as KeyReference from "./keyReference.js"
+import * as Options from "./options.js"
 
 /**
  * How a pool names its token. Never by slot id: slot ids change when a token is re-inserted and at
@@ -23,7 +23,7 @@ export const selectorOf = (options: {
   const { tokenLabel, tokenSerial } = options
   for (const [name, value] of [["tokenLabel", tokenLabel], ["tokenSerial", tokenSerial]] as const) {
     if (value !== undefined && typeof value !== "string") {
-      return Effect.fail(new InvalidOptions({ detail: `${name} is text, not ${KeyReference.kindOf(value)}` }))
+      return Effect.fail(new InvalidOptions({ detail: `${name} is text, not ${Options.kindOf(value)}` }))
     }
   }
   if (tokenLabel !== undefined && tokenSerial !== undefined) {

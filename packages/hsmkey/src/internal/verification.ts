@@ -5,6 +5,7 @@ import * as Crypto from "node:crypto"
 import { InvalidOptions, VerificationFailed } from "../HsmError.js"
 import * as HsmJwk from "../HsmJwk.js"
 import * as Encoding from "./encoding.js"
+import * as Options from "./options.js"
 
 /** What `Jws.verify` and `Jwt.verify` take as a key. */
 export type VerificationKey =
@@ -88,7 +89,7 @@ export const resolve = (
     if (isJwks(key)) {
       const notJwk = key.keys.findIndex((jwk) => !Encoding.isPlainObject(jwk))
       if (notJwk >= 0) {
-        return yield* malformedSet(`key ${notJwk} of the JWK set is ${Encoding.kindOf(key.keys[notJwk])}, not a JWK`)
+        return yield* malformedSet(`key ${notJwk} of the JWK set is ${Options.kindOf(key.keys[notJwk])}, not a JWK`)
       }
       const ed448 = yield* Effect.forEach(
         key.keys.filter((jwk) => isEd448Jwk(jwk) && verifiesSignatures(jwk)),
@@ -133,7 +134,7 @@ export const ed448Verifies = (
 export const optionsProblem = (options: unknown): InvalidOptions | undefined => {
   if (options === undefined) return undefined
   if (!Predicate.isRecord(options)) {
-    return new InvalidOptions({ detail: `verification options must be an object, not ${Encoding.kindOf(options)}` })
+    return new InvalidOptions({ detail: `verification options must be an object, not ${Options.kindOf(options)}` })
   }
   if (options.algorithms !== undefined && !Encoding.isStringArray(options.algorithms)) {
     return new InvalidOptions({ detail: "algorithms must be an array of algorithm names" })

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import { p256, p384, p521 } from "@noble/curves/nist.js"
 
 /**
  * A curve, named as in JOSE (`crv`).
@@ -139,23 +140,11 @@ export const encodeEcPoint = (point: Uint8Array): Uint8Array => {
   return out
 }
 
-// The prime field and the constant b of y² = x³ - 3x + b, for Weierstrass curves (FIPS 186-4, D.1.2).
-const weierstrassConstants: ReadonlyMap<Curve, { readonly p: bigint; readonly b: bigint }> = new Map([
-  ["P-256", {
-    p: 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n,
-    b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn
-  }],
-  ["P-384", {
-    p: 2n ** 384n - 2n ** 128n - 2n ** 96n + 2n ** 32n - 1n,
-    b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn
-  }],
-  ["P-521", {
-    p: 2n ** 521n - 1n,
-    b: 0x051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00n
-  }]
+const weierstrassPoints: ReadonlyMap<Curve, { readonly fromBytes: (bytes: Uint8Array) => unknown }> = new Map([
+  ["P-256", p256.Point],
+  ["P-384", p384.Point],
+  ["P-521", p521.Point]
 ])
-
-const toBigInt = (bytes: Uint8Array): bigint => BigInt(`0x${Buffer.from(bytes).toString("hex") || "0"}`)
 
 /**
  * Whether a bare uncompressed point `04 ‖ X ‖ Y` (as `decodeEcPoint` gives it) lies on a Weierstrass curve:
@@ -169,13 +158,14 @@ export const isOnCurve = (curve: Curve, point: Uint8Array): boolean => {
   const spec = specs[curve]
   if (point.length !== spec.pointSize) return false
   if (spec.family === "edwards") return true
-  const constants = weierstrassConstants.get(curve)
-  if (constants === undefined || point[0] !== 0x04) return false
-  const { b, p } = constants
-  const size = spec.size
-  const x = toBigInt(point.subarray(1, 1 + size))
-  const y = toBigInt(point.subarray(1 + size))
-  return x < p && y < p && (y * y - (x * x * x - 3n * x + b)) % p === 0n
+  const points = weierstrassPoints.get(curve)
+  if (points === undefined || point[0] !== 0x04) return false
+  try {
+    points.fromBytes(point)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Curve } from "@hsmkey/pkcs11"
+import * as Crypto from "node:crypto"
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, "hex"))
 
@@ -45,5 +46,19 @@ describe("Curve", () => {
     )
     assert.isUndefined(Curve.decodeEcPoint("P-256", Uint8Array.from([0x02, ...new Uint8Array(32)])))
     assert.isUndefined(Curve.decodeEcPoint("P-256", Uint8Array.from([0x04, 0x42, 0x04, ...new Uint8Array(64)])))
+  })
+  it("isOnCurve: a key's point is on its curve; a point off it, compressed, or with a coordinate of the prime or more is not", () => {
+    for (const [curve, name] of [["P-256", "prime256v1"], ["P-384", "secp384r1"], ["P-521", "secp521r1"]] as const) {
+      const ecdh = Crypto.createECDH(name)
+      const point = Uint8Array.from(ecdh.generateKeys())
+      assert.isTrue(Curve.isOnCurve(curve, point))
+      const off = Uint8Array.from(point)
+      off[off.length - 1] ^= 1
+      assert.isFalse(Curve.isOnCurve(curve, off))
+      assert.isFalse(Curve.isOnCurve(curve, Uint8Array.from(ecdh.getPublicKey(null, "compressed"))))
+      assert.isFalse(Curve.isOnCurve(curve, Uint8Array.from([0x04, ...new Uint8Array(point.length - 1).fill(0xff)])))
+    }
+    assert.isTrue(Curve.isOnCurve("Ed25519", new Uint8Array(32)))
+    assert.isFalse(Curve.isOnCurve("Ed25519", new Uint8Array(31)))
   })
 })

@@ -8,6 +8,7 @@
 import type * as Attribute from "../Attribute.js"
 import { CKK } from "../Constants.js"
 import * as Curve from "../Curve.js"
+import * as Bytes from "./bytes.js"
 
 /**
  * The attributes `toJwk` reads; ask the token for these.
@@ -30,13 +31,6 @@ export type PublicJwk =
 
 const base64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64url")
 
-// JWK integers are unsigned big-endian without leading zero bytes (RFC 7518 §2).
-const unsigned = (bytes: Uint8Array): Uint8Array => {
-  let i = 0
-  while (i < bytes.length - 1 && bytes[i] === 0) i++
-  return bytes.subarray(i)
-}
-
 /**
  * The public JWK of a key from its attributes, or `undefined` when they do not describe an RSA, EC
  * (P-256, P-384, P-521, a point on the curve) or Edwards (Ed25519, Ed448) public key hsmkey supports.
@@ -49,7 +43,7 @@ export const toJwk = (attributes: Attribute.Read<(typeof attributeNames)[number]
     case CKK.RSA: {
       const { modulus, publicExponent } = attributes
       if (modulus === undefined || publicExponent === undefined) return undefined
-      return { kty: "RSA", e: base64url(unsigned(publicExponent)), n: base64url(unsigned(modulus)) }
+      return { kty: "RSA", e: base64url(Bytes.unsigned(publicExponent)), n: base64url(Bytes.unsigned(modulus)) }
     }
     case CKK.EC:
     case CKK.EC_EDWARDS: {

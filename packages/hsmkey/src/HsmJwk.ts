@@ -36,6 +36,7 @@ import {
 import type { TokenRef } from "./HsmSession.js"
 import * as Algorithms from "./internal/algorithms.js"
 import * as Borrow from "./internal/borrow.js"
+import * as Bytes from "./internal/bytes.js"
 import * as KeyReference from "./internal/keyReference.js"
 import * as KeyTypes from "./internal/keyTypes.js"
 import * as Options from "./internal/options.js"
@@ -276,19 +277,6 @@ const keyTypeOf = (
   return undefined
 }
 
-const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>
-  a !== undefined && b !== undefined && Buffer.from(a).equals(Buffer.from(b))
-
-const significant = (bytes: Uint8Array): Uint8Array => {
-  let i = 0
-  while (i < bytes.length && bytes[i] === 0) i++
-  return bytes.subarray(i)
-}
-
-// Big-endian integers, equal whatever leading zero bytes a token gives them.
-const sameInteger = (a: Uint8Array, b: Uint8Array | undefined) =>
-  b !== undefined && sameBytes(significant(a), significant(b))
-
 /**
  * The public JWK of a private key, with the private object's own attributes (read once): the JWK
  * comes from the public object with its CKA_ID (not its label: tokens label public and private halves
@@ -312,8 +300,8 @@ const publicJwkOf = (session: Session, privateKey: ObjectHandle, query: string) 
         // Where the private object shows its public values, they must agree: a public object with the key's
         // CKA_ID and modulus but another exponent is another key's.
         const agrees = own.keyType !== CKK.RSA ||
-          ((own.modulus === undefined || sameBytes(own.modulus, attributes.modulus)) &&
-            (own.publicExponent === undefined || sameInteger(own.publicExponent, attributes.publicExponent)))
+          ((own.modulus === undefined || Bytes.sameBytes(own.modulus, attributes.modulus)) &&
+            (own.publicExponent === undefined || Bytes.sameInteger(own.publicExponent, attributes.publicExponent)))
         const jwk = agrees ? PublicKey.toJwk(attributes) : undefined
         if (jwk !== undefined) return { jwk, own, id }
       }
@@ -562,8 +550,9 @@ export const generate = (
 /**
  * Imports a private key into the token, in a read/write session, with the same protections as a
  * generated one: sensitive, not extractable, sign only. Its public half becomes a public object. The
- * material is checked before anything reaches node:crypto or the token: its shape and sizes, that its two
- * halves belong together, and that the token can use a key of its type.
+ * material is checked before anything reaches the token: its shape and sizes, that its two halves belong
+ * together, and that the token can use a key of its type. PEM text and DER bytes of more than 64 KiB are
+ * `InvalidKeyMaterial` unread.
  *
  * @since 0.1.0
  * @category constructors

@@ -464,6 +464,62 @@ describe("importPrivate: named regressions", () => {
     })
   })
 
+  it("a P-256 scalar 01 ‖ 32 zero bytes and a P-521 scalar 00 02 ‖ 66 zero bytes are InvalidKeyMaterial in every form (node:crypto aborts reading their details)", async () => {
+    const cases = [
+      ["P-256", Uint8Array.from([1, ...new Uint8Array(32)])],
+      ["P-521", Uint8Array.from([0, 2, ...new Uint8Array(66)])]
+    ] as const
+    for (const [curve, d] of cases) {
+      const der = ecPkcs8(curveOids[curve], d, undefined)
+      const sec1 = tlv(0x30, concat(tlv(0x02, [1]), tlv(0x04, d), tlv(0xa0, curveOids[curve])))
+      const forms = [
+        der,
+        armour("PRIVATE KEY", der),
+        armour("EC PRIVATE KEY", sec1),
+        Crypto.createPrivateKey({ key: Buffer.from(der), format: "der", type: "pkcs8" })
+      ]
+      for (const form of forms) {
+        assert.deepStrictEqual(await importKey(form), { _tag: "Failure", tag: "InvalidKeyMaterial" }, curve)
+      }
+    }
+  })
+
+  it("an SEC 1 key whose public point is compressed is the key (hsmkey's DER reader refused it)", async () => {
+    for (const [f, name] of [[supported[1], "prime256v1"], [supported[3], "secp521r1"]] as const) {
+      const jwk = f.jwk
+      const d = Buffer.from(jwk.d!, "base64url")
+      const ecdh = Crypto.createECDH(name)
+      ecdh.setPrivateKey(d)
+      const compressed = ecdh.getPublicKey(null, "compressed")
+      const oid = name === "prime256v1" ? curveOids["P-256"] : curveOids["P-521"]
+      const sec1 = tlv(
+        0x30,
+        concat(tlv(0x02, [1]), tlv(0x04, d), tlv(0xa0, oid), tlv(0xa1, tlv(0x03, [0, ...compressed])))
+      )
+      const result = await importKey(armour("EC PRIVATE KEY", sec1))
+      assert.strictEqual(result._tag, "Success", f.name)
+      if (result._tag === "Success") {
+        assert.deepStrictEqual(publicPart(result.value.publicJwk), publicPart(jwk as never))
+        await signsWhatItPublishes(result.value)
+      }
+    }
+  })
+
+  it("PEM text or DER of more than 64 KiB is InvalidKeyMaterial unread, even around a valid key", async () => {
+    const [pem] = supported[1].pems
+    for (
+      const key of [
+        `${pem}${" ".repeat(64 * 1024)}`,
+        Uint8Array.from([...supported[1].pkcs8, ...new Uint8Array(64 * 1024)])
+      ]
+    ) {
+      const error = await runtime.runPromise(Effect.flip(HsmJwk.importPrivate({ ...fresh(), key })))
+      assert.strictEqual(error._tag, "InvalidKeyMaterial")
+      assert.include(error.message, "more than a key takes")
+    }
+    assert.strictEqual((await importKey(`${pem}${" ".repeat(1024)}`))._tag, "Success")
+  })
+
   it("RSA values longer than the modulus are refused before any arithmetic on them", async () => {
     const huge = new Uint8Array(1 << 20).fill(0xc3)
     const jwk = { ...supported[0].jwk, p: b64(huge), q: b64(huge) }

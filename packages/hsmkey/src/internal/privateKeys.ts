@@ -7,6 +7,7 @@ import * as Predicate from "effect/Predicate"
 import * as Crypto from "node:crypto"
 import { InvalidKeyMaterial, UnsupportedKey } from "../HsmError.js"
 import * as Algorithms from "./algorithms.js"
+import * as Bytes from "./bytes.js"
 import * as Encoding from "./encoding.js"
 import * as Options from "./options.js"
 
@@ -68,22 +69,7 @@ const sized = (
 const sizedField = (jwk: Jwk, name: string, curve: Curve.Curve): Effect.Effect<Uint8Array, InvalidKeyMaterial> =>
   Effect.flatMap(field(jwk, name), (bytes) => sized(bytes, name, curve))
 
-const toBigInt = (bytes: Uint8Array): bigint => BigInt(`0x${Buffer.from(bytes).toString("hex") || "0"}`)
-
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64url")
-
-// Big-endian integers as PKCS#11 stores them: no leading zero bytes.
-const unsigned = (bytes: Uint8Array): Uint8Array => {
-  let i = 0
-  while (i < bytes.length - 1 && bytes[i] === 0) i++
-  return bytes.subarray(i)
-}
-
-const leftPad = (bytes: Uint8Array, size: number): Uint8Array => {
-  const out = new Uint8Array(size)
-  out.set(bytes, size - bytes.length)
-  return out
-}
 
 /** The values of a two-prime RSA private key, big-endian. */
 interface RsaValues {
@@ -103,46 +89,46 @@ interface RsaValues {
  */
 const rsa = (values: RsaValues): Effect.Effect<Importable, InvalidKeyMaterial> =>
   Effect.gen(function*() {
-    const n = unsigned(values.n)
+    const n = Bytes.unsigned(values.n)
     const bits = n.length * 8
     if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
       return yield* invalid(`an RSA modulus of ${bits} bits; hsmkey imports ${MIN_RSA_BITS} to ${MAX_RSA_BITS}`)
     }
     // Each value is less than n: a longer one is not this key's, and would cost seconds of arithmetic.
-    const longer = RSA_FIELDS.find((name) => unsigned(values[name]).length > n.length)
+    const longer = RSA_FIELDS.find((name) => Bytes.unsigned(values[name]).length > n.length)
     if (longer !== undefined) return yield* invalid(`the RSA value "${longer}" is longer than the modulus`)
-    const [N, E, D, P, Q, DP, DQ, QI] = RSA_FIELDS.map((name) => toBigInt(values[name]))
+    const [N, E, D, P, Q, DP, DQ, QI] = RSA_FIELDS.map((name) => Bytes.toBigInt(values[name]))
     const consistent = E > 1n && E % 2n === 1n && P > 1n && Q > 1n && P * Q === N &&
       D % (P - 1n) === DP && D % (Q - 1n) === DQ && (E * DP) % (P - 1n) === 1n && (E * DQ) % (Q - 1n) === 1n &&
       (QI * Q) % P === 1n
     if (!consistent) return yield* invalid("the RSA private values do not belong together (n, e, d, p, q, dp, dq, qi)")
-    const common = { keyType: CKK.RSA, modulus: n, publicExponent: unsigned(values.e) }
+    const common = { keyType: CKK.RSA, modulus: n, publicExponent: Bytes.unsigned(values.e) }
     return {
       keyType: "RSA" as const,
       bits: N.toString(2).length,
-      publicJwk: { kty: "RSA", n: b64(n), e: b64(unsigned(values.e)) },
+      publicJwk: { kty: "RSA", n: b64(n), e: b64(Bytes.unsigned(values.e)) },
       publicKey: common,
       privateKey: {
         ...common,
-        privateExponent: unsigned(values.d),
-        prime1: unsigned(values.p),
-        prime2: unsigned(values.q),
-        exponent1: unsigned(values.dp),
-        exponent2: unsigned(values.dq),
-        coefficient: unsigned(values.qi)
+        privateExponent: Bytes.unsigned(values.d),
+        prime1: Bytes.unsigned(values.p),
+        prime2: Bytes.unsigned(values.q),
+        exponent1: Bytes.unsigned(values.dp),
+        exponent2: Bytes.unsigned(values.dq),
+        coefficient: Bytes.unsigned(values.qi)
       }
     } satisfies Importable
   })
 
 /**
- * An EC private key (`d` of the curve's size) whose public point, when given, is the one its scalar makes.
- * node:crypto never sees the key itself: Node 20 aborts the process (SIGABRT) on some malformed EC keys,
- * such as a P-256 JWK or PKCS#8 whose `d` is 33 bytes.
+ * An EC private key (`d` of the curve's size) whose public point is the one its scalar makes. node:crypto
+ * sees only the scalar, never the JWK: Node 20 aborts the process (SIGABRT) on some malformed EC JWKs, such
+ * as a P-256 `d` of 33 bytes.
  */
 const ec = (
   curve: Curve.Curve,
   d: Uint8Array,
-  point: Uint8Array | undefined
+  point: Uint8Array
 ): Effect.Effect<Importable, InvalidKeyMaterial> =>
   Effect.gen(function*() {
     const spec = Curve.specs[curve]
@@ -154,7 +140,7 @@ const ec = (
       },
       catch: () => invalid(`"d" is not a private key of ${curve}`)
     })
-    if (point !== undefined && !Buffer.from(point).equals(derived)) {
+    if (!Buffer.from(point).equals(derived)) {
       return yield* invalid(`the public point is not the one "d" makes on ${curve}`)
     }
     return {
@@ -171,11 +157,11 @@ const ec = (
     } satisfies Importable
   })
 
-/** An Edwards private key (its seed) whose public key, when given, is the one its seed makes. */
+/** An Edwards private key (its seed) whose public key is the one its seed makes. */
 const okp = (
   curve: Curve.Curve,
   d: Uint8Array,
-  x: Uint8Array | undefined
+  x: Uint8Array
 ): Effect.Effect<Importable, InvalidKeyMaterial> =>
   Effect.gen(function*() {
     const derived = yield* Effect.try({
@@ -186,7 +172,7 @@ const okp = (
       },
       catch: () => invalid(`"d" is not a private key of ${curve}`)
     })
-    if (x !== undefined && !derived.equals(x)) {
+    if (!derived.equals(x)) {
       return yield* invalid(`the public key is not the one "d" makes on ${curve}`)
     }
     return {
@@ -242,235 +228,6 @@ const fromJwk = (jwk: Jwk): Effect.Effect<Importable, InvalidKeyMaterial | Unsup
   }
 }
 
-// DER, as far as private keys need it: definite lengths, low tag numbers.
-const SEQUENCE = 0x30
-const INTEGER = 0x02
-const OCTET_STRING = 0x04
-const BIT_STRING = 0x03
-const OBJECT_IDENTIFIER = 0x06
-const NULL = 0x05
-
-interface Element {
-  readonly tag: number
-  /** The whole element, header and content. */
-  readonly encoded: Uint8Array
-  readonly content: Uint8Array
-}
-
-const readElement = (bytes: Uint8Array, offset: number): Element | undefined => {
-  if (offset + 2 > bytes.length || (bytes[offset] & 0x1f) === 0x1f) return undefined
-  let length = bytes[offset + 1]
-  let start = offset + 2
-  if (length >= 0x80) {
-    const count = length & 0x7f
-    if (count === 0 || count > 4 || start + count > bytes.length) return undefined
-    length = 0
-    for (let i = 0; i < count; i++) length = length * 256 + bytes[start + i]
-    start += count
-  }
-  const end = start + length
-  return end > bytes.length
-    ? undefined
-    : { tag: bytes[offset], encoded: bytes.subarray(offset, end), content: bytes.subarray(start, end) }
-}
-
-/** The elements that fill `bytes` exactly, or `undefined`. */
-const elements = (bytes: Uint8Array): ReadonlyArray<Element> | undefined => {
-  const out: Array<Element> = []
-  for (let offset = 0; offset < bytes.length;) {
-    const element = readElement(bytes, offset)
-    if (element === undefined) return undefined
-    out.push(element)
-    offset += element.encoded.length
-  }
-  return out
-}
-
-/** The elements of the one constructed element of `tag` that `bytes` is, or `undefined`. */
-const sequenceOf = (bytes: Uint8Array, tag = SEQUENCE): ReadonlyArray<Element> | undefined => {
-  const outer = readElement(bytes, 0)
-  return outer === undefined || outer.tag !== tag || outer.encoded.length !== bytes.length
-    ? undefined
-    : elements(outer.content)
-}
-
-/** The content of the one primitive element of `tag` that `bytes` is, or `undefined`. */
-const primitiveOf = (bytes: Uint8Array, tag: number): Uint8Array | undefined => {
-  const element = readElement(bytes, 0)
-  return element === undefined || element.tag !== tag || element.encoded.length !== bytes.length
-    ? undefined
-    : element.content
-}
-
-/** A non-negative INTEGER, big-endian; `undefined` for a negative one or another element. */
-const natural = (element: Element | undefined): Uint8Array | undefined =>
-  element === undefined || element.tag !== INTEGER || element.content.length === 0 ||
-    (element.content[0] & 0x80) !== 0
-    ? undefined
-    : unsigned(element.content)
-
-const isSmall = (element: Element | undefined, value: number): boolean => {
-  const bytes = natural(element)
-  return bytes !== undefined && bytes.length === 1 && bytes[0] === value
-}
-
-const hexOf = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
-
-/** An OBJECT IDENTIFIER in dotted form, for messages. */
-const dotted = (content: Uint8Array): string => {
-  const arcs: Array<bigint> = []
-  let arc = 0n
-  for (const byte of content) {
-    arc = (arc << 7n) | BigInt(byte & 0x7f)
-    if ((byte & 0x80) === 0) {
-      arcs.push(arc)
-      arc = 0n
-    }
-  }
-  if (arcs.length === 0) return "(empty)"
-  const first = arcs[0] < 80n ? arcs[0] / 40n : 2n
-  return [first, arcs[0] - first * 40n, ...arcs.slice(1)].join(".")
-}
-
-// PKCS#8 algorithm identifiers, as DER OBJECT IDENTIFIER elements.
-const RSA_ENCRYPTION = "06092a864886f70d010101"
-const EC_PUBLIC_KEY = "06072a8648ce3d0201"
-const otherAlgorithms: ReadonlyMap<string, string> = new Map([
-  ["06092a864886f70d01010a", "rsa-pss"],
-  ["06072a8648ce380401", "dsa"],
-  ["06092a864886f70d010301", "dh"],
-  ["06072a8648ce3e0201", "dh"],
-  ["06032b656e", "x25519"],
-  ["06032b656f", "x448"]
-])
-const curveOids: ReadonlyMap<string, Curve.Curve> = new Map(
-  Object.values(Curve.specs).map((spec) => [spec.oid, spec.curve] as const)
-)
-
-const notDer = (what: string) => invalid(`not ${what}: its DER structure is not one`)
-
-/** PKCS#1 `RSAPrivateKey`: two primes only. */
-const fromRsaPrivateKey = (der: Uint8Array): Effect.Effect<Importable, InvalidKeyMaterial | UnsupportedKey> => {
-  const fields = sequenceOf(der)
-  if (fields === undefined || fields.length < 9) return Effect.fail(notDer("an RSA private key (PKCS#1)"))
-  if (isSmall(fields[0], 1)) return Effect.fail(unsupported("multi-prime RSA keys are not supported"))
-  const values = fields.slice(1, 9).map(natural)
-  if (!isSmall(fields[0], 0) || fields.length !== 9 || values.some((value) => value === undefined)) {
-    return Effect.fail(notDer("an RSA private key (PKCS#1)"))
-  }
-  const [n, e, d, p, q, dp, dq, qi] = values as ReadonlyArray<Uint8Array>
-  return rsa({ n, e, d, p, q, dp, dq, qi })
-}
-
-/**
- * SEC 1 `ECPrivateKey`, on the curve its algorithm names or, standing alone, on the curve it names itself.
- * `d` may come without its leading zero bytes, as OpenSSL reads it, but never longer than the curve's size.
- */
-const fromEcPrivateKey = (
-  der: Uint8Array,
-  named: Curve.Curve | undefined
-): Effect.Effect<Importable, InvalidKeyMaterial | UnsupportedKey> =>
-  Effect.gen(function*() {
-    const fields = sequenceOf(der)
-    if (fields === undefined || fields.length < 2 || fields.length > 4 || !isSmall(fields[0], 1)) {
-      return yield* notDer("an EC private key (SEC 1)")
-    }
-    const [, scalar, ...tagged] = fields
-    if (scalar.tag !== OCTET_STRING) return yield* notDer("an EC private key (SEC 1)")
-    let curve = named
-    let point: Uint8Array | undefined
-    let last = 0
-    for (const element of tagged) {
-      if (element.tag === 0xa0 && last < 1) {
-        const own = yield* curveOf(element.content)
-        if (curve !== undefined && own !== curve) {
-          return yield* invalid(`the EC private key names ${own}, its algorithm ${curve}`)
-        }
-        curve = own
-        last = 1
-      } else if (element.tag === 0xa1 && last < 2) {
-        const bits = primitiveOf(element.content, BIT_STRING)
-        if (bits === undefined || bits[0] !== 0) return yield* notDer("an EC private key (SEC 1)")
-        point = bits.subarray(1)
-        last = 2
-      } else {
-        return yield* notDer("an EC private key (SEC 1)")
-      }
-    }
-    if (curve === undefined) return yield* invalid("the EC private key names no curve")
-    const size = Curve.specs[curve].size
-    const d = unsigned(scalar.content)
-    if (d.length > size) return yield* invalid(`"d" is ${d.length} bytes; ${curve} takes ${size}`)
-    return yield* ec(curve, leftPad(d, size), point)
-  })
-
-/** The named curve of EC parameters: P-256, P-384 or P-521. */
-const curveOf = (parameters: Uint8Array): Effect.Effect<Curve.Curve, InvalidKeyMaterial | UnsupportedKey> => {
-  const element = readElement(parameters, 0)
-  if (element === undefined || element.encoded.length !== parameters.length) {
-    return Effect.fail(notDer("EC parameters"))
-  }
-  if (element.tag !== OBJECT_IDENTIFIER) {
-    return Effect.fail(unsupported("EC keys with explicit curve parameters are not supported: use a named curve"))
-  }
-  const curve = curveOids.get(hexOf(element.encoded))
-  return curve !== undefined && Curve.specs[curve].family === "weierstrass"
-    ? Effect.succeed(curve)
-    : Effect.fail(unsupported(`EC curve ${dotted(element.content)} is not supported (P-256, P-384 and P-521 are)`))
-}
-
-/**
- * PKCS#8 `PrivateKeyInfo` (or RFC 5958 `OneAsymmetricKey`), read here rather than by node:crypto, which
- * takes keys it then aborts the process on (a P-256 `d` of 33 bytes).
- */
-const fromPkcs8 = (der: Uint8Array): Effect.Effect<Importable, InvalidKeyMaterial | UnsupportedKey> =>
-  Effect.gen(function*() {
-    const fields = sequenceOf(der)
-    if (fields === undefined || fields.length < 3 || fields.length > 5) return yield* notDer("a PKCS#8 private key")
-    const [version, algorithm, privateKey, ...optional] = fields
-    const identifier = algorithm.tag === SEQUENCE ? elements(algorithm.content) : undefined
-    if (
-      !(isSmall(version, 0) || isSmall(version, 1)) || identifier === undefined || identifier.length < 1 ||
-      identifier.length > 2 || identifier[0].tag !== OBJECT_IDENTIFIER || privateKey.tag !== OCTET_STRING ||
-      !optional.every((element, i) =>
-        (element.tag === 0xa0 || element.tag === 0x81) && (i === 0 || element.tag > optional[i - 1].tag)
-      )
-    ) {
-      return yield* notDer("a PKCS#8 private key")
-    }
-    const oid = hexOf(identifier[0].encoded)
-    const parameters = identifier[1]
-    const publicKey = optional.find((element) => element.tag === 0x81)?.content
-    if (oid === RSA_ENCRYPTION) {
-      if (parameters !== undefined && (parameters.tag !== NULL || parameters.content.length !== 0)) {
-        return yield* notDer("a PKCS#8 RSA private key")
-      }
-      return yield* fromRsaPrivateKey(privateKey.content)
-    }
-    if (oid === EC_PUBLIC_KEY) {
-      if (parameters === undefined) return yield* invalid("the PKCS#8 EC private key names no curve")
-      return yield* fromEcPrivateKey(privateKey.content, yield* curveOf(parameters.encoded))
-    }
-    const curve = curveOids.get(oid)
-    if (curve !== undefined && Curve.specs[curve].family === "edwards") {
-      const seed = primitiveOf(privateKey.content, OCTET_STRING)
-      if (parameters !== undefined || seed === undefined) return yield* notDer(`a PKCS#8 ${curve} private key`)
-      if (seed.length !== Curve.specs[curve].size) {
-        return yield* invalid(
-          `the ${curve} private key is ${seed.length} bytes; ${curve} takes ${Curve.specs[curve].size}`
-        )
-      }
-      if (publicKey !== undefined && publicKey[0] !== 0) return yield* notDer(`a PKCS#8 ${curve} private key`)
-      return yield* okp(curve, seed, publicKey?.subarray(1))
-    }
-    const type = otherAlgorithms.get(oid)
-    return yield* unsupported(
-      type === undefined
-        ? `keys of algorithm ${dotted(identifier[0].content)} are not supported`
-        : unsupportedTypes[type]
-    )
-  })
-
 const unsupportedTypes: Record<string, string> = {
   "rsa-pss": "RSASSA-PSS keys (id-RSASSA-PSS) are not supported: import the key as plain RSA (rsaEncryption)",
   "dsa": "DSA keys are not supported",
@@ -479,72 +236,82 @@ const unsupportedTypes: Record<string, string> = {
   "x448": "X448 keys agree on keys and cannot sign"
 }
 
+const nodeCurves: ReadonlyMap<unknown, Curve.Curve> = new Map(
+  Object.values(Curve.specs).filter((spec) => spec.family === "weierstrass").map((spec) => [spec.nodeName, spec.curve])
+)
+
+const reason = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
 /**
- * A node:crypto private key, read from its PKCS#8 export: never from its JWK export or its
- * `asymmetricKeyDetails`, which abort the process on a malformed EC key node:crypto took.
+ * A node:crypto private key, read through its JWK export and then checked as a JWK given directly. Node 20
+ * aborts the process (SIGABRT) reading the `asymmetricKeyDetails` or the JWK of an EC key whose scalar has
+ * more significant bytes than its curve's size (a P-256 `d` of 33 bytes), which it parses without a word;
+ * its PKCS#8 export throws on exactly those keys, and is asked first.
  */
-const fromKeyObject = (key: Crypto.KeyObject): Effect.Effect<Importable, InvalidKeyMaterial | UnsupportedKey> => {
-  if (key.type !== "private") return Effect.fail(invalid(`a ${key.type} KeyObject is not a private key`))
-  const type = key.asymmetricKeyType ?? "unknown"
-  if (Object.hasOwn(unsupportedTypes, type)) return Effect.fail(unsupported(unsupportedTypes[type]))
-  return Effect.flatMap(
-    Effect.try({
-      try: () => new Uint8Array(key.export({ format: "der", type: "pkcs8" })),
+const fromKeyObject = (key: Crypto.KeyObject): Effect.Effect<Importable, InvalidKeyMaterial | UnsupportedKey> =>
+  Effect.gen(function*() {
+    if (key.type !== "private") return yield* invalid(`a ${key.type} KeyObject is not a private key`)
+    yield* Effect.try({
+      try: () => key.export({ format: "der", type: "pkcs8" }),
+      catch: (error) => invalid(`node:crypto cannot read the private key: ${reason(error)}`)
+    })
+    const type = key.asymmetricKeyType ?? "unknown"
+    if (type === "ec") {
+      const named = key.asymmetricKeyDetails?.namedCurve
+      if (!nodeCurves.has(named)) {
+        return yield* unsupported(
+          `EC curve ${named ?? "(explicit parameters)"} is not supported (P-256, P-384 and P-521 are)`
+        )
+      }
+    } else if (type !== "rsa" && type !== "ed25519" && type !== "ed448") {
+      return yield* unsupported(
+        Object.hasOwn(unsupportedTypes, type) ? unsupportedTypes[type] : `${type} keys are not supported`
+      )
+    }
+    const jwk = yield* Effect.try({
+      try: () => key.export({ format: "jwk" }) as Jwk,
+      catch: (error) => invalid(`node:crypto cannot read the private key: ${reason(error)}`)
+    })
+    return yield* fromJwk(jwk)
+  })
+
+// What node:crypto parses in linear time still need not be megabytes: the largest RSA key hsmkey imports
+// (16,384 bits) is 13 KB of PEM.
+const MAX_ENCODED = 64 * 1024
+
+// node:crypto's answer to an encrypted key read without a passphrase.
+const passphraseCodes: ReadonlySet<unknown> = new Set([
+  "ERR_MISSING_PASSPHRASE",
+  "ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED"
+])
+
+/** PEM text (PKCS#8, SEC 1 or PKCS#1) or PKCS#8 DER bytes, parsed by node:crypto. */
+const parseEncoded = (input: string | Uint8Array): Effect.Effect<Crypto.KeyObject, InvalidKeyMaterial> =>
+  input.length > MAX_ENCODED
+    ? Effect.fail(
+      invalid(`${input.length} ${typeof input === "string" ? "characters" : "bytes"} are more than a key takes`)
+    )
+    : Effect.try({
+      try: () =>
+        typeof input === "string"
+          ? Crypto.createPrivateKey({ key: input, format: "pem" })
+          : Crypto.createPrivateKey({ key: Buffer.from(input), format: "der", type: "pkcs8" }),
       catch: (error) =>
-        invalid(`the KeyObject cannot be read: ${error instanceof Error ? error.message : String(error)}`)
-    }),
-    fromPkcs8
-  )
-}
-
-// The PEM labels of private keys: PKCS#8, SEC 1 and PKCS#1, and encrypted PKCS#8 to refuse clearly.
-const pemLabels = ["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"] as const
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/u
-
-/**
- * The first private key block of PEM text. One search per label, so that text of any size is read in
- * linear time.
- */
-const fromPem = (text: string): Effect.Effect<Importable, InvalidKeyMaterial | UnsupportedKey> => {
-  let found: { readonly label: (typeof pemLabels)[number]; readonly start: number } | undefined
-  for (const label of pemLabels) {
-    const start = text.indexOf(`-----BEGIN ${label}-----`)
-    if (start >= 0 && (found === undefined || start < found.start)) found = { label, start }
-  }
-  if (found === undefined) {
-    return Effect.fail(invalid(
-      text.includes("-----BEGIN ")
-        ? "the PEM text holds no private key (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)"
-        : "text that is not PEM: give a private key as PEM text, DER bytes, a JWK or a KeyObject"
-    ))
-  }
-  const begin = found.start + `-----BEGIN ${found.label}-----`.length
-  const end = text.indexOf(`-----END ${found.label}-----`, begin)
-  if (end < 0) return Effect.fail(invalid(`the PEM block ${found.label} has no END line`))
-  const body = text.slice(begin, end)
-  if (found.label === "ENCRYPTED PRIVATE KEY" || body.includes(":")) {
-    return Effect.fail(invalid("the private key is encrypted: decrypt it first (openssl pkey)"))
-  }
-  const base64 = body.replace(/\s/gu, "")
-  if (!BASE64.test(base64)) return Effect.fail(invalid(`the PEM block ${found.label} is not base64`))
-  const der = new Uint8Array(Buffer.from(base64, "base64"))
-  return found.label === "PRIVATE KEY"
-    ? fromPkcs8(der)
-    : found.label === "EC PRIVATE KEY"
-    ? fromEcPrivateKey(der, undefined)
-    : fromRsaPrivateKey(der)
-}
+        Predicate.hasProperty(error, "code") && passphraseCodes.has(error.code)
+          ? invalid("the private key is encrypted: decrypt it first (openssl pkey)")
+          : invalid(`not a private key (PEM text or PKCS#8 DER): ${reason(error)}`)
+    })
 
 /**
  * Checks private key material before anything is created on the token: its shape and sizes per key type
- * (before node:crypto sees it), its type (RSA, P-256/384/521, Ed25519, Ed448), and that its public half is
- * the one its private half makes.
+ * (a JWK's before node:crypto sees it), its type (RSA, P-256/384/521, Ed25519, Ed448), and that its public
+ * half is the one its private half makes.
  */
 export const parse = (input: unknown): Effect.Effect<Importable, InvalidKeyMaterial | UnsupportedKey> => {
   if (input instanceof Crypto.KeyObject) return fromKeyObject(input)
-  if (typeof input === "string") return fromPem(input)
-  if (input instanceof Uint8Array) return fromPkcs8(input)
+  if (typeof input === "string" || input instanceof Uint8Array) {
+    return Effect.flatMap(parseEncoded(input), fromKeyObject)
+  }
   if (!Predicate.isRecord(input)) {
     return Effect.fail(invalid("expected a private JWK, PKCS#8 (PEM or DER) or a KeyObject"))
   }

@@ -5,8 +5,15 @@ import type { ObjectHandle } from "@hsmkey/pkcs11/Pkcs11"
 import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
-import { InvalidSignature, type KeyAmbiguous, KeyNotFound, MechanismUnsupported, type PinMismatch } from "../HsmError.js"
+import {
+  InvalidSignature,
+  type KeyAmbiguous,
+  KeyNotFound,
+  MechanismUnsupported,
+  type PinMismatch
+} from "../HsmError.js"
 import * as Algorithms from "./algorithms.js"
+import * as Bytes from "./bytes.js"
 import * as KeyReference from "./keyReference.js"
 import * as MechanismSupport from "./mechanismSupport.js"
 import type { SigningKey } from "./policy.js"
@@ -51,20 +58,6 @@ export const cacheKey = (key: SigningKey): string => {
 // Keys are immutable: their cache key is computed once, not at every signature.
 const cacheKeys = new WeakMap<SigningKey, string>()
 
-const sameBytes = (a: Uint8Array | undefined, b: Uint8Array): boolean =>
-  a !== undefined && Buffer.from(a).equals(Buffer.from(b))
-
-// Big-endian integers as tokens store them: leading zero bytes do not count.
-const unsigned = (bytes: Uint8Array): Uint8Array => {
-  let i = 0
-  while (i < bytes.length - 1 && bytes[i] === 0) i++
-  return bytes.subarray(i)
-}
-
-const sameInteger = (a: Uint8Array | undefined, base64url: string | undefined): boolean =>
-  a !== undefined && base64url !== undefined &&
-  Buffer.from(unsigned(a)).equals(Buffer.from(unsigned(Buffer.from(base64url, "base64url"))))
-
 /**
  * How far a handle's attributes prove it is the key's. `"proven"`: class, key type, reference and public
  * value all agree. `"unbound"`: all agree but the token shows no public value on the private object (EC and
@@ -82,7 +75,7 @@ const proofAttributes = (key: SigningKey) =>
 const prove = (session: Session, key: SigningKey, handle: ObjectHandle): Effect.Effect<Proof, Pkcs11Failure> =>
   Effect.map(session.pkcs11.getAttributes(session.handle, handle, proofAttributes(key)), (read): Proof => {
     const attributes = read as Attributes
-    const named = key.id.length > 0 ? sameBytes(attributes.id, key.id) : attributes.label === key.label
+    const named = key.id.length > 0 ? Bytes.sameBytes(attributes.id, key.id) : attributes.label === key.label
     if (!named) return "other"
     if (key.keyType === "oct") {
       // CKA_VALUE_LEN 0 (openCryptoki, for a created secret) or absent says nothing.
@@ -96,8 +89,9 @@ const prove = (session: Session, key: SigningKey, handle: ObjectHandle): Effect.
     if (jwk.kty === "RSA") {
       if (attributes.modulus === undefined) return "unbound"
       // CKA_PUBLIC_EXPONENT is optional on a private key: the modulus alone then binds it.
-      const exponent = attributes.publicExponent === undefined || sameInteger(attributes.publicExponent, jwk.e)
-      return sameInteger(attributes.modulus, jwk.n) && exponent ? "proven" : "other"
+      const exponent = attributes.publicExponent === undefined ||
+        Bytes.sameInteger(attributes.publicExponent, Buffer.from(jwk.e, "base64url"))
+      return Bytes.sameInteger(attributes.modulus, Buffer.from(jwk.n, "base64url")) && exponent ? "proven" : "other"
     }
     const curve = attributes.ecParams === undefined ? undefined : Curve.fromEcParams(attributes.ecParams)
     return curve === key.keyType ? "unbound" : "other"
@@ -179,8 +173,10 @@ export const withKeyHandle = <A, E>(
   const findLoggedIn = Effect.suspend(() => {
     const epoch = session.epoch
     return find.pipe(
-      Effect.catchTag("KeyNotFound", (missing) =>
-        Effect.flatMap(session.refresh, () => session.epoch === epoch ? Effect.fail(missing) : find))
+      Effect.catchTag(
+        "KeyNotFound",
+        (missing) => Effect.flatMap(session.refresh, () => session.epoch === epoch ? Effect.fail(missing) : find)
+      )
     )
   })
 

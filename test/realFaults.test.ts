@@ -60,6 +60,56 @@ for (const backend of backends("hsmkey-real-faults")) {
   describe.skipIf(!backend.available)(backend.name, () => {
     layer(Layer.provideMerge(counting, backend.layer), { timeout: 120_000 })((it) => {
       const test = offered(it)
+      test(
+        "sessions closed 200 times while they sign on other threads: each close waits for the signature in flight",
+        { features: ["native"] },
+        () =>
+          TestServices.provideLive(Effect.gen(function*() {
+            const token = yield* TestToken
+            const pkcs11 = yield* Pkcs11.Pkcs11
+            const opened: Array<Pkcs11.SessionHandle> = []
+            const watched: Pkcs11.Pkcs11.Service = {
+              ...pkcs11,
+              openSession: (slot, options) => Effect.tap(pkcs11.openSession(slot, options), (h) => void opened.push(h))
+            }
+            const type = yield* quickType
+            yield* Effect.scoped(Effect.gen(function*() {
+              const pool = yield* Effect.provideService(
+                SessionPool.make({ tokenLabel: token.label, userPin: token.userPin, maxSessions: 4 }),
+                Pkcs11.Pkcs11,
+                watched
+              )
+              const key = yield* Effect.provideService(
+                HsmJwk.generate({ type, label: unique("closed-while-signing") }),
+                SessionPool.SessionPool,
+                pool
+              )
+              const slot = yield* tokenSlot
+              // Once: SoftHSM2 freed a session under a C_Sign on a signing thread (free(): invalid pointer).
+              const run = yield* underLoad({
+                pool,
+                key,
+                callers: 16,
+                deadlineMillis: DEADLINE_MILLIS,
+                inject: Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) =>
+                  Effect.zipRight(
+                    i % 20 === 19
+                      ? Effect.ignore(pkcs11.closeAllSessions(slot))
+                      : Effect.ignore(pkcs11.closeSession(opened[Math.floor(Math.random() * opened.length)])),
+                    Effect.sleep("5 millis")
+                  ), { discard: true }),
+                faultMillis: 100
+              })
+              const byTag = countByTag(run.outcomes)
+              const figures = JSON.stringify(byTag)
+              console.log(`${backend.name}, sessions closed while signing: ${figures}`)
+              // A session closed every 5 ms may use up a request's six tries: SessionFailed, and nothing else.
+              const failures = byTag.SessionFailed === undefined ? {} : { SessionFailed: "some" as const }
+              check(run, { deadlineMillis: DEADLINE_MILLIS, slackMillis: SLACK_MILLIS, failures, figures })
+            }))
+          }))
+      )
+
       for (const fault of faults) {
         test(
           `${fault.name}, under a steady signing load: no request fails, nothing is left open`,

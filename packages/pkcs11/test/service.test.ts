@@ -50,6 +50,7 @@ const fakeDriver = (overrides: Partial<Driver>): Driver => ({
 
 const session = 1 as Pkcs11.SessionHandle
 const key = 2 as Pkcs11.ObjectHandle
+const slot = 3 as Pkcs11.SlotId
 
 describe("Pkcs11 service", () => {
   it.effect("anything but a Cryptoki return value is a defect, not a typed error", () =>
@@ -165,6 +166,65 @@ describe("Pkcs11 service", () => {
       yield* Fiber.join(interrupting)
       assert.strictEqual((yield* Fiber.join(next)).state, "rw-user")
       assert.isFalse(overlapped)
+    }))
+})
+
+describe("closing a session while a signature runs off the event loop's thread", () => {
+  // SoftHSM2 frees a session under a C_Sign running on another thread: the process died (SIGSEGV).
+  const signing = () => {
+    const settles: Array<() => void> = []
+    const events: Array<string> = []
+    const service = Service.make(fakeDriver({
+      sign: () =>
+        new Promise<Uint8Array>((resolve) =>
+          settles.push(() => {
+            events.push("signed")
+            resolve(new Uint8Array([7]))
+          })
+        ),
+      signBatch: (_thread, _session, items) =>
+        new Promise((resolve) =>
+          settles.push(() => {
+            events.push("batch signed")
+            resolve(items.map(() => new Uint8Array([8])))
+          })
+        ),
+      closeSession: () => void events.push("closed"),
+      closeAllSessions: () => void events.push("all closed"),
+      openSession: () => session
+    }))
+    return { service, settles, events }
+  }
+
+  it.live("C_CloseSession waits for it, and a signature asked for meanwhile is refused at once", () =>
+    Effect.gen(function*() {
+      const { events, service, settles } = signing()
+      const direct = service.signDirect!(session, { type: 0 }, key, new Uint8Array([1]), false) as Promise<unknown>
+      const closing = yield* Effect.fork(service.closeSession(session))
+      yield* Effect.sleep("5 millis")
+      assert.deepStrictEqual(events, [])
+      const refused = service.signDirect!(session, { type: 0 }, key, new Uint8Array([1]), false)
+      assert.strictEqual((refused as { readonly _tag: string })._tag, "SessionFailed")
+      settles[0]()
+      assert.deepStrictEqual(yield* Effect.promise(() => direct), new Uint8Array([7]))
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual(events, ["signed", "closed"])
+      // Closed, the handle may be the token's next session: signing on it is not refused any more.
+      assert.instanceOf(service.signDirect!(session, { type: 0 }, key, new Uint8Array([1]), false), Promise)
+    }))
+
+  it.live("C_CloseAllSessions waits for every batch in flight on the slot's sessions", () =>
+    Effect.gen(function*() {
+      const { events, service, settles } = signing()
+      const opened = yield* service.openSession(slot)
+      const batch = service.signBatch!(0, opened, [{ mechanism: { type: 0 }, key, data: new Uint8Array([1]) }])
+      const closing = yield* Effect.fork(service.closeAllSessions(slot))
+      yield* Effect.sleep("5 millis")
+      assert.deepStrictEqual(events, [])
+      settles[0]()
+      yield* Effect.promise(() => batch)
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual(events, ["batch signed", "all closed"])
     }))
 })
 

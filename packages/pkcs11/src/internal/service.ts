@@ -155,6 +155,57 @@ export const make = (
     return lock
   }
 
+  // Native calls that run off the event loop's thread and take no session lock (`signDirect`'s promise,
+  // `signBatch`). Closing their session, or every session of its slot, waits until they settle: SoftHSM2
+  // frees a session under a C_Sign running on another thread, and the process dies (free(): invalid pointer).
+  const offThread = new Map<number, { calls: number; readonly idle: Array<() => void> }>()
+  const enterOffThread = (session: number) => {
+    let entry = offThread.get(session)
+    if (entry === undefined) offThread.set(session, entry = { calls: 0, idle: [] })
+    entry.calls++
+  }
+  const leaveOffThread = (session: number) => {
+    const entry = offThread.get(session)!
+    if (--entry.calls > 0) return
+    offThread.delete(session)
+    for (const resume of entry.idle) resume()
+  }
+  const offThreadIdle = (sessions: ReadonlyArray<number>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const busy = sessions.find((session) => offThread.has(session))
+      if (busy === undefined) return Effect.void
+      return Effect.zipRight(
+        Effect.async<void>((resume) => void offThread.get(busy)!.idle.push(() => resume(Effect.void))),
+        offThreadIdle(sessions)
+      )
+    })
+  // Sessions being closed: a signature asked for on one meanwhile is refused at once (CKR_SESSION_CLOSED),
+  // or a lane signing without pause would keep its session busy forever.
+  const closing = new Set<number>()
+  const whenIdle = <A>(
+    sessions: () => ReadonlyArray<number>,
+    call: Effect.Effect<A, Pkcs11Failure>
+  ): Effect.Effect<A, Pkcs11Failure> => {
+    const marked = new Set<number>()
+    // The check and the call it guards run in one synchronous step: no signature can start between them.
+    const settle: Effect.Effect<A, Pkcs11Failure> = Effect.suspend(() => {
+      const now = sessions()
+      for (const session of now) {
+        closing.add(session)
+        marked.add(session)
+      }
+      return now.some((session) => offThread.has(session)) ? Effect.zipRight(offThreadIdle(now), settle) : call
+    })
+    return Effect.ensuring(
+      settle,
+      Effect.sync(() => {
+        for (const session of marked) closing.delete(session)
+      })
+    )
+  }
+  const closingFailure = (session: number, mechanism: Mechanism) =>
+    fromReturnValue("C_Sign", CKR.SESSION_CLOSED, { session, mechanism: mechanism.type })
+
   const forget = (session: number) => {
     // A lock with callers still queued stays: they must not share a reused handle with new callers.
     if (exclusive !== undefined) return void sessionSlots.delete(session)
@@ -328,19 +379,37 @@ export const make = (
       onSession(
         "C_CloseSession",
         session,
-        attempt(() => {
-          driver.closeSession(session)
-          forget(session)
-        }, { session })
+        whenIdle(
+          () => [session],
+          attempt(() => {
+            driver.closeSession(session)
+            forget(session)
+          }, { session })
+        )
       ),
 
-    closeAllSessions: (slot) =>
-      standalone(() => {
+    closeAllSessions: (slot) => {
+      const close = attemptNow(() => {
         driver.closeAllSessions(slot)
         for (const [session, sessionSlot] of sessionSlots) {
           if (sessionSlot === slot) forget(session)
         }
-      }).pipe(traced("C_CloseAllSessions", spanAttributes({ "pkcs11.slot": slot }))),
+      })
+      const sessionsOfSlot = () => [...sessionSlots].filter(([, s]) => s === slot).map(([session]) => session)
+      // Every call on a session of the slot settles first: those under a session's lock, and those off
+      // the event loop's thread. A library with one lock for every call needs that lock only.
+      const closeAll = exclusive !== undefined ? exclusive.withPermit(close) : Effect.scoped(Effect.gen(function*() {
+        const held = new Set<number>()
+        for (let more = sessionsOfSlot(); more.length > 0; more = sessionsOfSlot().filter((s) => !held.has(s))) {
+          for (const session of more) {
+            yield* lockOf(session).takeScoped
+            held.add(session)
+          }
+        }
+        return yield* whenIdle(sessionsOfSlot, close)
+      }))
+      return closeAll.pipe(traced("C_CloseAllSessions", spanAttributes({ "pkcs11.slot": slot })))
+    },
 
     sessionInfo: (session) =>
       onSession(
@@ -478,22 +547,40 @@ export const make = (
           return signFailure(error, session, mechanism)
         }
       }
+      if (closing.has(session)) return closingFailure(session, mechanism)
+      enterOffThread(session)
       return driver.sign(session, mechanism, key, data).then(
-        (signature) => signature,
-        (error) => signFailure(error, session, mechanism)
+        (signature) => {
+          leaveOffThread(session)
+          return signature
+        },
+        (error) => {
+          leaveOffThread(session)
+          return signFailure(error, session, mechanism)
+        }
       )
     },
 
     signBatch: exclusive !== undefined || driver.signBatch === undefined ?
       undefined :
-      (thread, session, items) =>
-        driver.signBatch!(thread, session, items).then((results) =>
-          results.map((result, i) =>
-            result instanceof Uint8Array
-              ? result
-              : fromReturnValue(result.method, result.code, { session, mechanism: items[i].mechanism.type })
-          )
-        ),
+      (thread, session, items) => {
+        if (closing.has(session)) return Promise.resolve(items.map((item) => closingFailure(session, item.mechanism)))
+        enterOffThread(session)
+        return driver.signBatch!(thread, session, items).then(
+          (results) => {
+            leaveOffThread(session)
+            return results.map((result, i) =>
+              result instanceof Uint8Array
+                ? result
+                : fromReturnValue(result.method, result.code, { session, mechanism: items[i].mechanism.type })
+            )
+          },
+          (error) => {
+            leaveOffThread(session)
+            throw error
+          }
+        )
+      },
 
     verify: (session, mechanism, key, data, signature) =>
       onSession(

@@ -444,7 +444,7 @@ export interface EncryptOptions {
 
 // What a JavaScript caller can hand over beyond the types: refused before jose reads it, or spreads a
 // string into a header.
-const encryptOptionsProblem = (plaintext: unknown, options: unknown): InvalidOptions | undefined => {
+const encryptOptionsProblem = (plaintext: unknown, options: unknown): InvalidOptions | InvalidHeader | undefined => {
   if (typeof plaintext !== "string" && !(plaintext instanceof Uint8Array)) {
     return new InvalidOptions({
       detail: `the plaintext must be a string or a Uint8Array, not ${Options.kindOf(plaintext)}`
@@ -460,21 +460,14 @@ const encryptOptionsProblem = (plaintext: unknown, options: unknown): InvalidOpt
   if (typeof enc !== "string") {
     return new InvalidOptions({ detail: `enc must be a content encryption name, not ${Options.kindOf(enc)}` })
   }
-  if (protectedHeader === undefined) return undefined
-  if (!Encoding.isPlainObject(protectedHeader)) {
-    return new InvalidOptions({ detail: "protectedHeader must be a JSON object" })
-  }
-  const notJson = Encoding.jsonProblem(protectedHeader)
-  if (notJson !== undefined) return new InvalidOptions({ detail: `protectedHeader is not JSON: it holds ${notJson}` })
-  const mistyped = Encoding.headerTypeProblem(protectedHeader, "jwe")
-  return mistyped === undefined ? undefined : new InvalidOptions({ detail: `protectedHeader: ${mistyped}` })
+  return Encoding.headerProblem("protectedHeader", protectedHeader, "jwe")
 }
 
 /**
  * Encrypts a plaintext to the public half of a decryption key, into a compact JWE (jose does it; no
  * token involved). The protected header carries `alg`, `enc` and the key's `kid`. A plaintext that is
- * not text or bytes, options whose `alg` or `enc` is not a name, and a protected header that is not a JSON
- * object with registered parameters of their types are `InvalidOptions`.
+ * not text or bytes and options whose `alg` or `enc` is not a name are `InvalidOptions`; a protected header
+ * that is not a JSON object with registered parameters of their types is `InvalidHeader`.
  *
  * @since 0.1.0
  * @category encryption
@@ -483,7 +476,7 @@ export const encrypt = (
   plaintext: string | Uint8Array,
   key: HsmJwk.HsmJwk,
   options: EncryptOptions
-): Effect.Effect<string, UnsupportedAlgorithm | AlgorithmMismatch | InvalidOptions> =>
+): Effect.Effect<string, UnsupportedAlgorithm | AlgorithmMismatch | InvalidOptions | InvalidHeader> =>
   Effect.gen(function*() {
     const refused = encryptOptionsProblem(plaintext, options)
     if (refused !== undefined) return yield* refused

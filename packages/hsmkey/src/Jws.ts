@@ -131,24 +131,13 @@ const encodePayload = (payload: unknown): string | InvalidOptions =>
 const signingInput = (encodedHeader: string, encodedPayload: string): Uint8Array =>
   Buffer.from(`${encodedHeader}.${encodedPayload}`, "latin1")
 
-const isHeader = (header: unknown): header is Header | undefined =>
-  header === undefined || Encoding.isPlainObject(header)
-
-const own = (header: Header, name: string): boolean => Object.prototype.hasOwnProperty.call(header, name)
-
-// JSON.stringify drops undefined members, makes NaN null and throws on a cycle: a header signed so would
-// not say what the caller gave.
-const notJsonHeader = (name: string, header: Header): InvalidHeader | undefined => {
-  const problem = Encoding.jsonProblem(header)
-  return problem === undefined ? undefined : new InvalidHeader({ detail: `${name} is not JSON: it holds ${problem}` })
-}
-
-const encodeJson = (name: string, value: Header): string | InvalidHeader => {
+// The header is read again here: a getter that passed the check may throw now.
+const encodeHeader = (alg: string, kid: string | undefined, given: Header): string | InvalidHeader => {
   try {
-    return Encoding.encodeBase64url(JSON.stringify(value))
+    return Encoding.encodeBase64url(JSON.stringify(kid === undefined ? { alg, ...given } : { alg, kid, ...given }))
   } catch (error) {
     return new InvalidHeader({
-      detail: `${name} is not JSON: ${error instanceof Error ? error.message : String(error)}`
+      detail: `protectedHeader is not JSON: ${error instanceof Error ? error.message : String(error)}`
     })
   }
 }
@@ -157,24 +146,37 @@ const encodeJson = (name: string, value: Header): string | InvalidHeader => {
 const registeredHeaders = new Set(["alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit"])
 
 /**
- * Refuses what hsmkey would sign wrongly: registered parameters of the wrong type, `b64` (RFC 7797
+ * Refuses what hsmkey would sign wrongly in a protected header whose types are checked: `b64` (RFC 7797
  * unencoded payloads are not made here) and a `crit` that is not a list of distinct extension names present
  * in the protected header (RFC 7515 §4.1.11).
  */
 const checkProtected = (header: Header): InvalidHeader | undefined => {
-  const mistyped = Encoding.headerTypeProblem(header, "jws")
-  if (mistyped !== undefined) return new InvalidHeader({ detail: `protected header: ${mistyped}` })
-  if (own(header, "b64")) return new InvalidHeader({ detail: "b64 (RFC 7797 unencoded payload) is not supported" })
-  if (!own(header, "crit")) return undefined
+  if (Object.hasOwn(header, "b64")) {
+    return new InvalidHeader({ detail: "b64 (RFC 7797 unencoded payload) is not supported" })
+  }
+  if (!Object.hasOwn(header, "crit")) return undefined
   const crit = header.crit
   if (!Encoding.isStringArray(crit) || crit.length === 0 || crit.some((name) => name === "")) {
     return new InvalidHeader({ detail: "crit must be a non-empty array of header names" })
   }
   if (new Set(crit).size !== crit.length) return new InvalidHeader({ detail: "crit names a header parameter twice" })
-  const wrong = crit.filter((name) => registeredHeaders.has(name) || !own(header, name))
+  const wrong = crit.filter((name) => registeredHeaders.has(name) || !Object.hasOwn(header, name))
   return wrong.length === 0 ? undefined : new InvalidHeader({
     detail: `crit names ${wrong.join(", ")}: each must be an extension present in the protected header`
   })
+}
+
+// RFC 7515 §7.2.1: the two headers share no name, and crit and b64 are protected.
+const checkUnprotected = (protectedHeader: Header, unprotected: Header): InvalidHeader | undefined => {
+  const shared = Object.keys(unprotected).filter((name) => Object.hasOwn(protectedHeader, name) || name === "alg")
+  if (shared.length > 0) {
+    return new InvalidHeader({
+      detail: `${shared.join(", ")} in both the protected and the unprotected header (RFC 7515 §7.2.1)`
+    })
+  }
+  return Object.hasOwn(unprotected, "crit") || Object.hasOwn(unprotected, "b64")
+    ? new InvalidHeader({ detail: "crit and b64 belong in the protected header (RFC 7515 §4.1.11)" })
+    : undefined
 }
 
 // What a JavaScript caller can hand over as options beyond their type: refused, never read as a default.
@@ -197,22 +199,29 @@ interface Prepared {
   readonly unprotected: Header | undefined
 }
 
-// The protected header a key signs under when nothing else is asked for, encoded once per key and alg.
-const defaultHeaders = new WeakMap<SigningKey, Map<string, string>>()
+// What a key signs under when nothing else is asked for, its protected header encoded once per key and alg:
+// the signing path allocates nothing for it.
+const defaults = new WeakMap<SigningKey, Map<string, Prepared>>()
 
-const defaultHeader = (key: SigningKey, alg: Algorithms.Algorithm): string => {
-  let byAlg = defaultHeaders.get(key)
+const prepareDefault = (key: SigningKey, alg: Algorithms.Algorithm): Prepared => {
+  let byAlg = defaults.get(key)
   if (byAlg === undefined) {
     byAlg = new Map()
-    defaultHeaders.set(key, byAlg)
+    defaults.set(key, byAlg)
   }
-  let encoded = byAlg.get(alg)
-  if (encoded === undefined) {
-    encoded = Encoding.encodeBase64url(JSON.stringify({ alg, kid: key.kid }))
-    byAlg.set(alg, encoded)
+  let prepared = byAlg.get(alg)
+  if (prepared === undefined) {
+    prepared = {
+      alg,
+      encodedHeader: Encoding.encodeBase64url(JSON.stringify({ alg, kid: key.kid })),
+      unprotected: undefined
+    }
+    byAlg.set(alg, prepared)
   }
-  return encoded
+  return prepared
 }
+
+const noHeader: Header = Object.freeze({})
 
 /**
  * The algorithm and the encoded protected header of one signature, or why it cannot be signed: plain
@@ -227,40 +236,28 @@ const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignErr
   if (typeof alg !== "string") return alg
   const given = options.protectedHeader
   const unprotected = options.unprotectedHeader
-  if (given === undefined && unprotected === undefined && options.kid !== false) {
-    return { alg, encodedHeader: defaultHeader(key, alg), unprotected: undefined }
-  }
-  if (!isHeader(given)) return new InvalidHeader({ detail: "protectedHeader must be a JSON object" })
-  if (!isHeader(unprotected)) return new InvalidHeader({ detail: "unprotectedHeader must be a JSON object" })
-  const protectedHeader = given ?? {}
-  const unprotectedHeader = unprotected ?? {}
-  const notJson = notJsonHeader("protectedHeader", protectedHeader) ??
-    notJsonHeader("unprotectedHeader", unprotectedHeader)
-  if (notJson !== undefined) return notJson
-  if (own(protectedHeader, "alg") && protectedHeader.alg !== alg) {
+  if (given === undefined && unprotected === undefined && options.kid !== false) return prepareDefault(key, alg)
+  const notHeader = Encoding.headerProblem("protectedHeader", given, "jws") ??
+    Encoding.headerProblem("unprotectedHeader", unprotected, "jws")
+  if (notHeader !== undefined) return notHeader
+  const protectedHeader = given ?? noHeader
+  if (Object.hasOwn(protectedHeader, "alg") && protectedHeader.alg !== alg) {
     return new InvalidHeader({
-      detail: `protectedHeader.alg is ${Options.nameOf(protectedHeader.alg)}, but the signature is ${alg}`
+      detail: `protectedHeader.alg is ${Options.shown(protectedHeader.alg)}, but the signature is ${alg}`
     })
   }
-  const shared = Object.keys(unprotectedHeader).filter((name) => own(protectedHeader, name) || name === "alg")
-  if (shared.length > 0) {
-    return new InvalidHeader({
-      detail: `${shared.join(", ")} in both the protected and the unprotected header (RFC 7515 §7.2.1)`
-    })
-  }
-  if (own(unprotectedHeader, "crit") || own(unprotectedHeader, "b64")) {
-    return new InvalidHeader({ detail: "crit and b64 belong in the protected header (RFC 7515 §4.1.11)" })
-  }
-  const mistyped = Encoding.headerTypeProblem(unprotectedHeader, "jws")
-  if (mistyped !== undefined) return new InvalidHeader({ detail: `unprotected header: ${mistyped}` })
-  const wrong = checkProtected(protectedHeader)
+  const wrong = checkProtected(protectedHeader) ??
+    (unprotected === undefined ? undefined : checkUnprotected(protectedHeader, unprotected))
   if (wrong !== undefined) return wrong
   // A kid the caller put in the unprotected header is the one they chose.
-  const withKid = options.kid !== false && !own(unprotectedHeader, "kid")
-  const header: Header = { alg, ...(withKid ? { kid: key.kid } : {}), ...protectedHeader }
-  const encodedHeader = encodeJson("protectedHeader", header)
+  const withKid = options.kid !== false && (unprotected === undefined || !Object.hasOwn(unprotected, "kid"))
+  const encodedHeader = encodeHeader(alg, withKid ? key.kid : undefined, protectedHeader)
   if (typeof encodedHeader !== "string") return encodedHeader
-  return { alg, encodedHeader, unprotected: Object.keys(unprotectedHeader).length > 0 ? unprotectedHeader : undefined }
+  return {
+    alg,
+    encodedHeader,
+    unprotected: unprotected !== undefined && Object.keys(unprotected).length > 0 ? unprotected : undefined
+  }
 }
 
 const signatureOf = (
@@ -359,7 +356,7 @@ export const signEncoded = (
     if (Encoding.encodeBase64url(Buffer.from(encodedHeader, "base64url")) !== encodedHeader) {
       return yield* new InvalidHeader({ detail: "the encoded protected header is not canonical base64url" })
     }
-    const wrong = checkProtected(header)
+    const wrong = Encoding.headerProblem("the encoded protected header", header, "jws") ?? checkProtected(header)
     if (wrong !== undefined) return yield* wrong
     const alg = yield* Policy.checkAlgorithm(key, header.alg)
     const encodedPayload = encodePayload(payload)

@@ -2,21 +2,19 @@
  * JSON Web Tokens (RFC 7519) signed inside the token, and verified with jose.
  *
  * `iat` comes from Effect's `Clock`, so tests control time with `TestClock`; `expiresIn` and
- * `notBefore` are Durations from it. Claims must be JSON: they are checked with `Schema` before
- * anything is signed.
+ * `notBefore` are Durations from it. Claims must be JSON (what the `Claims` schema describes): they are
+ * checked before anything is signed.
  *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as jose from "jose"
 import type { SigningKey } from "./Algorithm.js"
-import { InvalidClaims, InvalidHeader, InvalidOptions, VerificationFailed } from "./HsmError.js"
+import { InvalidClaims, InvalidOptions, VerificationFailed } from "./HsmError.js"
 import * as Encoding from "./internal/encoding.js"
 import * as Options from "./internal/options.js"
 import * as Tracing from "./internal/tracing.js"
@@ -148,15 +146,29 @@ const registeredClaimsProblem = (claims: { readonly [key: string]: Json }): stri
   return undefined
 }
 
+// jsonProblem's walk is the whole check: a JSON object of JSON values is what Claims decodes, and decoding
+// it again would walk it again (and assign a member named __proto__).
 const decodeClaims = (claims: unknown): { readonly [key: string]: Json } | InvalidClaims => {
+  if (!Encoding.isPlainObject(claims)) {
+    return new InvalidClaims({ detail: `the claims must be a JSON object, not ${Options.kindOf(claims)}` })
+  }
   const problem = Encoding.jsonProblem(claims)
   if (problem !== undefined) return new InvalidClaims({ detail: `the claims are not JSON: they hold ${problem}` })
-  const decoded = Schema.decodeUnknownEither(Claims)(claims)
-  if (Either.isLeft(decoded)) {
-    return new InvalidClaims({ detail: ParseResult.TreeFormatter.formatErrorSync(decoded.left) })
+  const checked = claims as { readonly [key: string]: Json }
+  const wrong = registeredClaimsProblem(checked)
+  return wrong === undefined ? checked : new InvalidClaims({ detail: wrong })
+}
+
+// A getter read again may throw where it did not before: the claims are refused, never a defect.
+const encodeClaims = (
+  claims: { readonly [key: string]: Json },
+  registered: Record<string, Json>
+): string | InvalidClaims => {
+  try {
+    return JSON.stringify({ ...claims, ...registered })
+  } catch {
+    return new InvalidClaims({ detail: "the claims hold a member that cannot be read" })
   }
-  const wrong = registeredClaimsProblem(decoded.right)
-  return wrong === undefined ? decoded.right : new InvalidClaims({ detail: wrong })
 }
 
 /**
@@ -179,9 +191,9 @@ export const sign = (
     if (!Encoding.isOptions(options)) {
       return yield* new InvalidOptions({ detail: `JWT options must be an object, not ${Options.kindOf(options)}` })
     }
-    if (options.protectedHeader !== undefined && !Encoding.isPlainObject(options.protectedHeader)) {
-      return yield* new InvalidHeader({ detail: "protectedHeader must be a JSON object" })
-    }
+    // Checked before it is spread under typ: a string would spread into characters, a getter throw.
+    const notHeader = Encoding.headerProblem("protectedHeader", options.protectedHeader, "jws")
+    if (notHeader !== undefined) return yield* notHeader
     const decoded = decodeClaims(claims)
     if (decoded instanceof InvalidClaims) return yield* decoded
     for (const name of ["issuer", "subject", "jti", "typ"] as const) {
@@ -192,7 +204,7 @@ export const sign = (
       return yield* new InvalidClaims({ detail: "audience must be a string or an array of strings" })
     }
     const now = seconds(yield* Clock.currentTimeMillis)
-    const payload: Record<string, Json> = { ...decoded, iat: now }
+    const payload: Record<string, Json> = { iat: now }
     if (options.expiresIn !== undefined) {
       const expiresIn = durationSeconds("expiresIn", options.expiresIn)
       if (typeof expiresIn !== "number") return yield* expiresIn
@@ -209,7 +221,9 @@ export const sign = (
     if (options.audience !== undefined) {
       payload.aud = typeof options.audience === "string" ? options.audience : [...options.audience]
     }
-    return yield* Jws.sign(JSON.stringify(payload), key, {
+    const encoded = encodeClaims(decoded, payload)
+    if (typeof encoded !== "string") return yield* encoded
+    return yield* Jws.sign(encoded, key, {
       alg: options.alg,
       kid: options.kid,
       protectedHeader: { typ: options.typ ?? "JWT", ...options.protectedHeader }

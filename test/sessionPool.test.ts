@@ -176,15 +176,19 @@ for (const backend of backends("hsmkey-pool")) {
         }))
 
       test(
-        "a wrong PIN fails with PinIncorrect after one C_Login, and is never tried again",
+        "20 pools made at once with a wrong PIN fail with PinIncorrect after one C_Login, and it is never tried again",
         {},
         () =>
           Effect.gen(function*() {
             const calls = yield* Calls
             calls.reset()
             const options = yield* poolOptions({ userPin: Redacted.make("badpin51") })
-            const first = yield* Effect.flip(Effect.scoped(SessionPool.make(options)))
-            assert.strictEqual(first._tag, "PinIncorrect")
+            const first = yield* Effect.forEach(
+              Array.from({ length: 20 }),
+              () => Effect.flip(Effect.scoped(SessionPool.make(options))),
+              { concurrency: "unbounded" }
+            )
+            assert.deepStrictEqual([...new Set(first.map((error) => error._tag))], ["PinIncorrect"])
             assert.strictEqual(calls.logins, 1)
             const again = yield* Effect.flip(Effect.scoped(SessionPool.make(options)))
             assert.strictEqual(again._tag, "PinIncorrect")

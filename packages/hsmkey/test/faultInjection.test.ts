@@ -8,7 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { Duration, Effect, Exit, Redacted, Schedule } from "effect"
-import { HsmJwk, Jws, SessionPool } from "hsmkey"
+import { HsmJwk, Jwe, Jws, SessionPool } from "hsmkey"
 import { check, countByTag, DeadlineExceeded, underLoad } from "../../../test/support/steadyLoad.js"
 
 const { CKR } = Constants
@@ -150,6 +150,96 @@ describe("fault injection under a steady signing load (emulator, pool of 4, 16 c
         assert.strictEqual(after.loggedIn, undefined, figures)
       }).pipe(Effect.provide(emulator)), 30_000)
   }
+})
+
+describe("every return code on every method a request makes (emulator)", () => {
+  const methods: ReadonlyArray<MemoryPkcs11.Method> = [
+    "C_OpenSession",
+    "C_GetSessionInfo",
+    "C_GetTokenInfo",
+    "C_FindObjectsInit",
+    "C_GetAttributeValue",
+    "C_SignInit",
+    "C_Sign",
+    "C_Decrypt",
+    "C_CloseSession"
+  ]
+  const codes: ReadonlyArray<readonly [string, number]> = [
+    ["CKR_SESSION_HANDLE_INVALID", CKR.SESSION_HANDLE_INVALID],
+    ["CKR_SESSION_CLOSED", CKR.SESSION_CLOSED],
+    ["CKR_USER_NOT_LOGGED_IN", CKR.USER_NOT_LOGGED_IN],
+    ["CKR_DEVICE_REMOVED", CKR.DEVICE_REMOVED],
+    ["CKR_TOKEN_NOT_PRESENT", CKR.TOKEN_NOT_PRESENT],
+    ["CKR_GENERAL_ERROR", CKR.GENERAL_ERROR],
+    ["CKR_DEVICE_ERROR", CKR.DEVICE_ERROR],
+    ["CKR_DEVICE_MEMORY", CKR.DEVICE_MEMORY],
+    ["CKR_FUNCTION_FAILED", CKR.FUNCTION_FAILED]
+  ]
+  const matrixPin = Redacted.make("matrix-user-4711")
+
+  it.live(
+    "81 scenarios: typed failures only, each request by its deadline, then all signed; nothing left open",
+    () =>
+      Effect.gen(function*() {
+        const control = yield* MemoryPkcs11.Control
+        const keys = yield* Effect.scoped(Effect.gen(function*() {
+          const pool = yield* SessionPool.make({ tokenLabel: "matrix", userPin: matrixPin })
+          const inPool = <A, E>(effect: Effect.Effect<A, E, SessionPool.SessionPool>) =>
+            Effect.provideService(effect, SessionPool.SessionPool, pool)
+          return {
+            signing: yield* inPool(HsmJwk.generate({ type: "Ed25519", label: "matrix-sig" })),
+            decrypting: yield* inPool(HsmJwk.generate({ type: "RSA-2048", label: "matrix-enc", use: "enc" }))
+          }
+        }))
+        const jwe = yield* Jwe.encrypt("matrix", keys.decrypting, { enc: "A256GCM" })
+        const failures: Record<string, number> = {}
+        for (const method of methods) {
+          for (const [name, code] of codes) {
+            yield* Effect.scoped(Effect.gen(function*() {
+              const pool = yield* SessionPool.make({ tokenLabel: "matrix", userPin: matrixPin, maxSessions: 4 })
+              const inPool = <A, E>(effect: Effect.Effect<A, E, SessionPool.SessionPool>) =>
+                Effect.provideService(effect, SessionPool.SessionPool, pool)
+              const requests: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string }>> = [
+                inPool(Jws.sign("matrix", keys.signing)),
+                inPool(Jwe.decrypt(jwe, keys.decrypting)),
+                inPool(HsmJwk.fromHsm({ label: "matrix-sig" }))
+              ]
+              const request = (i: number) =>
+                Effect.gen(function*() {
+                  const start = performance.now()
+                  const exit = yield* Effect.exit(requests[i % 3].pipe(
+                    Effect.timeoutFail({ duration: DEADLINE_MILLIS, onTimeout: () => new DeadlineExceeded() })
+                  ))
+                  const took = performance.now() - start
+                  assert.isBelow(took, DEADLINE_MILLIS + SLACK_MILLIS, `${method} ${name}`)
+                  if (Exit.isFailure(exit)) {
+                    assert.strictEqual(exit.cause._tag, "Fail", `${method} ${name}: ${exit.cause}`)
+                    const tag = exit.cause._tag === "Fail" ? exit.cause.error._tag : ""
+                    assert.notStrictEqual(tag, "DeadlineExceeded", `${method} ${name}`)
+                    failures[tag] = (failures[tag] ?? 0) + 1
+                  }
+                })
+              yield* Effect.forEach(Array.from({ length: 3 }, (_, i) => i), request, { concurrency: "unbounded" })
+              yield* control.failNext({ method, code, times: 2 })
+              yield* Effect.forEach(Array.from({ length: 24 }, (_, i) => i), request, { concurrency: 8 })
+              // The fault is over (one on C_OpenSession may not have been met): all is signed, decrypted, found.
+              yield* control.clearFaults
+              const after = yield* Effect.forEach(
+                Array.from({ length: 12 }, (_, i) => i),
+                (i) => Effect.exit(requests[i % 3]),
+                { concurrency: 4 }
+              )
+              assert.deepStrictEqual(after.filter(Exit.isFailure).map(String), [], `${method} ${name}: recovered`)
+            }))
+            const stats = yield* control.stats("matrix")
+            assert.strictEqual(stats.openSessions, 0, `${method} ${name}: sessions left`)
+            assert.strictEqual(stats.loggedIn, undefined, `${method} ${name}: login left`)
+          }
+        }
+        console.log(`fault matrix, 9 codes × 9 methods: failed requests by tag ${JSON.stringify(failures)}`)
+      }).pipe(Effect.provide(MemoryPkcs11.layer({ tokens: [{ label: "matrix", userPin: matrixPin }] }))),
+    120_000
+  )
 })
 
 describe("retries and the caller's deadline", () => {

@@ -231,6 +231,8 @@ export declare namespace Control {
       readonly times?: number | undefined
       readonly token?: string | undefined
     }) => Effect.Effect<void>
+    /** Forgets the faults and delays of `failNext` and `delayNext` not met yet. */
+    readonly clearFaults: Effect.Effect<void>
     /** Pulls the token out: its sessions fail with `CKR_DEVICE_REMOVED`, its login state is lost. */
     readonly removeToken: (token: string) => Effect.Effect<void>
     /** Puts a removed token back, in a new slot; the old slot id becomes invalid. */
@@ -270,6 +272,7 @@ const control = (emulator: Emulator): Control.Service => {
         ? Effect.sync(() => emulator.delayNext(method, millis, times ?? 1, undefined))
         : Effect.map(tokenNamed(token), (t) => emulator.delayNext(method, millis, times ?? 1, t))
     },
+    clearFaults: Effect.sync(() => emulator.clearFaults()),
     removeToken: (name) => Effect.map(tokenNamed(name), (t) => emulator.remove(t)),
     insertToken: (name) => Effect.map(tokenNamed(name), (t) => emulator.reinsert(t) as SlotId),
     forceLogout: (name) => Effect.map(tokenNamed(name), (t) => emulator.forceLogout(t)),

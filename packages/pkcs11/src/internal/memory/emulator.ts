@@ -311,6 +311,11 @@ export class Emulator implements Driver {
     this.faults.push({ method, code, token, remaining: times })
   }
 
+  clearFaults(): void {
+    this.faults.length = 0
+    this.delays.length = 0
+  }
+
   delayNext(method: Method, millis: number, times: number, token: Token | undefined): void {
     this.delays.push({ method, millis, token, remaining: times })
   }

@@ -25,12 +25,12 @@ import {
   type AlgorithmMismatch,
   type InvalidKeyMaterial,
   InvalidKeyReference,
-  InvalidOptions,
+  type InvalidOptions,
   type KeyAmbiguous,
   type KeyExists,
   KeyNotFound,
   type MechanismUnsupported,
-  UnsupportedAlgorithm,
+  type UnsupportedAlgorithm,
   UnsupportedKey
 } from "./HsmError.js"
 import type { TokenRef } from "./HsmSession.js"
@@ -234,37 +234,20 @@ export type PrivateKeyInput = jose.JWK | string | Uint8Array | Crypto.KeyObject
 // RFC 7518 recommends OAEP with SHA-256; tokens limited to SHA-1 OAEP (SoftHSM2) need "RSA-OAEP".
 const DEFAULT_KEY_MANAGEMENT: Algorithms.KeyManagementAlgorithm = "RSA-OAEP-256"
 
-const kidSources: ReadonlyArray<unknown> = ["thumbprint", "id", "label"]
-
-const checkObject = (options: unknown): InvalidOptions | undefined =>
-  Predicate.isRecord(options)
-    ? undefined
-    : new InvalidOptions({ detail: `the options are an object, not ${Options.kindOf(options)}` })
-
-const checkKid = (kid: unknown): InvalidOptions | undefined =>
-  kid === undefined || kidSources.includes(kid)
-    ? undefined
-    : new InvalidOptions({ detail: `kid is "thumbprint", "id" or "label", not ${Options.shown(kid)}` })
+const kid = Options.oneOf(["thumbprint", "id", "label"])
+const isKnown = (alg: string) => Algorithms.isAlgorithm(alg) || Algorithms.isKeyManagement(alg)
+const keyOptions = { kid, use: Options.oneOf(["sig", "enc"]) }
 
 /**
- * The options every operation here shares, checked as a JavaScript caller may give them: an object, a `kid`
- * source, a `use` and an algorithm hsmkey knows, each a typed error before the token is asked anything.
+ * Why options every operation here takes are not what it takes, as a JavaScript caller may give them: an
+ * object, a `kid` source, a `use` and an algorithm hsmkey knows, each a typed error before the token is
+ * asked anything.
  */
-const checkOptions = (options: unknown): Effect.Effect<void, InvalidOptions | UnsupportedAlgorithm> => {
-  const notObject = checkObject(options)
-  if (notObject !== undefined) return Effect.fail(notObject)
-  const { alg, kid, use } = options as { readonly [name: string]: unknown }
-  const badKid = checkKid(kid)
-  if (badKid !== undefined) return Effect.fail(badKid)
-  if (use !== undefined && use !== "sig" && use !== "enc") {
-    return Effect.fail(new InvalidOptions({ detail: `use is "sig" or "enc", not ${Options.shown(use)}` }))
-  }
-  if (
-    alg !== undefined && (typeof alg !== "string" || !(Algorithms.isAlgorithm(alg) || Algorithms.isKeyManagement(alg)))
-  ) {
-    return Effect.fail(new UnsupportedAlgorithm({ alg: Options.nameOf(alg) }))
-  }
-  return Effect.void
+const optionsProblem = (options: unknown): InvalidOptions | UnsupportedAlgorithm | undefined => {
+  const refused = Options.problem("key options", options, keyOptions)
+  if (refused !== undefined) return refused
+  const alg = (options as { readonly alg?: unknown }).alg
+  return alg === undefined ? undefined : Options.algorithmProblem(alg, isKnown)
 }
 
 const keyTypeOf = (
@@ -388,7 +371,7 @@ const fromHandle = (
  */
 export const fromHsm = (options: LoadOptions): Effect.Effect<HsmJwk, LoadError, SessionPool> =>
   Effect.flatMap(
-    Effect.zipRight(checkOptions(options), KeyReference.parse(options)),
+    Effect.zipRight(Effect.suspend(() => Options.refuse(optionsProblem(options))), KeyReference.parse(options)),
     (reference) =>
       Borrow.inSession({ rw: false }, (session) =>
         Effect.gen(function*() {
@@ -433,10 +416,7 @@ const compareText = (a: string, b: string): number => a < b ? -1 : a > b ? 1 : 0
  */
 export const list = (options?: ListOptions): Effect.Effect<ReadonlyArray<HsmJwk>, ListError, SessionPool> =>
   Effect.zipRight(
-    Effect.suspend(() => {
-      const invalid = options === undefined ? undefined : (checkObject(options) ?? checkKid(options.kid))
-      return invalid === undefined ? Effect.void : Effect.fail(invalid)
-    }),
+    Effect.suspend(() => Options.refuse(Options.problem("list options", options, { kid }, "allowed"))),
     Borrow.inSession({ rw: false }, (session) =>
       Effect.gen(function*() {
         const handles = yield* session.pkcs11.findObjects(session.handle, { class: CKO.PRIVATE_KEY })
@@ -498,7 +478,7 @@ export const generate = (
 ): Effect.Effect<HsmJwk, CreateError, SessionPool> => {
   const type: unknown = Predicate.isRecord(options) ? options.type : undefined
   return Effect.gen(function*() {
-    yield* checkOptions(options)
+    yield* Options.refuse(optionsProblem(options))
     if (!KeyTypes.isGenerateType(type)) {
       return yield* new UnsupportedKey({
         detail: `cannot generate ${Options.shown(type)}; hsmkey generates ${KeyTypes.generateTypes.join(", ")}`
@@ -561,7 +541,7 @@ export const importPrivate = (
   options: CreateOptions & { readonly key: PrivateKeyInput }
 ): Effect.Effect<HsmJwk, CreateError | InvalidKeyMaterial, SessionPool> =>
   Effect.gen(function*() {
-    yield* checkOptions(options)
+    yield* Options.refuse(optionsProblem(options))
     const label = yield* KeyReference.parseLabel(options.label)
     const key = yield* PrivateKeys.parse(options.key)
     const use = options.use ?? "sig"

@@ -18,12 +18,12 @@ import {
   type AlgorithmMismatch,
   InvalidKeyMaterial,
   InvalidKeyReference,
-  InvalidOptions,
+  type InvalidOptions,
   type KeyAmbiguous,
   type KeyExists,
   type KeyNotFound,
   type MechanismUnsupported,
-  UnsupportedAlgorithm
+  type UnsupportedAlgorithm
 } from "./HsmError.js"
 import type { TokenRef } from "./HsmSession.js"
 import * as Algorithms from "./internal/algorithms.js"
@@ -128,25 +128,18 @@ export type GenerateError =
  */
 export type ImportError = GenerateError | InvalidKeyMaterial
 
-/**
- * The options a JavaScript caller may give beyond their types, checked before the token is asked
- * anything: an object, an HMAC algorithm, and a `kid` source. The algorithm, checked.
- */
-const checkOptions = (options: unknown): Effect.Effect<HmacAlgorithm, InvalidOptions | UnsupportedAlgorithm> => {
-  if (!Predicate.isRecord(options)) {
-    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${Options.kindOf(options)}` }))
-  }
-  const { alg, kid } = options
-  if (kid !== undefined && kid !== "id" && kid !== "label") {
-    return Effect.fail(new InvalidOptions({ detail: `kid is "id" or "label", not ${Options.shown(kid)}` }))
-  }
-  if (alg === undefined) {
-    return Effect.fail(new InvalidOptions({ detail: "give the HMAC algorithm: alg HS256, HS384 or HS512" }))
-  }
-  return typeof alg === "string"
-    ? Policy.checkHmac(alg)
-    : Effect.fail(new UnsupportedAlgorithm({ alg: Options.nameOf(alg) }))
+const secretOptions = {
+  kid: Options.oneOf(["id", "label"]),
+  alg: Options.required(Predicate.isUnknown, "an HMAC algorithm: HS256, HS384 or HS512")
 }
+
+/**
+ * Why the options of a secret are not what it takes, as a JavaScript caller may give them, before the token
+ * is asked: an object, a `kid` source, and the HMAC algorithm it is for.
+ */
+const optionsProblem = (options: unknown): InvalidOptions | UnsupportedAlgorithm | undefined =>
+  Options.problem("secret options", options, secretOptions) ??
+    Options.algorithmProblem((options as { readonly alg: unknown }).alg, Algorithms.isHmac)
 
 /**
  * An `HsmSecretKey` from its handle. Its length is `CKA_VALUE_LEN`, except where the token reads it as 0
@@ -186,7 +179,8 @@ const fromHandle = (
  */
 export const generate = (options: SecretOptions): Effect.Effect<HsmSecretKey, GenerateError, SessionPool> =>
   Effect.gen(function*() {
-    const alg = yield* checkOptions(options)
+    yield* Options.refuse(optionsProblem(options))
+    const alg = options.alg
     const label = yield* KeyReference.parseLabel(options.label)
     const id = options.id === undefined
       ? new Uint8Array(Crypto.randomBytes(16))
@@ -223,7 +217,8 @@ export const importSecret = (
   options: SecretOptions & { readonly key: Uint8Array | jose.JWK }
 ): Effect.Effect<HsmSecretKey, ImportError, SessionPool> =>
   Effect.gen(function*() {
-    const alg = yield* checkOptions(options)
+    yield* Options.refuse(optionsProblem(options))
+    const alg = options.alg
     const label = yield* KeyReference.parseLabel(options.label)
     const input = options.key
     const value = input instanceof Uint8Array
@@ -296,7 +291,8 @@ export type LoadError =
  */
 export const fromHsm = (options: LoadOptions): Effect.Effect<HsmSecretKey, LoadError, SessionPool> =>
   Effect.gen(function*() {
-    const alg = yield* checkOptions(options)
+    yield* Options.refuse(optionsProblem(options))
+    const alg = options.alg
     const reference = yield* KeyReference.parse(options)
     const query = KeyReference.describe(reference)
     return yield* Borrow.inSession({ rw: false }, (session) =>

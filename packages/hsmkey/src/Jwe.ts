@@ -156,18 +156,9 @@ const failed = new DecryptionFailed()
 const isContentEncryption = (enc: string): enc is ContentEncryption => Object.hasOwn(contents, enc)
 
 // Options a JavaScript caller can hand over beyond their type: refused, never read as a default.
-const decryptOptionsProblem = (options: unknown): InvalidOptions | undefined => {
-  if (!Encoding.isOptions(options)) {
-    return new InvalidOptions({ detail: `decryption options must be an object, not ${Options.kindOf(options)}` })
-  }
-  const { algorithms, contentEncryptionAlgorithms } = options as DecryptOptions
-  if (algorithms !== undefined && !Encoding.isStringArray(algorithms)) {
-    return new InvalidOptions({ detail: "algorithms must be an array of key management algorithm names" })
-  }
-  if (contentEncryptionAlgorithms !== undefined && !Encoding.isStringArray(contentEncryptionAlgorithms)) {
-    return new InvalidOptions({ detail: "contentEncryptionAlgorithms must be an array of content encryption names" })
-  }
-  return undefined
+const decryptOptions = {
+  algorithms: Options.optional(Encoding.isStringArray, "an array of key management algorithm names"),
+  contentEncryptionAlgorithms: Options.optional(Encoding.isStringArray, "an array of content encryption names")
 }
 
 const bytes = (text: unknown): Uint8Array => {
@@ -301,8 +292,7 @@ export const decrypt = (
   options: DecryptOptions = {}
 ): Effect.Effect<Decrypted, DecryptError, SessionPool> =>
   Effect.gen(function*() {
-    const refused = decryptOptionsProblem(options)
-    if (refused !== undefined) return yield* refused
+    yield* Options.refuse(Options.problem("decryption options", options, decryptOptions))
     const parsed = yield* parse(jwe)
     const accepted = options.algorithms ?? ["RSA-OAEP", "RSA-OAEP-256"]
     const acceptedContent = options.contentEncryptionAlgorithms ?? Object.keys(contents) as Array<ContentEncryption>
@@ -442,26 +432,18 @@ export interface EncryptOptions {
   readonly protectedHeader?: Header | undefined
 }
 
+const encryptOptions = {
+  alg: Options.optional(Predicate.isString, "an algorithm name"),
+  enc: Options.required(Predicate.isString, "a content encryption name")
+}
+
 // What a JavaScript caller can hand over beyond the types: refused before jose reads it, or spreads a
 // string into a header.
-const encryptOptionsProblem = (plaintext: unknown, options: unknown): InvalidOptions | InvalidHeader | undefined => {
-  if (typeof plaintext !== "string" && !(plaintext instanceof Uint8Array)) {
-    return new InvalidOptions({
-      detail: `the plaintext must be a string or a Uint8Array, not ${Options.kindOf(plaintext)}`
-    })
-  }
-  if (!Encoding.isOptions(options)) {
-    return new InvalidOptions({ detail: `encryption options must be an object, not ${Options.kindOf(options)}` })
-  }
-  const { alg, enc, protectedHeader } = options as EncryptOptions
-  if (alg !== undefined && typeof alg !== "string") {
-    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Options.kindOf(alg)}` })
-  }
-  if (typeof enc !== "string") {
-    return new InvalidOptions({ detail: `enc must be a content encryption name, not ${Options.kindOf(enc)}` })
-  }
-  return Encoding.headerProblem("protectedHeader", protectedHeader, "jwe")
-}
+const encryptProblem = (plaintext: unknown, options: unknown): InvalidOptions | InvalidHeader | undefined =>
+  typeof plaintext !== "string" && !(plaintext instanceof Uint8Array)
+    ? new InvalidOptions({ detail: `the plaintext must be a string or a Uint8Array, not ${Options.kindOf(plaintext)}` })
+    : Options.problem("encryption options", options, encryptOptions) ??
+      Encoding.headerProblem("protectedHeader", (options as EncryptOptions).protectedHeader, "jwe")
 
 /**
  * Encrypts a plaintext to the public half of a decryption key, into a compact JWE (jose does it; no
@@ -478,8 +460,7 @@ export const encrypt = (
   options: EncryptOptions
 ): Effect.Effect<string, UnsupportedAlgorithm | AlgorithmMismatch | InvalidOptions | InvalidHeader> =>
   Effect.gen(function*() {
-    const refused = encryptOptionsProblem(plaintext, options)
-    if (refused !== undefined) return yield* refused
+    yield* Options.refuse(encryptProblem(plaintext, options))
     const alg = yield* Policy.checkKeyManagement(key, options.alg ?? key.alg)
     if (!isContentEncryption(options.enc)) return yield* new UnsupportedAlgorithm({ alg: Options.nameOf(options.enc) })
     const data = typeof plaintext === "string" ? new TextEncoder().encode(plaintext) : plaintext

@@ -180,17 +180,14 @@ const checkUnprotected = (protectedHeader: Header, unprotected: Header): Invalid
 }
 
 // What a JavaScript caller can hand over as options beyond their type: refused, never read as a default.
-const optionsProblem = (options: unknown): InvalidOptions | undefined => {
-  if (!Predicate.isRecord(options)) {
-    return new InvalidOptions({ detail: `signature options must be an object, not ${Options.kindOf(options)}` })
-  }
-  if (options.alg !== undefined && typeof options.alg !== "string") {
-    return new InvalidOptions({ detail: `alg must be an algorithm name, not ${Options.kindOf(options.alg)}` })
-  }
-  if (options.kid !== undefined && typeof options.kid !== "boolean") {
-    return new InvalidOptions({ detail: `kid must be a boolean, not ${Options.kindOf(options.kid)}` })
-  }
-  return undefined
+const signatureOptions = {
+  alg: Options.optional(Predicate.isString, "an algorithm name"),
+  kid: Options.optional(Predicate.isBoolean, "a boolean")
+}
+
+const signManyOptions = {
+  ...signatureOptions,
+  concurrency: Options.optional((u) => Number.isInteger(u) && (u as number) >= 1, "a positive integer")
 }
 
 interface Prepared {
@@ -228,7 +225,7 @@ const noHeader: Header = Object.freeze({})
  * code, for it runs once per signature.
  */
 const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignError => {
-  const refused = optionsProblem(options)
+  const refused = Options.problem("signature options", options, signatureOptions)
   if (refused !== undefined) return refused
   const name: unknown = options.alg ?? key.alg
   if (typeof name !== "string") return new InvalidOptions({ detail: "the key has no algorithm: pass alg" })
@@ -420,8 +417,7 @@ export const signMany = (
   options: SignatureOptions & { readonly concurrency?: number | undefined } = {}
 ): Effect.Effect<ReadonlyArray<string>, SignError, SessionPool> =>
   Effect.gen(function*() {
-    const refused = optionsProblem(options)
-    if (refused !== undefined) return yield* refused
+    yield* Options.refuse(Options.problem("signMany options", options, signManyOptions))
     if (typeof payloads === "string" || !Predicate.isIterable(payloads)) {
       return yield* new InvalidOptions({
         detail: `payloads must be an iterable of payloads, not ${Options.kindOf(payloads)}`
@@ -429,9 +425,6 @@ export const signMany = (
     }
     const items = Array.from(payloads)
     const concurrency = options.concurrency
-    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
-      return yield* new InvalidOptions({ detail: `concurrency must be a positive integer, not ${concurrency}` })
-    }
     const signOne = (payload: Payload) => sign(payload, key, options)
     if ((yield* Effect.serviceOption(CurrentSession))._tag === "Some") return yield* Effect.forEach(items, signOne)
     const pool = yield* SessionPool
@@ -528,10 +521,7 @@ const verifyWithJose = (
         ? await jose.flattenedVerify(jws, key, options)
         : await jose.flattenedVerify(jws, key, options)
       return { payload, protectedHeader: protectedHeader ?? {}, unprotectedHeader }
-    }).pipe(Effect.flatMap((verified) => {
-      const duplicate = Verification.duplicateCrit(verified.protectedHeader)
-      return duplicate === undefined ? Effect.succeed(verified) : Effect.fail(duplicate)
-    }))
+    }).pipe(Effect.flatMap(Verification.refuseDuplicateCrit))
 
 /**
  * Verifies a compact, flattened or general JWS. A general JWS verifies when one of its signatures does
@@ -576,8 +566,7 @@ export function verify(
       .pipe(Tracing.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
   }
   return Effect.gen(function*() {
-    const refused = Verification.optionsProblem(options)
-    if (refused !== undefined) return yield* refused
+    yield* Options.refuse(Verification.optionsProblem(options))
     const resolved = yield* Verification.resolve(key, options?.algorithms)
     const joseOptions: jose.VerifyOptions = {
       ...options,

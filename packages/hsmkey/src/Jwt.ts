@@ -243,32 +243,19 @@ export interface Verified {
 
 const isDuration = (u: unknown): boolean => typeof u === "string" || (typeof u === "number" && u >= 0 && u < Infinity)
 
-/**
- * Why options of verifying a JWT are not jose's, or `undefined` when they are: a caller's mistake is
- * `InvalidOptions`, never read by jose as a claim the token lacks. The text of a duration is jose's to read.
- */
-const verifyOptionsProblem = (options: unknown): InvalidOptions | undefined => {
-  const refused = Verification.optionsProblem(options)
-  if (refused !== undefined || !Predicate.isRecord(options)) return refused
-  for (const name of ["issuer", "audience"]) {
-    if (options[name] !== undefined && !isAudience(options[name])) {
-      return new InvalidOptions({ detail: `${name} must be a string or an array of strings` })
-    }
-  }
-  for (const name of ["subject", "typ"]) {
-    if (options[name] !== undefined && typeof options[name] !== "string") {
-      return new InvalidOptions({ detail: `${name} must be a string` })
-    }
-  }
-  if (options.requiredClaims !== undefined && !Encoding.isStringArray(options.requiredClaims)) {
-    return new InvalidOptions({ detail: "requiredClaims must be an array of claim names" })
-  }
-  for (const name of ["clockTolerance", "maxTokenAge"]) {
-    if (options[name] !== undefined && !isDuration(options[name])) {
-      return new InvalidOptions({ detail: `${name} must be a time span or a finite, non-negative number of seconds` })
-    }
-  }
-  return undefined
+const duration = Options.optional(isDuration, "a time span or a finite, non-negative number of seconds")
+
+// A caller's mistake is InvalidOptions, never read by jose as a claim the token lacks. The text of a
+// duration is jose's to read.
+const jwtVerifyOptions = {
+  ...Verification.verifyOptions,
+  issuer: Options.optional(isAudience, "a string or an array of strings"),
+  audience: Options.optional(isAudience, "a string or an array of strings"),
+  subject: Options.optional(Predicate.isString, "a string"),
+  typ: Options.optional(Predicate.isString, "a string"),
+  requiredClaims: Options.optional(Encoding.isStringArray, "an array of claim names"),
+  clockTolerance: duration,
+  maxTokenAge: duration
 }
 
 const algOf = (jwt: string): unknown => {
@@ -297,8 +284,7 @@ export const verify = (
   options: Omit<jose.JWTVerifyOptions, "currentDate"> = {}
 ): Effect.Effect<Verified, VerificationFailed | InvalidOptions> =>
   Effect.gen(function*() {
-    const refused = verifyOptionsProblem(options)
-    if (refused !== undefined) return yield* refused
+    yield* Options.refuse(Options.problem("verification options", options, jwtVerifyOptions))
     const resolved = yield* Verification.resolve(key, options.algorithms)
     const ed448 = new VerificationFailed({
       code: "ERR_JOSE_NOT_SUPPORTED",
@@ -318,10 +304,7 @@ export const verify = (
         : await jose.jwtVerify(jwt, joseKey, joseOptions)
       return { payload, protectedHeader }
     }).pipe(
-      Effect.flatMap((verified) => {
-        const duplicate = Verification.duplicateCrit(verified.protectedHeader)
-        return duplicate === undefined ? Effect.succeed(verified) : Effect.fail(duplicate)
-      }),
+      Effect.flatMap(Verification.refuseDuplicateCrit),
       Effect.mapError((error) =>
         error.code === "ERR_JWKS_NO_MATCHING_KEY" && resolved.ed448.length > 0 && algOf(jwt) === "EdDSA" ? ed448 : error
       )

@@ -18,7 +18,7 @@ import { PinInvalid, PinLocked, PinNotInitialized, type Pkcs11Failure } from "@h
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
-import { InvalidOptions, type TokenAmbiguous, TokenInUse, type TokenNotFound } from "./HsmError.js"
+import { type InvalidOptions, type TokenAmbiguous, TokenInUse, type TokenNotFound } from "./HsmError.js"
 import * as LoginRegistry from "./internal/loginRegistry.js"
 import * as Options from "./internal/options.js"
 import * as TokenLookup from "./internal/tokenLookup.js"
@@ -124,44 +124,22 @@ const withRwSession = <A, E>(
 const findToken = (pkcs11: Pkcs11.Service, options: TokenOptions) =>
   Effect.flatMap(TokenLookup.selectorOf(options), (selector) => TokenLookup.find(pkcs11, selector))
 
-/**
- * Options as a JavaScript caller may give them, checked before the token is asked anything: an object,
- * each PIN `Redacted` text (a PIN in the clear would reach logs and spans), `loginOnFinalTry` a boolean, and
- * `userType` one of the two (`changePin` would check any other as the SO's, and change the user PIN).
- */
-const checkOptions = (
-  options: unknown,
-  pins: ReadonlyArray<string>
-): Effect.Effect<void, InvalidOptions> => {
-  if (!Predicate.isRecord(options)) {
-    return Effect.fail(new InvalidOptions({ detail: `the options are an object, not ${Options.kindOf(options)}` }))
-  }
-  for (const name of pins) {
-    const pin = options[name]
-    if (!Redacted.isRedacted(pin)) {
-      return Effect.fail(new InvalidOptions({ detail: `${name} is a Redacted PIN, not ${Options.kindOf(pin)}` }))
-    }
-    // Never the value itself in the message: only its kind.
-    const value: unknown = Redacted.value(pin)
-    if (typeof value !== "string") {
-      return Effect.fail(
-        new InvalidOptions({ detail: `${name} is a Redacted PIN of text, not of ${Options.kindOf(value)}` })
-      )
-    }
-  }
-  const { loginOnFinalTry, userType } = options
-  if (loginOnFinalTry !== undefined && typeof loginOnFinalTry !== "boolean") {
-    return Effect.fail(
-      new InvalidOptions({ detail: `loginOnFinalTry is a boolean, not ${Options.kindOf(loginOnFinalTry)}` })
-    )
-  }
-  if (userType !== undefined && userType !== "user" && userType !== "so") {
-    return Effect.fail(
-      new InvalidOptions({ detail: `userType is "user" or "so", not ${Options.shown(userType)}` })
-    )
-  }
-  return Effect.void
-}
+const isPin = (u: unknown): boolean => Redacted.isRedacted(u) && typeof Redacted.value(u) === "string"
+
+// What was given instead of a PIN, never the PIN itself: a Redacted number is still a PIN.
+const describePin = (u: unknown): string =>
+  Redacted.isRedacted(u) ? `a Redacted ${Options.kindOf(Redacted.value(u))}` : Options.kindOf(u)
+
+const pin = Options.required(
+  isPin,
+  "a Redacted PIN of text (a PIN in the clear would reach logs and spans)",
+  describePin
+)
+const loginOnFinalTry = Options.optional(Predicate.isBoolean, "a boolean")
+
+const initUserPinOptions = { soPin: pin, userPin: pin, loginOnFinalTry }
+// Any other userType changePin would check as the SO's, and then change the user PIN.
+const changePinOptions = { oldPin: pin, newPin: pin, loginOnFinalTry, userType: Options.oneOf(["user", "so"]) }
 
 /**
  * Sets the user PIN as the security officer (`C_Login` as SO, `C_InitPIN`, `C_Logout`): for a token whose
@@ -172,7 +150,7 @@ const checkOptions = (
  */
 export const initUserPin = (options: InitUserPinOptions): Effect.Effect<void, ProvisioningError, Pkcs11> =>
   Effect.gen(function*() {
-    yield* checkOptions(options, ["soPin", "userPin"])
+    yield* Options.refuse(Options.problem("initUserPin options", options, initUserPinOptions))
     const pkcs11 = yield* Pkcs11
     const info = yield* findToken(pkcs11, options)
     yield* refuseWhenInUse(pkcs11, info, "initialize the user PIN")
@@ -195,7 +173,7 @@ export const initUserPin = (options: InitUserPinOptions): Effect.Effect<void, Pr
  */
 export const changePin = (options: ChangePinOptions): Effect.Effect<void, ProvisioningError, Pkcs11> =>
   Effect.gen(function*() {
-    yield* checkOptions(options, ["oldPin", "newPin"])
+    yield* Options.refuse(Options.problem("changePin options", options, changePinOptions))
     const pkcs11 = yield* Pkcs11
     const who = options.userType ?? "user"
     const info = yield* findToken(pkcs11, options)

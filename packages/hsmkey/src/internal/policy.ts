@@ -57,7 +57,3 @@ export const checkForUse = (
   alg: string
 ): Effect.Effect<Algorithms.Algorithm | Algorithms.KeyManagementAlgorithm, UnsupportedAlgorithm | AlgorithmMismatch> =>
   key.use === "enc" ? checkKeyManagement(key, alg) : checkAlgorithm(key, alg)
-
-/** An HMAC algorithm. */
-export const checkHmac = (alg: string): Effect.Effect<Algorithms.HmacAlgorithm, UnsupportedAlgorithm> =>
-  Algorithms.isHmac(alg) ? Effect.succeed(alg) : Effect.fail(new UnsupportedAlgorithm({ alg: Options.nameOf(alg) }))

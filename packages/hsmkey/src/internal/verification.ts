@@ -2,7 +2,7 @@ import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
-import { InvalidOptions, VerificationFailed } from "../HsmError.js"
+import { type InvalidOptions, VerificationFailed } from "../HsmError.js"
 import * as HsmJwk from "../HsmJwk.js"
 import * as Encoding from "./encoding.js"
 import * as Options from "./options.js"
@@ -127,33 +127,36 @@ export const ed448Verifies = (
   )
 }
 
+/** The options `Jws.verify` and `Jwt.verify` share, checked before jose reads them. */
+export const verifyOptions = {
+  algorithms: Options.optional(Encoding.isStringArray, "an array of algorithm names"),
+  crit: Options.optional(
+    (u) => Encoding.isPlainObject(u) && Object.values(u).every(Predicate.isBoolean),
+    "an object of extension names to booleans"
+  )
+}
+
 /**
  * Why options of a verification are not what jose takes, or `undefined` when they are: checked before
  * jose, whose `TypeError` would read as a bad signature, or whose lookups would run on what is not a list.
  */
-export const optionsProblem = (options: unknown): InvalidOptions | undefined => {
-  if (options === undefined) return undefined
-  if (!Predicate.isRecord(options)) {
-    return new InvalidOptions({ detail: `verification options must be an object, not ${Options.kindOf(options)}` })
-  }
-  if (options.algorithms !== undefined && !Encoding.isStringArray(options.algorithms)) {
-    return new InvalidOptions({ detail: "algorithms must be an array of algorithm names" })
-  }
-  const crit = options.crit
-  if (crit !== undefined && !(Encoding.isPlainObject(crit) && Object.values(crit).every(Predicate.isBoolean))) {
-    return new InvalidOptions({ detail: "crit must be an object of extension names to booleans" })
-  }
-  return undefined
-}
+export const optionsProblem = (options: unknown): InvalidOptions | undefined =>
+  Options.problem("verification options", options, verifyOptions, "allowed")
 
 /**
- * A verified protected header whose `crit` names an extension twice (RFC 7515 §4.1.11: a list of names,
- * each the name of one parameter), which jose accepts when it verifies.
+ * A verification jose passed, refused when its protected header's `crit` names an extension twice (RFC 7515
+ * §4.1.11: a list of names, each the name of one parameter), which jose accepts.
  */
-export const duplicateCrit = (header: { readonly crit?: unknown }): VerificationFailed | undefined =>
-  Array.isArray(header.crit) && new Set(header.crit).size !== header.crit.length
-    ? new VerificationFailed({ code: "ERR_JWS_INVALID", detail: "\"crit\" names a header parameter twice" })
-    : undefined
+export const refuseDuplicateCrit = <A extends { readonly protectedHeader: { readonly crit?: unknown } }>(
+  verified: A
+): Effect.Effect<A, VerificationFailed> => {
+  const crit = verified.protectedHeader.crit
+  return Array.isArray(crit) && new Set(crit).size !== crit.length
+    ? Effect.fail(
+      new VerificationFailed({ code: "ERR_JWS_INVALID", detail: "\"crit\" names a header parameter twice" })
+    )
+    : Effect.succeed(verified)
+}
 
 /**
  * Runs a jose verification, its failures typed.

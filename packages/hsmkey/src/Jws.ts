@@ -534,7 +534,8 @@ const verifyWithJose = (
  * token (`C_Verify`), in a session of its token.
  *
  * Whatever is wrong with the JWS is `VerificationFailed`; options that are not jose's verify options
- * (`algorithms` not a list of names, `crit` not names to booleans) are `InvalidOptions`.
+ * (`algorithms` not a list of names, `crit` not names to booleans) are `InvalidOptions`, with any key. An
+ * `HsmSecretKey` accepts its own `alg` only, and not even that when `options.algorithms` leaves it out.
  *
  * @since 0.1.0
  * @category verification
@@ -559,11 +560,15 @@ export function verify(
   options?: jose.VerifyOptions
 ): Effect.Effect<Verified, VerificationFailed | InvalidOptions | VerifyInTokenError, SessionPool> {
   if (HsmSecret.isHsmSecretKey(key)) {
-    return verifyOutsideJose(jws, ({ alg }, input, signature) =>
-      alg !== key.alg
-        ? Effect.succeed(false)
-        : Borrow.inKeySession(key, { rw: false }, (s) => TokenSigner.verify(s, key, key.alg, input, signature)))
-      .pipe(Tracing.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+    const accepted = (alg: string) =>
+      alg === key.alg && (options?.algorithms === undefined || options.algorithms.includes(alg))
+    return Effect.zipRight(
+      Effect.suspend(() => Options.refuse(Verification.optionsProblem(options))),
+      verifyOutsideJose(jws, ({ alg }, input, signature) =>
+        accepted(alg)
+          ? Borrow.inKeySession(key, { rw: false }, (s) => TokenSigner.verify(s, key, key.alg, input, signature))
+          : Effect.succeed(false))
+    ).pipe(Tracing.withSpan("Jws.verify", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
   }
   return Effect.gen(function*() {
     yield* Options.refuse(Verification.optionsProblem(options))

@@ -14,7 +14,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as jose from "jose"
 import type { SigningKey } from "./Algorithm.js"
-import { InvalidClaims, InvalidOptions, VerificationFailed } from "./HsmError.js"
+import { InvalidClaims, type InvalidOptions, VerificationFailed } from "./HsmError.js"
 import * as Encoding from "./internal/encoding.js"
 import * as Options from "./internal/options.js"
 import * as Tracing from "./internal/tracing.js"
@@ -106,28 +106,36 @@ const nonNegative = (input: unknown): boolean =>
     : true
 
 /**
- * Whole seconds of a duration option, or why it is none: `Duration.decode` throws on text it cannot read,
- * and an infinite or NaN duration would sign `"exp": null` or `exp == iat`.
+ * Whole seconds of a duration option, or `undefined` when it is none: `Duration.decode` throws on text it
+ * cannot read, and an infinite or NaN duration would sign `"exp": null` or `exp == iat`.
  */
-const durationSeconds = (name: string, input: Duration.DurationInput): number | InvalidClaims => {
-  const detail = `${name} must be a finite, non-negative duration`
-  if (!nonNegative(input)) return new InvalidClaims({ detail })
+const secondsOf = (input: unknown): number | undefined => {
+  if (!nonNegative(input)) return undefined
   try {
-    const millis = Duration.toMillis(Duration.decode(input))
-    return Number.isFinite(millis) && millis >= 0 ? seconds(millis) : new InvalidClaims({ detail })
+    const millis = Duration.toMillis(Duration.decode(input as Duration.DurationInput))
+    return Number.isFinite(millis) && millis >= 0 ? seconds(millis) : undefined
   } catch {
-    return new InvalidClaims({ detail })
+    return undefined
   }
 }
 
-// Registered claims given as options are strings, whatever a JavaScript caller hands over.
-const stringOption = (name: string, value: unknown): InvalidClaims | undefined =>
-  value === undefined || typeof value === "string"
-    ? undefined
-    : new InvalidClaims({ detail: `${name} must be a string` })
-
 const isAudience = (u: unknown): u is string | ReadonlyArray<string> =>
   typeof u === "string" || Encoding.isStringArray(u)
+
+const text = Options.optional(Predicate.isString, "a string")
+const audience = Options.optional(isAudience, "a string or an array of strings")
+const duration = Options.optional((u) => secondsOf(u) !== undefined, "a finite, non-negative duration")
+
+// Registered claims given as options are what the claims would hold, whatever a JavaScript caller hands over.
+const jwtSignOptions = {
+  issuer: text,
+  subject: text,
+  jti: text,
+  typ: text,
+  audience,
+  expiresIn: duration,
+  notBefore: duration
+}
 
 /**
  * Why the registered claims of a claims set do not have their types (RFC 7519 §4.1), or `undefined`: a
@@ -173,11 +181,12 @@ const encodeClaims = (
 
 /**
  * Signs claims into a compact JWT, inside the token, in the session in context or one borrowed from the
- * `SessionPool` in context. Claims that are not a JSON object of JSON values (a cycle, `NaN`, a member
- * named `__proto__`, nesting deeper than 100 levels), registered claims of the wrong type (`iss: 5`,
- * `exp: "tomorrow"`, `audience: [5]`) and durations that are not finite and non-negative fail with
- * `InvalidClaims` before anything is signed; options and a protected header that are not objects with
- * `InvalidOptions` and `InvalidHeader`.
+ * `SessionPool` in context. Before anything is signed, options a caller gets wrong (`audience: [5]`,
+ * `issuer: 5`, an `expiresIn` that is not a finite, non-negative duration) fail with `InvalidOptions`; a
+ * protected header that is not a JSON object of its registered types with `InvalidHeader`; claims that are
+ * not a JSON object of JSON values (a cycle, `NaN`, a member named `__proto__`, nesting deeper than 100
+ * levels, more than 10,000 values) or whose registered claims have the wrong type (`iss: 5`,
+ * `exp: "tomorrow"`) with `InvalidClaims`.
  *
  * @since 0.1.0
  * @category signing
@@ -188,33 +197,18 @@ export const sign = (
   options: SignOptions = {}
 ): Effect.Effect<string, InvalidClaims | Jws.SignError, SessionPool> =>
   Effect.gen(function*() {
-    if (!Encoding.isOptions(options)) {
-      return yield* new InvalidOptions({ detail: `JWT options must be an object, not ${Options.kindOf(options)}` })
-    }
+    yield* Options.refuse(Options.problem("JWT options", options, jwtSignOptions))
     // Checked before it is spread under typ: a string would spread into characters, a getter throw.
     const notHeader = Encoding.headerProblem("protectedHeader", options.protectedHeader, "jws")
     if (notHeader !== undefined) return yield* notHeader
     const decoded = decodeClaims(claims)
     if (decoded instanceof InvalidClaims) return yield* decoded
-    for (const name of ["issuer", "subject", "jti", "typ"] as const) {
-      const wrong = stringOption(name, options[name])
-      if (wrong !== undefined) return yield* wrong
-    }
-    if (options.audience !== undefined && !isAudience(options.audience)) {
-      return yield* new InvalidClaims({ detail: "audience must be a string or an array of strings" })
-    }
     const now = seconds(yield* Clock.currentTimeMillis)
     const payload: Record<string, Json> = { iat: now }
-    if (options.expiresIn !== undefined) {
-      const expiresIn = durationSeconds("expiresIn", options.expiresIn)
-      if (typeof expiresIn !== "number") return yield* expiresIn
-      payload.exp = now + expiresIn
-    }
-    if (options.notBefore !== undefined) {
-      const notBefore = durationSeconds("notBefore", options.notBefore)
-      if (typeof notBefore !== "number") return yield* notBefore
-      payload.nbf = now + notBefore
-    }
+    const expiresIn = secondsOf(options.expiresIn)
+    if (expiresIn !== undefined) payload.exp = now + expiresIn
+    const notBefore = secondsOf(options.notBefore)
+    if (notBefore !== undefined) payload.nbf = now + notBefore
     if (options.issuer !== undefined) payload.iss = options.issuer
     if (options.subject !== undefined) payload.sub = options.subject
     if (options.jti !== undefined) payload.jti = options.jti
@@ -241,21 +235,34 @@ export interface Verified {
   readonly protectedHeader: jose.JWTHeaderParameters
 }
 
-const isDuration = (u: unknown): boolean => typeof u === "string" || (typeof u === "number" && u >= 0 && u < Infinity)
+/**
+ * Whether jose reads a time span option as a span of at least zero. jose reads the text itself, and only
+ * after the signature; its parser is not exported, but `setExpirationTime` uses it, and refuses what
+ * `jwtVerify` would throw on.
+ */
+const isTimeSpan = (u: unknown): boolean => {
+  if (typeof u === "number") return u >= 0 && u < Infinity
+  if (typeof u !== "string" || /^-|ago$/iu.test(u)) return false
+  try {
+    new jose.SignJWT({}).setExpirationTime(u)
+    return true
+  } catch {
+    return false
+  }
+}
 
-const duration = Options.optional(isDuration, "a time span or a finite, non-negative number of seconds")
+const timeSpan = Options.optional(isTimeSpan, "a time span (\"5 minutes\") or a finite, non-negative number of seconds")
 
-// A caller's mistake is InvalidOptions, never read by jose as a claim the token lacks. The text of a
-// duration is jose's to read.
+// A caller's mistake is InvalidOptions, never read by jose as a claim the token lacks.
 const jwtVerifyOptions = {
   ...Verification.verifyOptions,
-  issuer: Options.optional(isAudience, "a string or an array of strings"),
-  audience: Options.optional(isAudience, "a string or an array of strings"),
-  subject: Options.optional(Predicate.isString, "a string"),
-  typ: Options.optional(Predicate.isString, "a string"),
+  issuer: audience,
+  audience,
+  subject: text,
+  typ: text,
   requiredClaims: Options.optional(Encoding.isStringArray, "an array of claim names"),
-  clockTolerance: duration,
-  maxTokenAge: duration
+  clockTolerance: timeSpan,
+  maxTokenAge: timeSpan
 }
 
 const algOf = (jwt: string): unknown => {

@@ -69,19 +69,19 @@ describe("hostile input to signing", () => {
 })
 
 describe("hostile options to Jwt.sign", () => {
-  it.scoped("durations that are not finite and non-negative, and registered claims that are not strings, are InvalidClaims", () =>
+  it.scoped("durations that are not finite and non-negative, and registered claims that are not strings, are InvalidOptions", () =>
     Effect.gen(function*() {
       const key = yield* HsmJwk.generate({ type: "P-256", label: "jwt-options" })
       // Once: Infinity signed "exp": null, NaN signed exp == iat, a garbage string was a defect.
       for (const expiresIn of [Infinity, Number.NaN, "garbage", -1000, "-5 minutes"]) {
         const error = yield* Effect.flip(Jwt.sign({ sub: "s" }, key, { expiresIn: expiresIn as never }))
-        assert.strictEqual(error._tag, "InvalidClaims", String(expiresIn))
+        assert.strictEqual(error._tag, "InvalidOptions", String(expiresIn))
         const before = yield* Effect.flip(Jwt.sign({ sub: "s" }, key, { notBefore: expiresIn as never }))
-        assert.strictEqual(before._tag, "InvalidClaims", String(expiresIn))
+        assert.strictEqual(before._tag, "InvalidOptions", String(expiresIn))
       }
       for (const name of ["issuer", "subject", "jti", "typ"] as const) {
         const error = yield* Effect.flip(Jwt.sign({ sub: "s" }, key, { [name]: 5 as never }))
-        assert.strictEqual(error._tag, "InvalidClaims", name)
+        assert.strictEqual(error._tag, "InvalidOptions", name)
       }
       const jwt = yield* Jwt.sign({ sub: "s" }, key, { expiresIn: "1 minute", issuer: "me" })
       const { payload: claims } = yield* Jwt.verify(jwt, key, { issuer: "me" })

@@ -201,11 +201,21 @@ layer(keysLayer, { excludeTestServices: true, timeout: 60_000 })("hostile input 
   })
 
   describe("audience and registered claims of the wrong type", () => {
-    it.effect("Jwt.sign: an audience that is not a string or strings is InvalidClaims, not a TypeError or [5]", () =>
+    it.effect("Jwt.sign: an audience that is not a string or strings is InvalidOptions, as from Jwt.verify, not [5]", () =>
       Effect.gen(function*() {
         const { ec } = yield* Keys
+        const jwt = yield* Jwt.sign({}, ec, { audience: "a" })
         for (const audience of [5, {}, null, [5], ["a", 1], [null], true]) {
-          yield* failsWith(Jwt.sign({}, ec, { audience: audience as never }), "InvalidClaims", JSON.stringify(audience))
+          yield* failsWith(
+            Jwt.sign({}, ec, { audience: audience as never }),
+            "InvalidOptions",
+            JSON.stringify(audience)
+          )
+          yield* failsWith(
+            Jwt.verify(jwt, ec, { audience: audience as never }),
+            "InvalidOptions",
+            JSON.stringify(audience)
+          )
         }
         const { payload } = yield* Jwt.verify(yield* Jwt.sign({}, ec, { audience: ["a", "b"] }), ec, { audience: "b" })
         assert.deepStrictEqual(payload.aud, ["a", "b"])
@@ -241,6 +251,12 @@ layer(keysLayer, { excludeTestServices: true, timeout: 60_000 })("hostile input 
           { clockTolerance: Infinity },
           { maxTokenAge: {} },
           { maxTokenAge: Number.NaN },
+          // jose read these after the signature, and threw a TypeError: VerificationFailed (ERR_INVALID_INPUT).
+          { maxTokenAge: "garbage" },
+          { maxTokenAge: "-1h" },
+          { maxTokenAge: "2 hours ago" },
+          { clockTolerance: "1 fortnight" },
+          { clockTolerance: "+5s from now" },
           { algorithms: "ES256" },
           { algorithms: 5 },
           { algorithms: [5] },
@@ -255,6 +271,8 @@ layer(keysLayer, { excludeTestServices: true, timeout: 60_000 })("hostile input 
         }
         const { payload } = yield* Jwt.verify(jwt, ec, { audience: ["x", "a"], issuer: ["i"], subject: "s" })
         assert.strictEqual(payload.sub, "s")
+        yield* Jwt.verify(jwt, ec, { maxTokenAge: "1h", clockTolerance: "+5 seconds" })
+        yield* Jwt.verify(jwt, ec, { maxTokenAge: "1 day", clockTolerance: 5 })
       }))
 
     it.effect("Jws.verify: algorithms and crit that are not jose's are InvalidOptions, not a defect", () =>
@@ -548,6 +566,22 @@ layer(keysLayer, { excludeTestServices: true, timeout: 60_000 })("hostile input 
             String(plaintext)
           )
         }
+      }))
+
+    it.effect("an HMAC verified in the token checks its options as every key does (they were ignored)", () =>
+      Effect.gen(function*() {
+        const { hmac } = yield* Keys
+        const jws = yield* Jws.sign("payload", hmac)
+        for (const options of [{ algorithms: 5 }, { algorithms: "HS256" }, { crit: 5 }, null, "options"]) {
+          yield* failsWith(Jws.verify(jws, hmac, options as never), "InvalidOptions", JSON.stringify(options))
+        }
+        const refused = yield* failsWith(
+          Jws.verify(jws, hmac, { algorithms: ["HS512"] }),
+          "VerificationFailed",
+          "HS256 not accepted"
+        )
+        assert.strictEqual(codeOf(refused), "ERR_JWS_SIGNATURE_VERIFICATION_FAILED")
+        assert.strictEqual(text((yield* Jws.verify(jws, hmac, { algorithms: ["HS256"] })).payload), "payload")
       }))
 
     it.effect("an HMAC verified in the token still works, and its JWS parsing refuses non-JWS alike", () =>

@@ -27,7 +27,7 @@ import {
   MechanismUnsupported,
   UnsupportedAlgorithm
 } from "./HsmError.js"
-import type * as HsmJwk from "./HsmJwk.js"
+import * as HsmJwk from "./HsmJwk.js"
 import * as Algorithms from "./internal/algorithms.js"
 import * as Borrow from "./internal/borrow.js"
 import * as Encoding from "./internal/encoding.js"
@@ -36,6 +36,7 @@ import * as Policy from "./internal/policy.js"
 import type { Session } from "./internal/session.js"
 import * as TokenSigner from "./internal/signer.js"
 import * as TokenState from "./internal/tokenState.js"
+import * as Tracing from "./internal/tracing.js"
 import type { AcquireError, SessionPool } from "./SessionPool.js"
 
 /**
@@ -118,8 +119,9 @@ export interface DecryptOptions {
  * alike; the others say what the caller or the token must change: an algorithm not accepted or not
  * fitting the key (`UnsupportedAlgorithm`, `AlgorithmMismatch`), a header hsmkey does not process
  * (`InvalidHeader`), a token without the OAEP variant (`MechanismUnsupported`), the key gone from the token
- * (`KeyNotFound`, `KeyAmbiguous`), no session (`AcquireError`), options that are not lists of names or a
- * pool on another token (`InvalidOptions`), and the token's own failures that no ciphertext causes (a lost session, login or token).
+ * (`KeyNotFound`, `KeyAmbiguous`), no session (`AcquireError`), options that are not lists of names, a key
+ * that is no `HsmJwk` or a pool on another token (`InvalidOptions`), and the token's own failures that no
+ * ciphertext causes (a lost session, login or token).
  *
  * @since 0.1.0
  * @category models
@@ -156,6 +158,8 @@ const failed = new DecryptionFailed()
 const isContentEncryption = (enc: string): enc is ContentEncryption => Object.hasOwn(contents, enc)
 
 // Options a JavaScript caller can hand over beyond their type: refused, never read as a default.
+const keyProblem = (key: unknown): InvalidOptions | undefined => Options.keyProblem(key, HsmJwk.isHsmJwk, "an HsmJwk")
+
 const decryptOptions = {
   algorithms: Options.optional(Encoding.isStringArray, "an array of key management algorithm names"),
   contentEncryptionAlgorithms: Options.optional(Encoding.isStringArray, "an array of content encryption names")
@@ -292,7 +296,7 @@ export const decrypt = (
   options: DecryptOptions = {}
 ): Effect.Effect<Decrypted, DecryptError, SessionPool> =>
   Effect.gen(function*() {
-    yield* Options.refuse(Options.problem("decryption options", options, decryptOptions))
+    yield* Options.refuse(keyProblem(key) ?? Options.problem("decryption options", options, decryptOptions))
     const parsed = yield* parse(jwe)
     const accepted = options.algorithms ?? ["RSA-OAEP", "RSA-OAEP-256"]
     const acceptedContent = options.contentEncryptionAlgorithms ?? Object.keys(contents) as Array<ContentEncryption>
@@ -356,7 +360,7 @@ export const decrypt = (
         }
         return yield* (attempted || unsupported === undefined ? Effect.fail(failed) : Effect.fail(unsupported))
       }))
-  }).pipe(Effect.withSpan("Jwe.decrypt", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Effect.withSpan("Jwe.decrypt", Tracing.onKey(key)))
 
 // Failures of C_Decrypt that do not depend on the ciphertext: the session, the token, its login or the
 // library itself is gone.
@@ -460,7 +464,7 @@ export const encrypt = (
   options: EncryptOptions
 ): Effect.Effect<string, UnsupportedAlgorithm | AlgorithmMismatch | InvalidOptions | InvalidHeader> =>
   Effect.gen(function*() {
-    yield* Options.refuse(encryptProblem(plaintext, options))
+    yield* Options.refuse(keyProblem(key) ?? encryptProblem(plaintext, options))
     const alg = yield* Policy.checkKeyManagement(key, options.alg ?? key.alg)
     if (!isContentEncryption(options.enc)) return yield* new UnsupportedAlgorithm({ alg: Options.nameOf(options.enc) })
     const data = typeof plaintext === "string" ? new TextEncoder().encode(plaintext) : plaintext
@@ -471,4 +475,4 @@ export const encrypt = (
           .encrypt(key.publicKey),
       catch: (error) => new InvalidOptions({ detail: error instanceof Error ? error.message : String(error) })
     })
-  }).pipe(Effect.withSpan("Jwe.encrypt", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Effect.withSpan("Jwe.encrypt", Tracing.onKey(key)))

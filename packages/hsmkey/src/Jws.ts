@@ -28,6 +28,7 @@ import {
   type UnsupportedAlgorithm,
   VerificationFailed
 } from "./HsmError.js"
+import * as HsmJwk from "./HsmJwk.js"
 import * as HsmSecret from "./HsmSecret.js"
 import { CurrentSession } from "./HsmSession.js"
 import type * as Algorithms from "./internal/algorithms.js"
@@ -78,7 +79,8 @@ export interface SignatureOptions {
 
 /**
  * What signing can fail with: an algorithm or header that cannot be signed, a token that cannot compute
- * it, a key that is no longer on the token, a session that cannot be had.
+ * it, a key that is no longer on the token, a session that cannot be had, and what a caller passes wrong
+ * (`InvalidOptions`: options, a payload, or a key that is no `HsmJwk` or `HsmSecretKey`).
  *
  * @since 0.1.0
  * @category models
@@ -190,6 +192,11 @@ const signManyOptions = {
   concurrency: Options.optional((u) => Number.isInteger(u) && (u as number) >= 1, "a positive integer")
 }
 
+const isSigningKey = (u: unknown): boolean => HsmJwk.isHsmJwk(u) || HsmSecret.isHsmSecretKey(u)
+
+const keyProblem = (key: unknown): InvalidOptions | undefined =>
+  Options.keyProblem(key, isSigningKey, "an HsmJwk or an HsmSecretKey")
+
 interface Prepared {
   readonly alg: Algorithms.Algorithm
   readonly encodedHeader: string
@@ -225,7 +232,7 @@ const noHeader: Header = Object.freeze({})
  * code, for it runs once per signature.
  */
 const prepare = (key: SigningKey, options: SignatureOptions): Prepared | SignError => {
-  const refused = Options.problem("signature options", options, signatureOptions)
+  const refused = keyProblem(key) ?? Options.problem("signature options", options, signatureOptions)
   if (refused !== undefined) return refused
   const name: unknown = options.alg ?? key.alg
   if (typeof name !== "string") return new InvalidOptions({ detail: "the key has no algorithm: pass alg" })
@@ -293,7 +300,7 @@ export const sign = (
   key: SigningKey,
   options: SignatureOptions = {}
 ): Effect.Effect<string, SignError, SessionPool> =>
-  Tracing.spanned("Jws.sign", () => ({ attributes: { "hsm.kid": key.kid }, captureStackTrace: false }), (fiber) => {
+  Tracing.spanned("Jws.sign", () => Tracing.onKey(key), (fiber) => {
     if (Encoding.isOptions(options) && options.unprotectedHeader !== undefined) {
       return Effect.fail(new InvalidHeader({ detail: "a compact JWS has no unprotected header" }))
     }
@@ -327,7 +334,7 @@ export const signFlattened = (
     if (typeof encodedPayload !== "string") return yield* encodedPayload
     const signed = yield* signature(encodedPayload, key, options)
     return { payload: encodedPayload, ...signed }
-  }).pipe(Tracing.withSpan("Jws.signFlattened", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jws.signFlattened", Tracing.onKey(key)))
 
 /**
  * Signs a payload under a protected header given already encoded, byte for byte as it must appear (to
@@ -343,6 +350,7 @@ export const signEncoded = (
   key: SigningKey
 ): Effect.Effect<string, SignError, SessionPool> =>
   Effect.gen(function*() {
+    yield* Options.refuse(keyProblem(key))
     const header = yield* Effect.try({
       try: () => JSON.parse(Buffer.from(encodedHeader, "base64url").toString("utf8")) as unknown,
       catch: () => new InvalidHeader({ detail: "the encoded protected header is not base64url JSON" })
@@ -360,7 +368,7 @@ export const signEncoded = (
     if (typeof encodedPayload !== "string") return yield* encodedPayload
     const raw = yield* Borrow.signing(key, alg, signingInput(encodedHeader, encodedPayload))
     return `${encodedHeader}.${encodedPayload}.${Encoding.encodeBase64url(raw)}`
-  }).pipe(Tracing.withSpan("Jws.signEncoded", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jws.signEncoded", Tracing.onKey(key)))
 
 /**
  * One signer of a general JWS.
@@ -417,7 +425,7 @@ export const signMany = (
   options: SignatureOptions & { readonly concurrency?: number | undefined } = {}
 ): Effect.Effect<ReadonlyArray<string>, SignError, SessionPool> =>
   Effect.gen(function*() {
-    yield* Options.refuse(Options.problem("signMany options", options, signManyOptions))
+    yield* Options.refuse(keyProblem(key) ?? Options.problem("signMany options", options, signManyOptions))
     if (typeof payloads === "string" || !Predicate.isIterable(payloads)) {
       return yield* new InvalidOptions({
         detail: `payloads must be an iterable of payloads, not ${Options.kindOf(payloads)}`
@@ -439,7 +447,7 @@ export const signMany = (
       { concurrency: lanes, discard: true }
     )
     return results
-  }).pipe(Tracing.withSpan("Jws.signMany", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jws.signMany", Tracing.onKey(key)))
 
 /**
  * A key to verify with: an `HsmJwk`, a `KeyObject` or `CryptoKey`, a public JWK, or a JWK set (the key

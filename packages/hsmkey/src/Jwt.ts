@@ -222,7 +222,7 @@ export const sign = (
       kid: options.kid,
       protectedHeader: { typ: options.typ ?? "JWT", ...options.protectedHeader }
     })
-  }).pipe(Tracing.withSpan("Jwt.sign", { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("Jwt.sign", Tracing.onKey(key)))
 
 /**
  * What a verified JWT says.

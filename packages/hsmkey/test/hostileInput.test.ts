@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { MemoryPkcs11 } from "@hsmkey/pkcs11"
 import { Cause, Effect, Exit, FastCheck, Layer, ManagedRuntime, Redacted } from "effect"
-import { HsmJwk, Jws, Jwt, SessionPool } from "hsmkey"
+import { HsmJwk, Jwe, Jws, Jwt, SessionPool } from "hsmkey"
 
 const userPin = Redacted.make("hostile-user-4711")
 const emulator = MemoryPkcs11.layer({ tokens: [{ label: "hostile", userPin }] })
@@ -65,6 +65,46 @@ describe("hostile input to signing", () => {
       }
       const [one] = yield* Jws.signMany(["a"], key, { concurrency: 1 })
       assert.strictEqual(new TextDecoder().decode((yield* Jws.verify(one, key)).payload), "a")
+    }).pipe(Effect.provide(poolLayer)))
+
+  it.scoped("a key that is no HsmJwk or HsmSecretKey is InvalidOptions from a failed Effect, never a throw or a defect", () =>
+    Effect.gen(function*() {
+      const rsa = yield* HsmJwk.generate({ type: "RSA-2048", label: "not-a-key-rsa", use: "enc" })
+      const jwe = yield* Jwe.encrypt("x", rsa, { enc: "A128GCM" })
+      const header = Buffer.from(JSON.stringify({ alg: "ES256" })).toString("base64url")
+      // { alg: "ES256" } died in the policy, building an AlgorithmMismatch without a key type; null threw
+      // from the call itself, reading key.kid for the span.
+      for (
+        const key of [null, undefined, 5, "key", {}, { alg: "ES256" }, { kid: "k", alg: "ES256", keyType: "P-256" }]
+      ) {
+        const calls: ReadonlyArray<
+          readonly [string, () => Effect.Effect<unknown, { readonly _tag: string }, SessionPool.SessionPool>]
+        > = [
+          ["Jws.sign", () => Jws.sign("x", key as never)],
+          ["Jws.signFlattened", () => Jws.signFlattened("x", key as never)],
+          ["Jws.signEncoded", () => Jws.signEncoded(header, "x", key as never)],
+          ["Jws.signMany", () => Jws.signMany(["x"], key as never)],
+          ["Jws.signMany of none", () => Jws.signMany([], key as never)],
+          ["Jws.signGeneral", () => Jws.signGeneral("x", [{ key: key as never }])],
+          ["Jwt.sign", () => Jwt.sign({}, key as never)],
+          ["Jwe.encrypt", () => Jwe.encrypt("x", key as never, { enc: "A128GCM" })],
+          ["Jwe.decrypt", () => Jwe.decrypt(jwe, key as never)]
+        ]
+        for (const [name, call] of calls) {
+          const what = `${name} with ${JSON.stringify(key)}`
+          let effect: Effect.Effect<unknown, { readonly _tag: string }, SessionPool.SessionPool>
+          try {
+            effect = call()
+          } catch (error) {
+            assert.fail(`${what} threw: ${String(error)}`)
+          }
+          const exit = yield* Effect.exit(effect)
+          assert.isTrue(
+            failsWith(exit, "InvalidOptions"),
+            `${what}: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "a success"}`
+          )
+        }
+      }
     }).pipe(Effect.provide(poolLayer)))
 })
 

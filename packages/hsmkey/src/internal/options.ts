@@ -92,3 +92,7 @@ export const refuse = <E>(problem: E | undefined): Effect.Effect<void, E> =>
 /** `UnsupportedAlgorithm` unless an algorithm a caller named is text that `known` takes. */
 export const algorithmProblem = (alg: unknown, known: (alg: string) => boolean): UnsupportedAlgorithm | undefined =>
   typeof alg === "string" && known(alg) ? undefined : new UnsupportedAlgorithm({ alg: nameOf(alg) })
+
+/** `InvalidOptions` unless a caller's key is the kind of key an operation takes (`expected`, as `is` says). */
+export const keyProblem = (key: unknown, is: (u: unknown) => boolean, expected: string): InvalidOptions | undefined =>
+  is(key) ? undefined : new InvalidOptions({ detail: `the key must be ${expected}, not ${kindOf(key)}` })

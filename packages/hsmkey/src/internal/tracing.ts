@@ -2,6 +2,7 @@ import * as Context from "effect/Context"
 import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import * as Predicate from "effect/Predicate"
 import * as Tracer from "effect/Tracer"
 
 // The tracer a fiber has when the application installed none: its spans go nowhere.
@@ -28,3 +29,12 @@ export const spanned = <A, E, R>(
 export const withSpan =
   (name: string, options: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     spanned(name, () => options, () => self)
+
+/**
+ * The span options of an operation on a key: its `kid`, read only from a value that has one, for a
+ * JavaScript caller may pass anything and the key is checked inside the operation.
+ */
+export const onKey = (key: unknown): Tracer.SpanOptions =>
+  Predicate.hasProperty(key, "kid") && typeof key.kid === "string"
+    ? { attributes: { "hsm.kid": key.kid }, captureStackTrace: false }
+    : { captureStackTrace: false }

@@ -8,12 +8,13 @@
  * before the end. It prints counts by operation and outcome, p50/p99 latency, the heap and open sessions
  * over time, and checks its invariants: no defect and no wrong result, every request ended by its
  * deadline, every request in the last two seconds succeeded, no session or login left once the pool
- * closed, the heap after the run within 32 MB of the heap after the warm-up. It exits 1 when one fails,
+ * closed, the heap after the run within 32 MB of the heap after the warm-up, the PIN's text in no span, log
+ * line or failure (spans are made for a tracer of the application's). It exits 1 when one fails,
  * and ends with a `SOAK-SUMMARY` line of JSON for tests.
  */
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
-import { Data, Effect, Exit, Fiber, Logger, LogLevel, Random, Redacted } from "effect"
+import { Cause, Data, Effect, Exit, Fiber, HashMap, Logger, LogLevel, Random, Redacted, Tracer } from "effect"
 import { HsmJwk, Jwe, Jws, Jwt, SessionPool } from "hsmkey"
 import { parseArgs } from "node:util"
 
@@ -80,6 +81,8 @@ interface Backend {
   readonly pin: Redacted.Redacted<string>
   /** Faults this backend can be given, each returning its name. */
   readonly faults: (opened: ReadonlyArray<Pkcs11.SessionHandle>) => ReadonlyArray<Fault>
+  /** Ends the faults still pending when the quiet time begins (an injected code not met yet). */
+  readonly quiet: Effect.Effect<void>
   /** Sessions and login left on the token once the pool closed. */
   readonly leftOpen: (
     opened: ReadonlyArray<Pkcs11.SessionHandle>
@@ -113,6 +116,7 @@ const memoryBackend = Effect.gen(function*() {
         "the token removed for 50 ms"
       )
     ],
+    quiet: control.clearFaults,
     leftOpen: () =>
       Effect.map(
         control.stats(label),
@@ -147,6 +151,7 @@ const softHsmBackend = Effect.gen(function*() {
         return Effect.as(Effect.ignore(pkcs11.closeSession(victim)), "a pool session closed by other code")
       })
     ],
+    quiet: Effect.void,
     leftOpen: (opened) =>
       Effect.gen(function*() {
         let sessions = 0
@@ -157,6 +162,66 @@ const softHsmBackend = Effect.gen(function*() {
   } satisfies Backend
 })
 
+/**
+ * Looks for the PIN's text in everything the run reports: every span (name and attributes, under a tracer
+ * of the application's), every log line at any level (message, annotations, cause), and every failure a
+ * caller got (message, `String`, `JSON.stringify`).
+ */
+const pinScanner = (pin: Redacted.Redacted<string>) => {
+  const text = Redacted.value(pin)
+  const seen = { spans: 0, logLines: 0, failures: 0, found: 0 }
+  const scan = (value: unknown) => {
+    const shown = typeof value === "string"
+      ? value
+      : JSON.stringify(value, (_, v) => typeof v === "bigint" ? v.toString() : v) ?? String(value)
+    if (shown.includes(text)) seen.found++
+  }
+  const tracer = Tracer.make({
+    span: (name, parent, context, links, startTime, kind) => {
+      const attributes = new Map<string, unknown>()
+      const span: Tracer.Span = {
+        _tag: "Span",
+        name,
+        spanId: "soak",
+        traceId: "soak",
+        parent,
+        context,
+        links: [...links],
+        kind,
+        status: { _tag: "Started", startTime },
+        attributes,
+        sampled: true,
+        end: () => {
+          seen.spans++
+          scan(name)
+          scan([...attributes])
+        },
+        attribute: (key, value) => void attributes.set(key, value),
+        event: (name, _, attributes) => scan([name, attributes]),
+        addLinks: () => {}
+      }
+      return span
+    },
+    context: (f) => f()
+  })
+  // The pool's notes (a login restored, ...) would drown the samples: they are scanned, and only warnings
+  // and above are printed.
+  const logger = Logger.make((options) => {
+    seen.logLines++
+    scan(String(options.message))
+    scan([...HashMap.toEntries(options.annotations)])
+    scan(Cause.pretty(options.cause))
+    if (LogLevel.greaterThanEqual(options.logLevel, LogLevel.Warning)) Logger.defaultLogger.log(options)
+  })
+  const failure = (error: unknown) => {
+    seen.failures++
+    scan(String(error))
+    scan(error instanceof Error ? error.message : "")
+    scan(error)
+  }
+  return { seen, tracer, logger, failure }
+}
+
 const soak = (backend: Backend, millis: number) =>
   Effect.gen(function*() {
     const inner = yield* Pkcs11.Pkcs11
@@ -166,6 +231,7 @@ const soak = (backend: Backend, millis: number) =>
       openSession: (s, options) => Effect.tap(inner.openSession(s, options), (h) => void opened.push(h))
     }
     const tally: Tally = { counts: new Map(), latencies: new Map(), late: 0, lastFailureAt: 0 }
+    const pins = pinScanner(backend.pin)
     const faults = new Map<string, number>()
     const samples: Array<string> = []
     let running = true
@@ -238,6 +304,7 @@ const soak = (backend: Backend, millis: number) =>
           const key = `${name} ${outcome}`
           tally.counts.set(key, (tally.counts.get(key) ?? 0) + 1)
           if (outcome === "defect") console.error(Exit.isFailure(exit) ? exit.cause.toString() : "")
+          if (Exit.isFailure(exit) && exit.cause._tag === "Fail") pins.failure(exit.cause.error)
           let latencies = tally.latencies.get(name)
           if (latencies === undefined) tally.latencies.set(name, latencies = new Latencies())
           latencies.add(took)
@@ -264,6 +331,7 @@ const soak = (backend: Backend, millis: number) =>
           faults.set(name, (faults.get(name) ?? 0) + 1)
           yield* Effect.sleep("250 millis")
         }
+        yield* backend.quiet
       }))
       const sampling = yield* Effect.fork(Effect.gen(function*() {
         yield* Effect.sleep(WARMUP_MILLIS)
@@ -285,7 +353,11 @@ const soak = (backend: Backend, millis: number) =>
       yield* Fiber.join(callers)
       yield* Fiber.interrupt(sampling)
       return heapMb()
-    }))
+    })).pipe(
+      Effect.withTracer(pins.tracer),
+      Effect.provide(Logger.replace(Logger.defaultLogger, pins.logger)),
+      Logger.withMinimumLogLevel(LogLevel.All)
+    )
     const left = yield* backend.leftOpen(opened)
     const counts = Object.fromEntries([...tally.counts].sort(([a], [b]) => a.localeCompare(b)))
     const latency = Object.fromEntries(
@@ -302,6 +374,7 @@ const soak = (backend: Backend, millis: number) =>
       "the last 2 s all succeeded": tally.lastFailureAt < start + millis - QUIET_MILLIS + DEADLINE_MILLIS / 4,
       "no session left open": left.sessions === 0,
       "no login left": !left.loggedIn,
+      "the PIN in no span, log line or failure": pins.seen.found === 0 && pins.seen.spans > 0,
       [`heap within ${HEAP_BOUND_MB} MB of the warm-up's`]: heapAtEnd - heapAfterWarmup < HEAP_BOUND_MB
     }
     return {
@@ -314,6 +387,7 @@ const soak = (backend: Backend, millis: number) =>
       latencyMillis: latency,
       heapMb: { afterWarmup: +heapAfterWarmup.toFixed(1), atEnd: +heapAtEnd.toFixed(1) },
       leftOpen: left,
+      pinScan: pins.seen,
       samples,
       invariants
     }
@@ -347,6 +421,10 @@ const main = Effect.gen(function*() {
       console.log(`  ${op.padEnd(20)} p50 ${l.p50} ms  p99 ${l.p99} ms`)
     }
     console.log(`  heap ${report.heapMb.afterWarmup} MB after the warm-up, ${report.heapMb.atEnd} MB at the end`)
+    const scanned = report.pinScan
+    console.log(
+      `  PIN looked for in ${scanned.spans} spans, ${scanned.logLines} log lines, ${scanned.failures} failures: found ${scanned.found} times`
+    )
     for (const [invariant, holds] of Object.entries(report.invariants)) {
       console.log(`  ${holds ? "holds " : "BROKEN"}  ${invariant}`)
     }
@@ -357,7 +435,6 @@ const main = Effect.gen(function*() {
   return ok
 })
 
-// The pool's notes (a login restored, ...) would drown the samples: warnings and above only.
 Effect.runPromise(main.pipe(Logger.withMinimumLogLevel(LogLevel.Warning))).then(
   (ok) => process.exit(ok ? 0 : 1),
   (error) => {

@@ -304,7 +304,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
 
   // Open sessions of both kinds share one bound.
   const bound = yield* FifoSemaphore.make(maxSessions)
-  const unclosed = UnclosedSessions.make(pkcs11, label, () => entry.epoch)
+  const unclosed = UnclosedSessions.make(pkcs11, label, () => entry.losses)
   const kinds: { ro?: Kind; rw?: Kind } = {}
   let leased = 0
 

@@ -9,6 +9,7 @@ import { PinMismatch } from "../HsmError.js"
 import type { TokenRef } from "../HsmSession.js"
 import * as Metrics from "./metrics.js"
 import * as TokenLookup from "./tokenLookup.js"
+import * as UnclosedSessions from "./unclosedSessions.js"
 
 /**
  * The login state of one token, shared by every pool of the process on it.
@@ -46,7 +47,13 @@ export interface Entry {
    * earlier epoch may be stale, even across pools that come and go.
    */
   epoch: number
+  /**
+   * How many times the token was found gone: session numbers from before a loss may be another's since,
+   * while a login restored leaves them the pool's.
+   */
+  losses: number
   readonly lock: FifoSemaphore.FifoSemaphore
+  readonly unclosed: UnclosedSessions.UnclosedSessions
 }
 
 /** What logging in can fail with: a PIN the token refuses or another pool's PIN, a token gone. */
@@ -127,12 +134,8 @@ export const currentSlot = (entry: Entry): Effect.Effect<SlotId, Pkcs11Failure> 
       entry.slot = slot
     })
 
-const closeQuietly = (entry: Entry, session: SessionHandle) =>
-  entry.pkcs11.closeSession(session).pipe(
-    Effect.catchAll((error) =>
-      Effect.logDebug(`Closing a login session of token "${entry.token.label}" failed: ${error.message}`)
-    )
-  )
+// A login session whose close fails while the token still has it is closed again when the login ends.
+const closeQuietly = (entry: Entry, session: SessionHandle) => entry.unclosed.close(session)
 
 /**
  * Logs in on a new login session. Must run under `entry.lock`; uninterruptible, so that a session that
@@ -276,19 +279,12 @@ const forget = (entry: Entry): Effect.Effect<void> => {
   entry.loginSession = undefined
   entry.slot = undefined
   entry.epoch = nextEpoch()
-  if (session === undefined) return Effect.void
-  // A login session that closes was on a token still there: sessions opened elsewhere may keep this
-  // process's login alive, and the token will then answer the next C_Login that it is logged in already.
-  return entry.pkcs11.closeSession(session).pipe(
-    Effect.matchEffect({
-      onSuccess: () =>
-        Effect.sync(() => {
-          entry.loginKept = entry.ownLogin
-        }),
-      onFailure: (error) =>
-        Effect.logDebug(`Closing a login session of token "${entry.token.label}" failed: ${error.message}`)
-    })
-  )
+  entry.losses++
+  // Unless the token is gone, this process's login may outlive its session: other sessions keep it (or a
+  // close that fails leaves the session itself), and the next C_Login is answered "logged in already".
+  // When the token is gone, that C_Login logs in afresh.
+  entry.loginKept = entry.ownLogin
+  return session === undefined ? Effect.void : closeQuietly(entry, session)
 }
 
 // Ends the login this process made; a login someone else made is theirs to end. A login kept alive by
@@ -301,19 +297,29 @@ const endLogin = (entry: Entry): Effect.Effect<void> =>
     entry.loginSession = undefined
     entry.ownLogin = false
     entry.loginKept = false
-    if (session !== undefined) {
-      return Effect.zipRight(own ? logoutOn(entry, session) : Effect.void, closeQuietly(entry, session))
-    }
-    if (!kept) {
-      return Effect.void
-    }
-    return Effect.acquireUseRelease(
-      Effect.flatMap(currentSlot(entry), (slot) => entry.pkcs11.openSession(slot)),
-      (opened) => logoutOn(entry, opened),
-      (opened) => closeQuietly(entry, opened)
-    ).pipe(
-      Effect.catchAll((error) =>
-        Effect.logDebug(`Ending the login of token "${entry.token.label}" failed: ${error.message}`)
+    const ending = session !== undefined
+      ? Effect.zipRight(own ? logoutOn(entry, session) : Effect.void, closeQuietly(entry, session))
+      : !kept
+      ? Effect.void
+      : Effect.acquireUseRelease(
+        Effect.flatMap(currentSlot(entry), (slot) => entry.pkcs11.openSession(slot)),
+        (opened) => logoutOn(entry, opened),
+        (opened) => closeQuietly(entry, opened)
+      ).pipe(
+        Effect.catchAll((error) =>
+          Effect.logDebug(`Ending the login of token "${entry.token.label}" failed: ${error.message}`)
+        )
+      )
+    return Effect.zipRight(
+      ending,
+      Effect.zipRight(
+        entry.unclosed.retry,
+        Effect.suspend(() => {
+          const left = entry.unclosed.size()
+          return left === 0 ? Effect.void : Effect.logWarning(
+            `${left} login sessions of token "${entry.token.label}" could not be closed: the token holds them until the library is finalized`
+          )
+        })
       )
     )
   }))
@@ -351,7 +357,7 @@ export const acquire = (
       const key = `${pkcs11.moduleId}\u0000${token.serialNumber}`
       let entry = registry.entries.get(key)
       if (entry === undefined) {
-        entry = {
+        const created: Entry = {
           key,
           token: { label: token.label, serialNumber: token.serialNumber, moduleId: pkcs11.moduleId },
           pkcs11,
@@ -363,8 +369,11 @@ export const acquire = (
           ownLogin: false,
           loginKept: false,
           epoch: nextEpoch(),
-          lock: FifoSemaphore.unsafeMake(1)
+          lock: FifoSemaphore.unsafeMake(1),
+          losses: 0,
+          unclosed: UnclosedSessions.make(pkcs11, token.label, () => created.losses)
         }
+        entry = created
         registry.entries.set(key, entry)
       }
       const joined = entry

@@ -6,8 +6,8 @@ import * as Predicate from "effect/Predicate"
  * The sessions of a pool whose `C_CloseSession` failed while the token still had them.
  *
  * A failed close leaves the session's state unknown, so the token is asked at once (`C_GetSessionInfo`):
- * a session it forgot is closed; one it still has is closed again before the pool opens another and when
- * the pool closes. Only in the login epoch it was kept in: once the token was lost, its number may belong
+ * a session it forgot is closed; one it still has, or may have, is closed again before the pool opens
+ * another and when the pool closes. Only until the token is next found gone (`lossCount` moves): its number may then belong
  * to a session someone else opened since.
  */
 export interface UnclosedSessions {
@@ -19,32 +19,36 @@ export interface UnclosedSessions {
   readonly size: () => number
 }
 
-// The session is gone already: the token forgot it, or the token itself is gone.
-const isGone = (error: unknown): boolean =>
-  (Predicate.isTagged(error, "SessionFailed") && Predicate.hasProperty(error, "reason") && error.reason === "closed") ||
-  Predicate.isTagged(error, "TokenNotPresent")
+// The token forgot the session: it is closed.
+const isClosed = (error: unknown): boolean =>
+  Predicate.isTagged(error, "SessionFailed") && Predicate.hasProperty(error, "reason") && error.reason === "closed"
 
-export const make = (pkcs11: Pkcs11.Service, label: string, epoch: () => number): UnclosedSessions => {
+export const make = (pkcs11: Pkcs11.Service, label: string, lossCount: () => number): UnclosedSessions => {
   const kept = new Set<SessionHandle>()
-  let keptIn = epoch()
+  let keptIn: number | undefined
 
   const keep = (session: SessionHandle, message: string, again: boolean) =>
     Effect.suspend(() => {
-      if (keptIn !== epoch()) kept.clear()
-      keptIn = epoch()
+      if (keptIn !== lossCount()) kept.clear()
+      keptIn = lossCount()
       kept.add(session)
       return again ? Effect.void : Effect.logWarning(
         `Closing a session of token "${label}" failed (${message}) and the token still has it: closing it again later`
       )
     })
 
+  // A token that answers it is gone may be back a moment later with the session (a passing
+  // CKR_DEVICE_REMOVED): only a second such answer, when closing again, lets the session go.
   const closeOnce = (session: SessionHandle, again: boolean): Effect.Effect<void> =>
     pkcs11.closeSession(session).pipe(
       Effect.catchAll((error) =>
-        isGone(error) ? Effect.void : pkcs11.sessionInfo(session).pipe(
+        isClosed(error) ? Effect.void : pkcs11.sessionInfo(session).pipe(
           Effect.matchEffect({
             onSuccess: () => keep(session, error.message, again),
-            onFailure: (probe) => isGone(probe) ? Effect.void : keep(session, error.message, again)
+            onFailure: (probe) =>
+              isClosed(probe) || (again && Predicate.isTagged(probe, "TokenNotPresent"))
+                ? Effect.void
+                : keep(session, error.message, again)
           })
         )
       )
@@ -52,7 +56,7 @@ export const make = (pkcs11: Pkcs11.Service, label: string, epoch: () => number)
 
   const retry = Effect.suspend(() => {
     if (kept.size === 0) return Effect.void
-    const sessions = keptIn === epoch() ? [...kept] : []
+    const sessions = keptIn === lossCount() ? [...kept] : []
     kept.clear()
     return Effect.forEach(sessions, (session) => closeOnce(session, true), { discard: true })
   })

@@ -301,7 +301,7 @@ export const sign = (
   options: SignatureOptions = {}
 ): Effect.Effect<string, SignError, SessionPool> =>
   Tracing.spanned("Jws.sign", () => Tracing.onKey(key), (fiber) => {
-    if (Encoding.isOptions(options) && options.unprotectedHeader !== undefined) {
+    if (Predicate.isRecord(options) && options.unprotectedHeader !== undefined) {
       return Effect.fail(new InvalidHeader({ detail: "a compact JWS has no unprotected header" }))
     }
     const prepared = prepare(key, options)

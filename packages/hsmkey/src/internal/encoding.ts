@@ -6,12 +6,6 @@ import * as Options from "./options.js"
 export const isPlainObject = (u: unknown): u is { readonly [key: string]: unknown } =>
   Predicate.isRecord(u) && (Object.getPrototypeOf(u) === Object.prototype || Object.getPrototypeOf(u) === null)
 
-/**
- * Whether a value is an object of named fields (not null, not an array), as options must be. Not a type
- * guard: the options keep their declared type.
- */
-export const isOptions = (u: unknown): boolean => Predicate.isRecord(u)
-
 /** Whether a value is an array of strings. */
 export const isStringArray = (u: unknown): u is ReadonlyArray<string> =>
   Array.isArray(u) && u.every((item) => typeof item === "string")

@@ -123,7 +123,7 @@ const isAudience = (u: unknown): u is string | ReadonlyArray<string> =>
   typeof u === "string" || Encoding.isStringArray(u)
 
 const text = Options.optional(Predicate.isString, "a string")
-const audience = Options.optional(isAudience, "a string or an array of strings")
+const textOrTexts = Options.optional(isAudience, "a string or an array of strings")
 const duration = Options.optional((u) => secondsOf(u) !== undefined, "a finite, non-negative duration")
 
 // Registered claims given as options are what the claims would hold, whatever a JavaScript caller hands over.
@@ -132,7 +132,7 @@ const jwtSignOptions = {
   subject: text,
   jti: text,
   typ: text,
-  audience,
+  audience: textOrTexts,
   expiresIn: duration,
   notBefore: duration
 }
@@ -154,8 +154,8 @@ const registeredClaimsProblem = (claims: { readonly [key: string]: Json }): stri
   return undefined
 }
 
-// jsonProblem's walk is the whole check: a JSON object of JSON values is what Claims decodes, and decoding
-// it again would walk it again (and assign a member named __proto__).
+// jsonProblem's walk is the whole check: a JSON object of JSON values is what the Claims schema describes,
+// and decoding with it would walk the claims a second time.
 const decodeClaims = (claims: unknown): { readonly [key: string]: Json } | InvalidClaims => {
   if (!Encoding.isPlainObject(claims)) {
     return new InvalidClaims({ detail: `the claims must be a JSON object, not ${Options.kindOf(claims)}` })
@@ -256,8 +256,8 @@ const timeSpan = Options.optional(isTimeSpan, "a time span (\"5 minutes\") or a 
 // A caller's mistake is InvalidOptions, never read by jose as a claim the token lacks.
 const jwtVerifyOptions = {
   ...Verification.verifyOptions,
-  issuer: audience,
-  audience,
+  issuer: textOrTexts,
+  audience: textOrTexts,
   subject: text,
   typ: text,
   requiredClaims: Options.optional(Encoding.isStringArray, "an array of claim names"),

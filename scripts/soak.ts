@@ -14,9 +14,10 @@
  */
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
-import { Cause, Data, Effect, Exit, Fiber, HashMap, Logger, LogLevel, Random, Redacted, Tracer } from "effect"
+import { Cause, Data, Effect, Exit, Fiber, HashMap, Logger, LogLevel, Random, Redacted } from "effect"
 import { HsmJwk, Jwe, Jws, Jwt, SessionPool } from "hsmkey"
 import { parseArgs } from "node:util"
+import { observingTracer } from "../test/support/tracing.js"
 
 const { CKR } = Constants
 
@@ -176,33 +177,13 @@ const pinScanner = (pin: Redacted.Redacted<string>) => {
       : JSON.stringify(value, (_, v) => typeof v === "bigint" ? v.toString() : v) ?? String(value)
     if (shown.includes(text)) seen.found++
   }
-  const tracer = Tracer.make({
-    span: (name, parent, context, links, startTime, kind) => {
-      const attributes = new Map<string, unknown>()
-      const span: Tracer.Span = {
-        _tag: "Span",
-        name,
-        spanId: "soak",
-        traceId: "soak",
-        parent,
-        context,
-        links: [...links],
-        kind,
-        status: { _tag: "Started", startTime },
-        attributes,
-        sampled: true,
-        end: () => {
-          seen.spans++
-          scan(name)
-          scan([...attributes])
-        },
-        attribute: (key, value) => void attributes.set(key, value),
-        event: (name, _, attributes) => scan([name, attributes]),
-        addLinks: () => {}
-      }
-      return span
+  const tracer = observingTracer({
+    ended: (span) => {
+      seen.spans++
+      scan(span.name)
+      scan([...span.attributes])
     },
-    context: (f) => f()
+    event: (name, attributes) => scan([name, attributes])
   })
   // The pool's notes (a login restored, ...) would drown the samples: they are scanned, and only warnings
   // and above are printed.

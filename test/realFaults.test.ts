@@ -7,11 +7,10 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Pkcs11 } from "@hsmkey/pkcs11"
 import { Effect, Layer, TestServices } from "effect"
-import { HsmJwk, SessionPool } from "hsmkey"
-import { backends, TestToken, tokenSlot } from "./support/backends.js"
+import { backends, type TestToken, tokenSlot } from "./support/backends.js"
 import { Calls, counting } from "./support/counting.js"
 import { offered } from "./support/matrix.js"
-import { quickType, rawSession, unique } from "./support/pool.js"
+import { rawSession, watchedPool } from "./support/pool.js"
 import { check, countByTag, underLoad } from "./support/steadyLoad.js"
 
 // openCryptoki signs RSA-2048 in ~2 ms on the event loop's side of two cores: deadlines are generous.
@@ -65,25 +64,9 @@ for (const backend of backends("hsmkey-real-faults")) {
         { features: ["native"] },
         () =>
           TestServices.provideLive(Effect.gen(function*() {
-            const token = yield* TestToken
             const pkcs11 = yield* Pkcs11.Pkcs11
-            const opened: Array<Pkcs11.SessionHandle> = []
-            const watched: Pkcs11.Pkcs11.Service = {
-              ...pkcs11,
-              openSession: (slot, options) => Effect.tap(pkcs11.openSession(slot, options), (h) => void opened.push(h))
-            }
-            const type = yield* quickType
             yield* Effect.scoped(Effect.gen(function*() {
-              const pool = yield* Effect.provideService(
-                SessionPool.make({ tokenLabel: token.label, userPin: token.userPin, maxSessions: 4 }),
-                Pkcs11.Pkcs11,
-                watched
-              )
-              const key = yield* Effect.provideService(
-                HsmJwk.generate({ type, label: unique("closed-while-signing") }),
-                SessionPool.SessionPool,
-                pool
-              )
+              const { key, opened, pool } = yield* watchedPool("closed-while-signing")
               const slot = yield* tokenSlot
               // Once: SoftHSM2 freed a session under a C_Sign on a signing thread (free(): invalid pointer).
               const run = yield* underLoad({
@@ -117,28 +100,14 @@ for (const backend of backends("hsmkey-real-faults")) {
           () =>
             TestServices.provideLive(Effect.gen(function*() {
               const calls = yield* Calls
-              const token = yield* TestToken
               const pkcs11 = yield* Pkcs11.Pkcs11
-              const opened: Array<Pkcs11.SessionHandle> = []
-              const watched: Pkcs11.Pkcs11.Service = {
-                ...pkcs11,
-                openSession: (slot, options) =>
-                  Effect.tap(pkcs11.openSession(slot, options), (h) => void opened.push(h))
-              }
-              const type = yield* quickType
               const context = yield* Effect.context<Pkcs11.Pkcs11 | TestToken>()
               calls.reset()
+              let opened: ReadonlyArray<Pkcs11.SessionHandle> = []
               const run = yield* Effect.scoped(Effect.gen(function*() {
-                const pool = yield* Effect.provideService(
-                  SessionPool.make({ tokenLabel: token.label, userPin: token.userPin, maxSessions: 4 }),
-                  Pkcs11.Pkcs11,
-                  watched
-                )
-                const key = yield* Effect.provideService(
-                  HsmJwk.generate({ type, label: unique("real-faults") }),
-                  SessionPool.SessionPool,
-                  pool
-                )
+                const watched = yield* watchedPool("real-faults")
+                const { key, pool } = watched
+                opened = watched.opened
                 const result = yield* underLoad({
                   pool,
                   key,

@@ -11,7 +11,7 @@ import * as jose from "jose"
 import { backends, TestToken } from "./support/backends.js"
 import { Calls, counting } from "./support/counting.js"
 import { offered } from "./support/matrix.js"
-import { quickType, rawSession, unique } from "./support/pool.js"
+import { quickType, rawSession, unique, watchedPkcs11 } from "./support/pool.js"
 
 const { CKO } = Constants
 
@@ -43,19 +43,6 @@ const verifies = (key: HsmJwk.HsmJwk, message: Uint8Array, jws: string) =>
 const tokenState = Effect.scoped(
   Effect.flatMap(rawSession(), (raw) => Effect.map(raw.pkcs11.sessionInfo(raw.handle), (info) => info.state))
 )
-
-/**
- * The `Pkcs11` in context, noting the handle of every session opened through it: a pool built on it
- * shows which sessions it opened, for a test to look at or close them behind its back.
- */
-const watched = Effect.map(Pkcs11.Pkcs11, (inner) => {
-  const opened: Array<Pkcs11.SessionHandle> = []
-  const service: Pkcs11.Pkcs11.Service = {
-    ...inner,
-    openSession: (slot, options) => Effect.tap(inner.openSession(slot, options), (handle) => void opened.push(handle))
-  }
-  return { opened, service }
-})
 
 /** A good login: tokens such as openCryptoki count wrong PINs across logins (FINAL_TRY after two). */
 const resetPinCount = Effect.flatMap(poolOptions(), (options) => Effect.scoped(SessionPool.make(options)))
@@ -300,7 +287,7 @@ for (const backend of backends("hsmkey-pool")) {
       test("a session closed behind the pool's back is replaced", {}, () =>
         Effect.scoped(Effect.gen(function*() {
           const pkcs11 = yield* Pkcs11.Pkcs11
-          const { opened, service } = yield* watched
+          const { opened, service } = yield* watchedPkcs11
           const pool = yield* Effect.provideService(
             SessionPool.make(yield* poolOptions({ maxSessions: 1 })),
             Pkcs11.Pkcs11,
@@ -323,7 +310,7 @@ for (const backend of backends("hsmkey-pool")) {
       test("lends read-only sessions unless read/write is asked for", {}, () =>
         Effect.scoped(Effect.gen(function*() {
           const pkcs11 = yield* Pkcs11.Pkcs11
-          const { opened, service } = yield* watched
+          const { opened, service } = yield* watchedPkcs11
           const pool = yield* Effect.provideService(SessionPool.make(yield* poolOptions()), Pkcs11.Pkcs11, service)
           const template = { class: CKO.DATA, token: true, private: true, label: "pool-rw" }
           // Each lease below is the first of its kind, so its session is the one opened for it.

@@ -1,6 +1,6 @@
-import { type Pkcs11 } from "@hsmkey/pkcs11"
+import { Pkcs11 } from "@hsmkey/pkcs11"
 import { Cause, Effect, Exit, Layer, type Scope } from "effect"
-import { Capabilities, type HsmError, type HsmJwk, SessionPool } from "hsmkey"
+import { Capabilities, type HsmError, HsmJwk, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
 import { assert } from "vitest"
 import { TestToken } from "./backends.js"
@@ -61,3 +61,38 @@ export const assertFailure = (
     assert.deepStrictEqual((error as unknown as Record<string, unknown>)[name], value, name)
   }
 }
+
+/**
+ * The `Pkcs11` in context, noting the handle of every session opened through it: a pool built on it
+ * shows which sessions it opened, for a test to look at or close them behind its back.
+ */
+export const watchedPkcs11 = Effect.map(Pkcs11.Pkcs11, (inner) => {
+  const opened: Array<Pkcs11.SessionHandle> = []
+  const service: Pkcs11.Pkcs11.Service = {
+    ...inner,
+    openSession: (slot, options) => Effect.tap(inner.openSession(slot, options), (handle) => void opened.push(handle))
+  }
+  return { opened, service }
+})
+
+/**
+ * A pool of 4 on the test token over a watched `Pkcs11` (its sessions in `opened`), and a key of the
+ * cheapest type made through it, in the current scope.
+ */
+export const watchedPool = (keyLabel: string) =>
+  Effect.gen(function*() {
+    const token = yield* TestToken
+    const { opened, service } = yield* watchedPkcs11
+    const pool = yield* Effect.provideService(
+      SessionPool.make({ tokenLabel: token.label, userPin: token.userPin, maxSessions: 4 }),
+      Pkcs11.Pkcs11,
+      service
+    )
+    const type = yield* quickType
+    const key = yield* Effect.provideService(
+      HsmJwk.generate({ type, label: unique(keyLabel) }),
+      SessionPool.SessionPool,
+      pool
+    )
+    return { opened, pool, key }
+  })

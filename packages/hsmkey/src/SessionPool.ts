@@ -18,7 +18,7 @@
 import { CKR } from "@hsmkey/pkcs11/Constants"
 import * as FifoSemaphore from "@hsmkey/pkcs11/internal/fifoSemaphore"
 import { Pkcs11, type SessionHandle, type SlotId } from "@hsmkey/pkcs11/Pkcs11"
-import type { Pkcs11Failure, SessionFailed } from "@hsmkey/pkcs11/Pkcs11Error"
+import type { Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -243,9 +243,6 @@ const DEFAULT_SIGNING_RETRY = Schedule.recurs(5)
 // These read any failure: a lease ends with whatever error its user's effect had.
 const isLost = (error: unknown): boolean => Predicate.isTagged(error, "TokenNotPresent")
 
-const isDead = (error: unknown): error is SessionFailed =>
-  Predicate.isTagged(error, "SessionFailed") && Predicate.hasProperty(error, "reason") && error.reason === "closed"
-
 // A session that answered CKR_OPERATION_ACTIVE is stuck in an operation.
 const isStuck = (error: unknown): boolean =>
   Predicate.isTagged(error, "Pkcs11Error") && Predicate.hasProperty(error, "code") &&
@@ -370,16 +367,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
     })
 
   // Closed again after the kinds' pools closed their sessions, before the login ends.
-  yield* Effect.addFinalizer(() =>
-    Effect.zipRight(
-      unclosed.retry,
-      Effect.suspend(() =>
-        unclosed.size() === 0 ? Effect.void : Effect.logWarning(
-          `${unclosed.size()} sessions of token "${label}" could not be closed: the token holds them until the library is finalized`
-        )
-      )
-    )
-  )
+  yield* Effect.addFinalizer(() => unclosed.closeLast)
   kinds.ro = yield* makeKind(false, maxSessions)
   kinds.rw = yield* makeKind(true, maxRw)
 
@@ -393,7 +381,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       const sessionInfo = yield* pkcs11.sessionInfo(item.handle).pipe(Effect.either)
       if (sessionInfo._tag === "Left") {
         const error = sessionInfo.left
-        if (isDead(error)) return error
+        if (UnclosedSessions.isClosed(error)) return error
         if (isLost(error) && !(yield* tokenLost)) return error
         return yield* Effect.fail(error)
       }
@@ -415,7 +403,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
         const dead = yield* validate(item).pipe(Effect.tapError(() => Scope.close(attemptScope, Exit.void)))
         if (dead === undefined) return item
         // A session that answered a passing fault is closed; one the token forgot cannot be.
-        item.dead = isDead(dead)
+        item.dead = UnclosedSessions.isClosed(dead)
         yield* kind.pool.invalidate(item)
         yield* Scope.close(attemptScope, Exit.void)
         if (attempt > maxSessions) return yield* dead
@@ -438,7 +426,9 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       const saidGone = failures.some(isLost)
       if (saidGone && (yield* tokenLost)) return
       // Only a failure on this session says it is gone: the lease may have used other sessions too.
-      if (failures.some((failure) => isDead(failure) && failure.session === item.handle)) item.dead = true
+      if (failures.some((failure) => UnclosedSessions.isClosed(failure) && failure.session === item.handle)) {
+        item.dead = true
+      }
       const unusable = item.dead || saidGone || failures.some(isStuck)
       if (unusable || bound.waiting > 0) yield* kind.pool.invalidate(item)
     })

@@ -134,9 +134,6 @@ export const currentSlot = (entry: Entry): Effect.Effect<SlotId, Pkcs11Failure> 
       entry.slot = slot
     })
 
-// A login session whose close fails while the token still has it is closed again when the login ends.
-const closeQuietly = (entry: Entry, session: SessionHandle) => entry.unclosed.close(session)
-
 /**
  * Logs in on a new login session. Must run under `entry.lock`; uninterruptible, so that a session that
  * logged in is never left open and unknown.
@@ -147,7 +144,7 @@ const loginFresh = (entry: Entry, pin: Redacted.Redacted<string>, policy: LoginP
     const slot = yield* currentSlot(entry)
     yield* checkPinFlags(yield* pkcs11.tokenInfo(slot), policy)
     const session = yield* pkcs11.openSession(slot)
-    yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => closeQuietly(entry, session)))
+    yield* loginOn(entry, session, pin).pipe(Effect.tapError(() => entry.unclosed.close(session)))
     entry.loginSession = session
     if (!entry.ownLogin) {
       yield* Effect.logWarning(
@@ -284,7 +281,7 @@ const forget = (entry: Entry): Effect.Effect<void> => {
   // close that fails leaves the session itself), and the next C_Login is answered "logged in already".
   // When the token is gone, that C_Login logs in afresh.
   entry.loginKept = entry.ownLogin
-  return session === undefined ? Effect.void : closeQuietly(entry, session)
+  return session === undefined ? Effect.void : entry.unclosed.close(session)
 }
 
 // Ends the login this process made; a login someone else made is theirs to end. A login kept alive by
@@ -298,30 +295,20 @@ const endLogin = (entry: Entry): Effect.Effect<void> =>
     entry.ownLogin = false
     entry.loginKept = false
     const ending = session !== undefined
-      ? Effect.zipRight(own ? logoutOn(entry, session) : Effect.void, closeQuietly(entry, session))
+      ? Effect.zipRight(own ? logoutOn(entry, session) : Effect.void, entry.unclosed.close(session))
       : !kept
       ? Effect.void
       : Effect.acquireUseRelease(
         Effect.flatMap(currentSlot(entry), (slot) => entry.pkcs11.openSession(slot)),
         (opened) => logoutOn(entry, opened),
-        (opened) => closeQuietly(entry, opened)
+        (opened) => entry.unclosed.close(opened)
       ).pipe(
         Effect.catchAll((error) =>
           Effect.logDebug(`Ending the login of token "${entry.token.label}" failed: ${error.message}`)
         )
       )
-    return Effect.zipRight(
-      ending,
-      Effect.zipRight(
-        entry.unclosed.retry,
-        Effect.suspend(() => {
-          const left = entry.unclosed.size()
-          return left === 0 ? Effect.void : Effect.logWarning(
-            `${left} login sessions of token "${entry.token.label}" could not be closed: the token holds them until the library is finalized`
-          )
-        })
-      )
-    )
+    // A login session whose close failed while the token still had it gets a last try.
+    return Effect.zipRight(ending, entry.unclosed.closeLast)
   }))
 
 const logoutOn = (entry: Entry, session: SessionHandle): Effect.Effect<void> =>

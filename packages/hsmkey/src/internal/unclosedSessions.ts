@@ -1,4 +1,5 @@
 import type { Pkcs11, SessionHandle } from "@hsmkey/pkcs11/Pkcs11"
+import type { SessionFailed } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
 
@@ -7,20 +8,20 @@ import * as Predicate from "effect/Predicate"
  *
  * A failed close leaves the session's state unknown, so the token is asked at once (`C_GetSessionInfo`):
  * a session it forgot is closed; one it still has, or may have, is closed again before the pool opens
- * another and when the pool closes. Only until the token is next found gone (`lossCount` moves): its number may then belong
- * to a session someone else opened since.
+ * another and when the pool closes. Only until the token is next found gone (`lossCount` moves): its
+ * number may then belong to a session someone else opened since.
  */
 export interface UnclosedSessions {
   /** Closes a session, keeping it for later when the token answers otherwise and still has it. */
   readonly close: (session: SessionHandle) => Effect.Effect<void>
   /** Closes the kept sessions again; those that still fail stay kept. */
   readonly retry: Effect.Effect<void>
-  /** How many are kept now. */
-  readonly size: () => number
+  /** Closes the kept sessions a last time, and warns of those the token still holds. */
+  readonly closeLast: Effect.Effect<void>
 }
 
-// The token forgot the session: it is closed.
-const isClosed = (error: unknown): boolean =>
+/** The token forgot the session: it is closed (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`). */
+export const isClosed = (error: unknown): error is SessionFailed =>
   Predicate.isTagged(error, "SessionFailed") && Predicate.hasProperty(error, "reason") && error.reason === "closed"
 
 export const make = (pkcs11: Pkcs11.Service, label: string, lossCount: () => number): UnclosedSessions => {
@@ -63,5 +64,14 @@ export const make = (pkcs11: Pkcs11.Service, label: string, lossCount: () => num
 
   const close = (session: SessionHandle) => closeOnce(session, false)
 
-  return { close, retry, size: () => kept.size }
+  const closeLast = Effect.zipRight(
+    retry,
+    Effect.suspend(() =>
+      kept.size === 0 ? Effect.void : Effect.logWarning(
+        `${kept.size} sessions of token "${label}" could not be closed: the token holds them until the library is finalized`
+      )
+    )
+  )
+
+  return { close, retry, closeLast }
 }

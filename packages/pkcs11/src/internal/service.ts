@@ -170,15 +170,9 @@ export const make = (
     offThread.delete(session)
     for (const resume of entry.idle) resume()
   }
-  const offThreadIdle = (sessions: ReadonlyArray<number>): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      const busy = sessions.find((session) => offThread.has(session))
-      if (busy === undefined) return Effect.void
-      return Effect.zipRight(
-        Effect.async<void>((resume) => void offThread.get(busy)!.idle.push(() => resume(Effect.void))),
-        offThreadIdle(sessions)
-      )
-    })
+  // Resumes once the calls off the event loop's thread on a busy session have settled.
+  const settled = (session: number): Effect.Effect<void> =>
+    Effect.async<void>((resume) => void offThread.get(session)!.idle.push(() => resume(Effect.void)))
   // Sessions being closed: a signature asked for on one meanwhile is refused at once (CKR_SESSION_CLOSED),
   // or a lane signing without pause would keep its session busy forever.
   const closing = new Set<number>()
@@ -194,7 +188,8 @@ export const make = (
         closing.add(session)
         marked.add(session)
       }
-      return now.some((session) => offThread.has(session)) ? Effect.zipRight(offThreadIdle(now), settle) : call
+      const busy = now.find((session) => offThread.has(session))
+      return busy === undefined ? call : Effect.zipRight(settled(busy), settle)
     })
     return Effect.ensuring(
       settle,

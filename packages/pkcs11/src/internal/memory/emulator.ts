@@ -138,6 +138,19 @@ interface Delay {
   remaining: number
 }
 
+// The first fault or delay set for the method (on this token or any), counted down and dropped when used up.
+const takeNext = <T extends { readonly method: Method; readonly token: Token | undefined; remaining: number }>(
+  pending: Array<T>,
+  method: Method,
+  token: Token | undefined
+): T | undefined => {
+  const index = pending.findIndex((p) => p.method === method && (p.token === undefined || p.token === token))
+  if (index < 0) return undefined
+  const next = pending[index]
+  if (--next.remaining <= 0) pending.splice(index, 1)
+  return next
+}
+
 // A synchronous call that takes long holds its thread, as a real library's does: sleep without spinning.
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 const holdThread = (millis: number) => Atomics.wait(sleeper, 0, 0, millis)
@@ -397,22 +410,12 @@ export class Emulator implements Driver {
   }
 
   private delayed(method: Method, token: Token | undefined): number {
-    if (this.delays.length === 0) return 0
-    const index = this.delays.findIndex((d) => d.method === method && (d.token === undefined || d.token === token))
-    if (index < 0) return 0
-    const delay = this.delays[index]
-    delay.remaining--
-    if (delay.remaining <= 0) this.delays.splice(index, 1)
-    return delay.millis
+    return this.delays.length === 0 ? 0 : takeNext(this.delays, method, token)?.millis ?? 0
   }
 
   private injected(method: Method, token: Token | undefined): void {
-    const index = this.faults.findIndex((f) => f.method === method && (f.token === undefined || f.token === token))
-    if (index < 0) return
-    const fault = this.faults[index]
-    fault.remaining--
-    if (fault.remaining <= 0) this.faults.splice(index, 1)
-    ckr(fault.code)
+    const fault = takeNext(this.faults, method, token)
+    if (fault !== undefined) ckr(fault.code)
   }
 
   private slot(id: number): Slot {

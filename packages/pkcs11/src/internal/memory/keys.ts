@@ -5,6 +5,7 @@ import type * as Attribute from "../../Attribute.js"
 import { CKG, CKK, CKM, CKO, CKR } from "../../Constants.js"
 import * as Curve from "../../Curve.js"
 import type { Mechanism } from "../../Pkcs11.js"
+import * as Bytes from "../bytes.js"
 import * as PublicKey from "../publicKey.js"
 
 /**
@@ -36,13 +37,6 @@ const ecdsa = { "P-256": p256, "P-384": p384, "P-521": p521 } as const
 
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url")
 const unb64 = (text: string | undefined): Uint8Array => new Uint8Array(Buffer.from(text ?? "", "base64url"))
-
-// Big-endian integers as PKCS#11 stores them: no leading zero bytes.
-const unsigned = (bytes: Uint8Array): Uint8Array => {
-  let i = 0
-  while (i < bytes.length - 1 && bytes[i] === 0) i++
-  return bytes.subarray(i)
-}
 
 const leftPad = (bytes: Uint8Array, size: number): Uint8Array => {
   if (bytes.length >= size) return bytes.subarray(bytes.length - size)
@@ -141,7 +135,11 @@ export const publicAttributes = (material: KeyMaterial, ecParams?: Uint8Array): 
   switch (material.kind) {
     case "rsa": {
       const jwk = material.key.export({ format: "jwk" })
-      return { modulus: unsigned(unb64(jwk.n)), publicExponent: unsigned(unb64(jwk.e)), modulusBits: material.bits }
+      return {
+        modulus: Bytes.unsigned(unb64(jwk.n)),
+        publicExponent: Bytes.unsigned(unb64(jwk.e)),
+        modulusBits: material.bits
+      }
     }
     case "ec":
     case "edwards":
@@ -171,12 +169,12 @@ export const privateAttributes = (material: KeyMaterial): Attribute.Attributes =
     case "rsa": {
       const jwk = material.key.export({ format: "jwk" })
       return {
-        privateExponent: unsigned(unb64(jwk.d)),
-        prime1: unsigned(unb64(jwk.p)),
-        prime2: unsigned(unb64(jwk.q)),
-        exponent1: unsigned(unb64(jwk.dp)),
-        exponent2: unsigned(unb64(jwk.dq)),
-        coefficient: unsigned(unb64(jwk.qi))
+        privateExponent: Bytes.unsigned(unb64(jwk.d)),
+        prime1: Bytes.unsigned(unb64(jwk.p)),
+        prime2: Bytes.unsigned(unb64(jwk.q)),
+        exponent1: Bytes.unsigned(unb64(jwk.dp)),
+        exponent2: Bytes.unsigned(unb64(jwk.dq)),
+        coefficient: Bytes.unsigned(unb64(jwk.qi))
       }
     }
     case "ec":
@@ -326,7 +324,7 @@ export const importKey = (template: Attribute.Attributes): KeyMaterial | undefin
       case CKK.RSA: {
         const n = need(template.modulus)
         const e = need(template.publicExponent)
-        const bits = unsigned(n).length * 8
+        const bits = Bytes.unsigned(n).length * 8
         if (objectClass === CKO.PUBLIC_KEY) {
           const key = publicKeyOf(template)
           return { kind: "rsa", key, bits: key.asymmetricKeyDetails?.modulusLength ?? bits }

@@ -11,5 +11,8 @@ export default [
   project("pkcs11", ["packages/pkcs11/test/**/*.test.ts"]),
   project("softhsm", ["packages/softhsm/test/**/*.test.ts"]),
   project("hsmkey", ["packages/hsmkey/test/**/*.test.ts"]),
+  project("x509", ["packages/x509/test/**/*.test.ts"]),
+  project("platform", ["packages/platform/test/**/*.test.ts"]),
+  project("cli", ["packages/cli/test/**/*.test.ts"]),
   project("conformance", ["test/**/*.test.ts"])
 ]

@@ -15,7 +15,7 @@ import { promisify } from "node:util"
 import { root } from "./support/child.js"
 import { softHsmModule } from "./support/softhsm.js"
 
-const packages = ["pkcs11", "hsmkey", "node", "softhsm"] as const
+const packages = ["pkcs11", "hsmkey", "node", "softhsm", "x509", "platform", "cli"] as const
 const bin = (name: string) => Path.join(root, "node_modules", ".bin", name)
 const versionOf = (name: string): string =>
   JSON.parse(Fs.readFileSync(Path.join(root, "node_modules", name, "package.json"), "utf8")).version

@@ -25,7 +25,8 @@ import {
   type AlgorithmMismatch,
   type InvalidKeyMaterial,
   InvalidKeyReference,
-  type InvalidOptions,
+  InvalidOptions,
+  type InvalidSignature,
   type KeyAmbiguous,
   type KeyExists,
   KeyNotFound,
@@ -44,8 +45,10 @@ import * as Policy from "./internal/policy.js"
 import * as PrivateKeys from "./internal/privateKeys.js"
 import * as Requirements from "./internal/requirements.js"
 import type { Session } from "./internal/session.js"
+import * as Signer from "./internal/signer.js"
 import * as Templates from "./internal/templates.js"
 import * as TokenObjects from "./internal/tokenObjects.js"
+import * as TokenState from "./internal/tokenState.js"
 import type { AcquireError, SessionPool } from "./SessionPool.js"
 
 /**
@@ -568,6 +571,124 @@ export const importPrivate = (
         )
       }))
   }).pipe(Effect.withSpan("HsmJwk.importPrivate", { captureStackTrace: false }))
+
+/**
+ * What signing bytes with a key can fail with: an algorithm that does not fit the key (or an `enc` key), a
+ * token that cannot compute it or answers a signature of the wrong size, a key that is no longer on the
+ * token, a session that cannot be had, and what a caller passes wrong (`InvalidOptions`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SignError =
+  | InvalidOptions
+  | UnsupportedAlgorithm
+  | AlgorithmMismatch
+  | MechanismUnsupported
+  | InvalidSignature
+  | KeyNotFound
+  | KeyAmbiguous
+  | AcquireError
+
+const signOptions = { alg: Options.optional(Predicate.isString, "an algorithm name", Options.shown) }
+
+/**
+ * Signs bytes with the key inside the token, for formats other than JOSE (an X.509 request or
+ * certificate, a CMS signature): `alg` (by default the key's) names the hash and padding as in JWS, and the
+ * signature comes as JWS and WebCrypto give it (ECDSA as r ‖ s, not DER). The handle signing is proven to
+ * be the key's, as for `Jws.sign`.
+ *
+ * @since 0.1.0
+ * @category signing
+ */
+export const sign = (
+  key: HsmJwk,
+  data: Uint8Array,
+  options?: { readonly alg?: string | undefined }
+): Effect.Effect<Uint8Array, SignError, SessionPool> =>
+  Effect.gen(function*() {
+    yield* Options.refuse(Options.keyProblem(key, isHsmJwk, "an HsmJwk"))
+    yield* Options.refuse(Options.problem("signature options", options, signOptions, "allowed"))
+    if (!(data instanceof Uint8Array)) {
+      return yield* new InvalidOptions({ detail: `the data to sign must be bytes, not ${Options.kindOf(data)}` })
+    }
+    const alg = yield* Policy.checkAlgorithm(key, options?.alg ?? key.alg)
+    return yield* Borrow.signing(key, alg, data)
+  }).pipe(Effect.withSpan("HsmJwk.sign", { captureStackTrace: false }))
+
+/**
+ * What destroying a key can fail with: it is no longer on the token (or another key took its place), a
+ * session that cannot be had or cannot write, and what a caller passes wrong.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DestroyError =
+  | InvalidOptions
+  | KeyNotFound
+  | KeyAmbiguous
+  | MechanismUnsupported
+  | InvalidSignature
+  | AcquireError
+
+const samePublicKey = (a: PublicJwk, b: PublicJwk): boolean =>
+  a.kty === "RSA"
+    ? b.kty === "RSA" && Bytes.sameInteger(Buffer.from(a.n, "base64url"), Buffer.from(b.n, "base64url")) &&
+      Bytes.sameInteger(Buffer.from(a.e, "base64url"), Buffer.from(b.e, "base64url"))
+    : a.kty === "EC"
+    ? b.kty === "EC" && a.crv === b.crv && a.x === b.x && a.y === b.y
+    : b.kty === "OKP" && a.crv === b.crv && a.x === b.x
+
+/**
+ * The private key's handle in the session, proven to be the key's at the library's current object
+ * generation: RSA by its modulus, EC and Edwards keys (whose private objects show no public value) by a
+ * signature over random bytes that verifies under the key.
+ */
+const provenPrivateHandle = (session: Session, key: HsmJwk) =>
+  Effect.gen(function*() {
+    if (key.keyType === "RSA") return yield* Signer.withKeyHandle(session, key, Effect.succeed)
+    yield* Signer.sign(session, key, Algorithms.defaultAlgorithm[key.keyType], Crypto.randomBytes(32))
+    const known = TokenState.knownHandle(session, Signer.cacheKey(key))
+    // Signing proved and remembered the handle; anything found, made or destroyed since voids that proof.
+    if (known === undefined || known.generation !== session.pkcs11.objectGeneration()) {
+      return yield* new KeyNotFound({
+        query: `the key ${key.kid}`,
+        token: session.token.label,
+        kind: "private key",
+        reason: "changed"
+      })
+    }
+    return known.handle
+  })
+
+/**
+ * Destroys a key pair on the token, in a read/write session: its private key, once proven to be this
+ * key's (another key under its CKA_ID or label is `KeyNotFound` with `reason: "changed"`, and stays), and
+ * every public object with its CKA_ID (or label, for a key without one) and its public value. Signing with
+ * the key afterwards is `KeyNotFound`.
+ *
+ * @since 0.1.0
+ * @category destructors
+ */
+export const destroy = (key: HsmJwk): Effect.Effect<void, DestroyError, SessionPool> =>
+  Effect.gen(function*() {
+    yield* Options.refuse(Options.keyProblem(key, isHsmJwk, "an HsmJwk"))
+    return yield* Borrow.inKeySession(key, { rw: true }, (session) =>
+      Effect.gen(function*() {
+        const pkcs11 = session.pkcs11
+        const privateKey = yield* provenPrivateHandle(session, key)
+        yield* pkcs11.destroyObject(session.handle, privateKey)
+        TokenState.forgetHandle(session, Signer.cacheKey(key))
+        const named = key.id.length > 0 ? { id: key.id } : { label: key.label }
+        const publicKeys = yield* pkcs11.findObjects(session.handle, { class: CKO.PUBLIC_KEY, ...named })
+        for (const handle of publicKeys) {
+          const jwk = PublicKey.toJwk(yield* pkcs11.getAttributes(session.handle, handle, PublicKey.attributeNames))
+          if (jwk !== undefined && samePublicKey(jwk, key.publicJwk)) {
+            yield* pkcs11.destroyObject(session.handle, handle)
+          }
+        }
+      }))
+  }).pipe(Effect.withSpan("HsmJwk.destroy", { captureStackTrace: false }))
 
 /**
  * The same key with another algorithm, checked to fit it; its JWK publishes the new one.

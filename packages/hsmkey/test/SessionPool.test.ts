@@ -393,6 +393,30 @@ describe("a C_CloseSession that fails while the token keeps the session", () => 
       assert.strictEqual((yield* control.stats("emu")).peakSessions, 2)
     }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)), Effect.provide(emulator())))
 
+  for (const asked of [false, true]) {
+    it.scoped(
+      `a pool closing on a token removed and put back meanwhile (${
+        asked ? "" : "not "
+      }asked while out) warns of nothing`,
+      () =>
+        Effect.gen(function*() {
+          const control = yield* MemoryPkcs11.Control
+          const warnings: Array<string> = []
+          yield* Effect.scoped(Effect.gen(function*() {
+            const p = yield* pool()
+            const key = yield* generateKey(p)
+            yield* sign(p, key)
+            yield* control.removeToken("emu")
+            if (asked) assert.strictEqual((yield* Effect.flip(sign(p, key)))._tag, "TokenNotPresent")
+            yield* control.insertToken("emu")
+          })).pipe(Effect.provide(warningsTo(warnings)))
+          assert.deepStrictEqual(warnings, [])
+          assert.strictEqual((yield* control.stats("emu")).openSessions, 0)
+          assert.strictEqual((yield* control.stats("emu")).loggedIn, undefined)
+        }).pipe(Effect.provide(emulator()))
+    )
+  }
+
   it.scoped("one that fails every time is named when the pool closes", () =>
     Effect.gen(function*() {
       const control = yield* MemoryPkcs11.Control

@@ -311,10 +311,22 @@ const endLogin = (entry: Entry): Effect.Effect<void> =>
     return Effect.zipRight(ending, entry.unclosed.closeLast)
   }))
 
+const loggedOutAlready = new Set([
+  "CKR_USER_NOT_LOGGED_IN",
+  "CKR_DEVICE_REMOVED",
+  "CKR_TOKEN_NOT_PRESENT",
+  "CKR_SESSION_HANDLE_INVALID",
+  "CKR_SESSION_CLOSED"
+])
+
 const logoutOn = (entry: Entry, session: SessionHandle): Effect.Effect<void> =>
   entry.pkcs11.logout(session).pipe(
     Effect.catchAll((error) =>
-      Effect.logWarning(`Logging out of token "${entry.token.label}" failed: ${error.message}`)
+      // A token that lost the login meanwhile (removed and put back, logged out by other code), or whose login
+      // session is gone with it, is where the logout would have left it.
+      "returnValue" in error && loggedOutAlready.has(error.returnValue)
+        ? Effect.logDebug(`Token "${entry.token.label}" was logged out already: ${error.message}`)
+        : Effect.logWarning(`Logging out of token "${entry.token.label}" failed: ${error.message}`)
     )
   )
 

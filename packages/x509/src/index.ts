@@ -1,4 +1,14 @@
 /**
  * @since 0.1.0
  */
-export {}
+export * as Csr from "./Csr.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as DistinguishedName from "./DistinguishedName.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as X509Error from "./X509Error.js"

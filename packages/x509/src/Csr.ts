@@ -1,0 +1,174 @@
+/**
+ * PKCS#10 certificate signing requests (RFC 2986) signed inside the token: the private key never leaves
+ * it. A request names a subject (RFC 4514 text or a structured form), may ask for a subjectAltName
+ * extension (DNS names, IP addresses, email addresses, URIs), and carries the key's public key.
+ *
+ * The signature algorithm is the key's own `alg` unless told otherwise: RS256/384/512 as
+ * sha*WithRSAEncryption, PS256/384/512 as RSASSA-PSS (MGF1 with the same hash, a salt as long as the
+ * hash), ES256/384/512 as ecdsa-with-SHA* and EdDSA as Ed25519 or Ed448. The token signs as it signs a
+ * JWS (`HsmJwk.sign`), in the session in context when there is one, else in one borrowed from the
+ * `SessionPool`.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as Algorithm from "hsmkey/Algorithm"
+import { AlgorithmMismatch, InvalidOptions } from "hsmkey/HsmError"
+import * as HsmJwk from "hsmkey/HsmJwk"
+import type { SessionPool } from "hsmkey/SessionPool"
+import type * as DistinguishedName from "./DistinguishedName.js"
+import * as AltNames from "./internal/altNames.js"
+import * as Der from "./internal/der.js"
+import * as Request from "./internal/request.js"
+import * as Rfc4514 from "./internal/rfc4514.js"
+import * as SignatureAlgorithms from "./internal/signatureAlgorithms.js"
+import { InvalidSubject, type InvalidSubjectAltName } from "./X509Error.js"
+
+/**
+ * A subjectAltName entry, as a request carries it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SubjectAltName {
+  readonly type: "dns" | "ip" | "email" | "uri"
+  readonly value: string
+}
+
+/**
+ * A subjectAltName entry as a caller gives it: `{ type, value }`, or text with OpenSSL's prefix, in any
+ * case: `"DNS:api.example.com"`, `"IP:10.0.0.1"`, `"IP:2001:db8::1"`, `"email:ops@example.com"`,
+ * `"URI:https://example.com/"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SubjectAltNameInput = string | SubjectAltName
+
+/**
+ * What a request is made of.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CreateOptions {
+  /** A signing key pair on the token; its public key is the request's. */
+  readonly key: HsmJwk.HsmJwk
+  /** The subject; it may be empty (`""`) when `subjectAltNames` are given, which makes that extension critical. */
+  readonly subject: DistinguishedName.Input
+  /** The signature algorithm; by default the key's own. */
+  readonly alg?: string | undefined
+  /**
+   * DNS names, IP addresses, email addresses and URIs, requested as a subjectAltName extension. DNS names
+   * are LDH host names (IDNs as A-labels), a leftmost `*` label allowed; emails and URIs are ASCII.
+   */
+  readonly subjectAltNames?: ReadonlyArray<SubjectAltNameInput> | undefined
+}
+
+/**
+ * A signed certificate signing request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Csr {
+  /** The DER encoding of the CertificationRequest. */
+  readonly der: Uint8Array
+  /** PEM, `-----BEGIN CERTIFICATE REQUEST-----` (RFC 7468 §7), ending in a newline. */
+  readonly pem: string
+  /** The subject as RFC 4514 text, most specific RDN first; `""` when empty. */
+  readonly subject: string
+  /** The subject as parsed, the members of a multi-valued RDN in the order DER sorts them. */
+  readonly subjectName: DistinguishedName.DistinguishedName
+  readonly subjectAltNames: ReadonlyArray<SubjectAltName>
+  /** The algorithm the token signed with. */
+  readonly alg: Algorithm.Algorithm
+  /** The `kid` of the key that signed. */
+  readonly kid: string
+}
+
+/**
+ * What making a request can fail with: a subject or a subjectAltName that cannot be requested (before the
+ * token is asked anything), options that are not what `create` takes (`InvalidOptions`), an algorithm that
+ * does not fit the key (`AlgorithmMismatch`, also for a decryption key) or that hsmkey does not sign with,
+ * and what signing in the token can fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CsrError = InvalidSubject | InvalidSubjectAltName | HsmJwk.SignError
+
+const optionNames = ["key", "subject", "alg", "subjectAltNames"]
+
+const kindOf = (u: unknown): string =>
+  u === null || u === undefined ? String(u) : Array.isArray(u) ? "an array" : `a ${typeof u}`
+
+// A JavaScript caller can hand over anything: what is not what `create` takes is refused, never coerced.
+const optionsProblem = (options: unknown): InvalidOptions | undefined => {
+  const invalid = (detail: string) => new InvalidOptions({ detail: `CSR options: ${detail}` })
+  if (!Predicate.isRecord(options)) return invalid(`expected an object, not ${kindOf(options)}`)
+  const unknown = Object.keys(options).filter((name) => !optionNames.includes(name))
+  if (unknown.length > 0) {
+    return invalid(
+      `unknown ${unknown.map((name) => JSON.stringify(name.slice(0, 64))).join(", ")}; ` +
+        `known: ${optionNames.join(", ")}`
+    )
+  }
+  if (!HsmJwk.isHsmJwk(options.key)) return invalid(`key must be an HsmJwk, not ${kindOf(options.key)}`)
+  if (!Predicate.isString(options.subject) && !Predicate.isObject(options.subject)) {
+    return invalid(`subject must be RFC 4514 text, an array or a record, not ${kindOf(options.subject)}`)
+  }
+  if (options.alg !== undefined && !Predicate.isString(options.alg)) {
+    return invalid(`alg must be an algorithm name, not ${kindOf(options.alg)}`)
+  }
+  if (options.subjectAltNames !== undefined && !Array.isArray(options.subjectAltNames)) {
+    return invalid(`subjectAltNames must be an array, not ${kindOf(options.subjectAltNames)}`)
+  }
+  return undefined
+}
+
+const isSignatureAlgorithm = (alg: Algorithm.Algorithm): alg is SignatureAlgorithms.SignatureAlgorithm =>
+  !alg.startsWith("HS")
+
+/**
+ * Makes a certificate signing request signed by the key inside the token. The subject and subjectAltNames
+ * are checked, and the algorithm against the key, before the token is asked anything; the token then signs
+ * the CertificationRequestInfo once. The request verifies with `openssl req -verify`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const create = (options: CreateOptions): Effect.Effect<Csr, CsrError, SessionPool> =>
+  Effect.gen(function*() {
+    const problem = optionsProblem(options)
+    if (problem !== undefined) return yield* problem
+    const { key } = options
+    const checked = yield* Algorithm.check(key, options.alg ?? key.alg)
+    if (!isSignatureAlgorithm(checked)) {
+      return yield* new AlgorithmMismatch({ alg: checked, keyType: key.keyType, use: key.use })
+    }
+    const alg = checked
+    yield* Effect.annotateCurrentSpan({ "x509.alg": alg, "hsm.kid": key.kid })
+    const subjectName = Request.canonical(yield* Rfc4514.parse(options.subject))
+    const subjectAltNames = yield* AltNames.parse(options.subjectAltNames ?? [])
+    if (subjectName.length === 0 && subjectAltNames.length === 0) {
+      return yield* new InvalidSubject({ detail: "the subject is empty and no subjectAltNames are given" })
+    }
+    const info = Request.info(subjectName, key.publicKey, subjectAltNames)
+    const signature = yield* HsmJwk.sign(key, info, { alg })
+    const der = Request.request(
+      info,
+      SignatureAlgorithms.identifier(alg, key.keyType),
+      SignatureAlgorithms.x509Signature(alg, signature)
+    )
+    return {
+      der,
+      pem: Der.pem("CERTIFICATE REQUEST", der),
+      subject: Rfc4514.format(subjectName),
+      subjectName,
+      subjectAltNames,
+      alg,
+      kid: key.kid
+    }
+  }).pipe(Effect.withSpan("Csr.create", { captureStackTrace: false }))

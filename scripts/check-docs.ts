@@ -1,10 +1,15 @@
 /**
  * Every public export documented: a JSDoc sentence, `@since`, and `@category` (namespace declarations
- * and the re-exports of `index.ts` need only `@since`; the overloads of a function, one JSDoc on the
- * first). And every exported function declares its signature: a function's return type, or a const's
- * type where its value is a function that does not declare one (`Effect.fn(...)`, a `dual`), so that no
- * public error union is inferred. Public means `packages/<name>/src/*.ts`; what lives in
- * `src/internal/` is not public.
+ * and export lists need no `@category`; the re-exports of `index.ts` need only `@since`; the overloads of
+ * a function, one JSDoc on the first). And every exported function declares its signature: a function's
+ * return type, or a const's type where its value is a function that does not declare one
+ * (`Effect.fn(...)`, a `dual`), so that no public error union is inferred. Public means
+ * `packages/<name>/src/*.ts`; what lives in `src/internal/` is not public.
+ *
+ * The rules include those of `@effect/docgen` (`pnpm run docs`, with `enforceDescriptions`), so that a
+ * module this check passes, docgen passes too: a module's first comment is its JSDoc, with a sentence;
+ * each name of an `export { a, b } from` list has a JSDoc of its own; a class's methods and public fields
+ * have one; no `@since` or `@category` is empty.
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -22,21 +27,67 @@ const nameOf = (node: ts.Node): string => {
   return (node as { name?: ts.Node }).name?.getText() ?? ts.SyntaxKind[node.kind]
 }
 
-const check = (file: ts.SourceFile, node: ts.Node, where: string, needsCategory: boolean) => {
+const commentText = (comment: string | ts.NodeArray<ts.JSDocComment> | undefined): string =>
+  typeof comment === "string" ? comment : comment?.map((c) => c.text).join("") ?? ""
+
+const tagIs = (name: string) => (tag: ts.JSDocTag): boolean => tag.tagName.text === name
+
+/** What is missing from a JSDoc: `@since` and its version, a sentence, `@category` and its name. */
+const missing = (doc: ts.JSDoc, rules: { readonly category: boolean; readonly sentence: boolean }) => {
+  const tags = doc.tags ?? []
+  const found: Array<string> = []
+  const since = tags.find(tagIs("since"))
+  if (since === undefined) found.push("no @since")
+  else if (commentText(since.comment).trim() === "") found.push("no version after @since")
+  // docgen fails on an empty `@category` wherever it is.
+  const category = tags.find(tagIs("category"))
+  if (category === undefined && rules.category) found.push("no @category")
+  else if (category !== undefined && commentText(category.comment).trim() === "") found.push("no name after @category")
+  if (rules.sentence && commentText(doc.comment).trim() === "") found.push("no sentence")
+  return found
+}
+
+const lastJSDoc = (node: ts.Node): ts.JSDoc | undefined => {
   const docs = ts.getJSDocCommentsAndTags(node).filter(ts.isJSDoc)
-  const doc = docs[docs.length - 1]
-  const tags = doc?.tags ?? []
+  return docs[docs.length - 1]
+}
+
+const check = (
+  file: ts.SourceFile,
+  node: ts.Node,
+  where: string,
+  rules: { readonly category: boolean; readonly sentence: boolean },
+  name = nameOf(node)
+) => {
+  const doc = lastJSDoc(node)
   const line = file.getLineAndCharacterOfPosition(node.getStart(file)).line + 1
-  const at = `${where}:${line} ${nameOf(node)}`
+  const at = `${where}:${line} ${name}`
   if (doc === undefined) return problems.push(`${at}: no JSDoc`)
-  if (!tags.some((t) => t.tagName.text === "since")) problems.push(`${at}: no @since`)
-  if (needsCategory && !tags.some((t) => t.tagName.text === "category")) problems.push(`${at}: no @category`)
-  const text = typeof doc.comment === "string" ? doc.comment : doc.comment?.map((c) => c.text).join("") ?? ""
-  if (
-    needsCategory && text.trim() === "" &&
-    !tags.some((t) => t.tagName.text === "category" && /\S/.test(String(t.comment ?? "")))
-  ) {
-    problems.push(`${at}: no sentence`)
+  for (const problem of missing(doc, rules)) problems.push(`${at}: ${problem}`)
+}
+
+// docgen skips what is tagged `@internal` or `@ignore`; this check asks for their JSDoc all the same,
+// except on class members, which docgen is the only one to read.
+const ignoredByDocgen = (node: ts.Node): boolean =>
+  (lastJSDoc(node)?.tags ?? []).some((t) => t.tagName.text === "internal" || t.tagName.text === "ignore")
+
+const isPrivate = (node: ts.Node): boolean =>
+  ts.canHaveModifiers(node) && (ts.getModifiers(node) ?? []).some((m) => m.kind === ts.SyntaxKind.PrivateKeyword)
+const isStatic = (node: ts.Node): boolean =>
+  ts.canHaveModifiers(node) && (ts.getModifiers(node) ?? []).some((m) => m.kind === ts.SyntaxKind.StaticKeyword)
+
+/** docgen documents a class's methods (on the first of overloads) and its fields but static and `private` ones. */
+const checkClassMembers = (file: ts.SourceFile, node: ts.ClassDeclaration, where: string) => {
+  let previous: string | undefined
+  for (const member of node.members) {
+    const method = ts.isMethodDeclaration(member) ? member.name.getText(file) : undefined
+    const sameGroup = method !== undefined && method === previous
+    previous = method
+    if (sameGroup) continue
+    const documented = ts.isMethodDeclaration(member) ||
+      (ts.isPropertyDeclaration(member) && !isStatic(member) && !isPrivate(member))
+    if (!documented || ignoredByDocgen(member)) continue
+    check(file, member, where, { category: false, sentence: true }, `${node.name?.text}.${member.name.getText(file)}`)
   }
 }
 
@@ -73,7 +124,13 @@ const checkSignature = (file: ts.SourceFile, node: ts.Statement, where: string) 
   }
 }
 
-const visit = (file: ts.SourceFile, statements: ts.NodeArray<ts.Statement>, where: string, inNamespace: boolean) => {
+const visit = (
+  file: ts.SourceFile,
+  statements: ts.NodeArray<ts.Statement>,
+  where: string,
+  inNamespace: boolean,
+  isIndex: boolean
+) => {
   let previous: string | undefined
   for (const statement of statements) {
     // An overload after the first: the group's JSDoc is on the first.
@@ -82,21 +139,41 @@ const visit = (file: ts.SourceFile, statements: ts.NodeArray<ts.Statement>, wher
     previous = overload
     if (sameGroup) continue
     if (ts.isExportDeclaration(statement)) {
-      check(file, statement, where, false)
+      check(file, statement, where, { category: false, sentence: !isIndex })
+      // docgen reads the JSDoc of each name in an export list, not the statement's.
+      if (!isIndex && statement.exportClause !== undefined && ts.isNamedExports(statement.exportClause)) {
+        for (const specifier of statement.exportClause.elements) {
+          check(file, specifier, where, { category: true, sentence: true }, specifier.name.text)
+        }
+      }
       continue
     }
     if (!isExported(statement) && !inNamespace) continue
     if (ts.isModuleDeclaration(statement)) {
-      check(file, statement, where, false)
+      check(file, statement, where, { category: false, sentence: true })
       if (statement.body !== undefined && ts.isModuleBlock(statement.body)) {
-        visit(file, statement.body.statements, where, true)
+        visit(file, statement.body.statements, where, true, isIndex)
       }
       continue
     }
     if (inNamespace && !isExported(statement)) continue
-    check(file, statement, where, true)
+    check(file, statement, where, { category: true, sentence: true })
     if (!inNamespace) checkSignature(file, statement, where)
+    if (ts.isClassDeclaration(statement)) checkClassMembers(file, statement, where)
   }
+}
+
+// docgen takes a module's documentation from the first comment of its first statement, whatever follows.
+const checkModuleDoc = (file: ts.SourceFile, where: string) => {
+  const first = file.statements[0]
+  const range = first === undefined ? undefined : ts.getLeadingCommentRanges(file.text, first.pos)?.[0]
+  const comment = range === undefined ? "" : file.text.slice(range.pos, range.end)
+  // TypeScript attaches only the last of several JSDoc comments to a statement: parse the first alone.
+  const doc = comment.startsWith("/**") ?
+    lastJSDoc(ts.createSourceFile(file.fileName, `${comment}\nexport {}\n`, ts.ScriptTarget.ES2022, true).statements[0])
+    : undefined
+  if (doc === undefined) return problems.push(`${where}: no module JSDoc (the file's first comment)`)
+  for (const problem of missing(doc, { category: false, sentence: true })) problems.push(`${where}: module: ${problem}`)
 }
 
 {
@@ -104,13 +181,9 @@ const visit = (file: ts.SourceFile, statements: ts.NodeArray<ts.Statement>, wher
     const name = Path.basename(path)
     const file = program.getSourceFile(path)!
     const where = Path.relative(root, path)
-    const moduleDoc = file.statements.length > 0 ? ts.getJSDocCommentsAndTags(file.statements[0]) : []
-    if (
-      name !== "index.ts" && !moduleDoc.some((d) => ts.isJSDoc(d) && d.tags?.some((t) => t.tagName.text === "since"))
-    ) {
-      problems.push(`${where}: no module JSDoc with @since`)
-    }
-    visit(file, file.statements, where, false)
+    const isIndex = name === "index.ts"
+    if (!isIndex) checkModuleDoc(file, where)
+    visit(file, file.statements, where, false, isIndex)
   }
 }
 

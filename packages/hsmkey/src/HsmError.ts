@@ -13,16 +13,82 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  */
 export {
+  /**
+   * The token does not support the mechanism, or not with these parameters. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   MechanismInvalid,
+  /**
+   * The PKCS#11 library could not be loaded or initialized. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   ModuleLoadFailed,
+  /**
+   * An object or key handle is no longer valid: find the object again. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   ObjectHandleInvalid,
+  /**
+   * The PIN has expired or must be changed before the token allows user functions. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   PinExpired,
+  /**
+   * The token rejected the PIN: do not try the same PIN again. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   PinIncorrect,
+  /**
+   * The token refused a new PIN. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   PinInvalid,
+  /**
+   * The PIN is locked, or one more wrong attempt would lock it. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   PinLocked,
+  /**
+   * The token's user PIN was never set. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   PinNotInitialized,
+  /**
+   * A Cryptoki call failed with a return value that has no more specific class. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   Pkcs11Error,
+  /**
+   * The session cannot serve the call: closed, over the token's limit, read-only, or not logged in. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   SessionFailed,
+  /**
+   * The token is gone: removed, not recognized, or its slot id is no longer valid. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
   TokenNotPresent
 } from "@hsmkey/pkcs11/Pkcs11Error"
 

@@ -151,10 +151,15 @@ export interface Stats {
 export class SessionPool extends Context.Tag("hsmkey/SessionPool")<SessionPool, SessionPool.Service>() {}
 
 /**
+ * The types that go with the `SessionPool` tag.
+ *
  * @since 0.1.0
  */
 export declare namespace SessionPool {
   /**
+   * What the pool offers: sessions lent for a scope or for one effect, the token's capabilities and its
+   * state.
+   *
    * @since 0.1.0
    * @category models
    */

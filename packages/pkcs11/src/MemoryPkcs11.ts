@@ -199,10 +199,15 @@ export interface TokenStats {
 export class Control extends Context.Tag("@hsmkey/pkcs11/MemoryPkcs11/Control")<Control, Control.Service>() {}
 
 /**
+ * The types that go with the `Control` tag.
+ *
  * @since 0.1.0
  */
 export declare namespace Control {
   /**
+   * What a test can do to the emulated tokens: inject return values and delays, remove and re-insert
+   * tokens, read their state.
+   *
    * @since 0.1.0
    * @category models
    */

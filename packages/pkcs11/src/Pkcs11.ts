@@ -269,10 +269,14 @@ export interface KeyPairHandles {
 export class Pkcs11 extends Context.Tag("@hsmkey/pkcs11/Pkcs11")<Pkcs11, Pkcs11.Service>() {}
 
 /**
+ * The types that go with the `Pkcs11` tag.
+ *
  * @since 0.1.0
  */
 export declare namespace Pkcs11 {
   /**
+   * The Cryptoki calls of one loaded library, each an Effect.
+   *
    * @since 0.1.0
    * @category models
    */

@@ -28,7 +28,36 @@ export type Driver = InternalDriver.Driver
  * @since 0.1.0
  * @category models
  */
-export type { RawMechanismInfo, RawSessionInfo, RawSlotInfo, RawTokenInfo } from "./internal/driver.js"
+export type {
+  /**
+   * What a driver returns for `C_GetMechanismInfo`: key sizes and flags.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  RawMechanismInfo,
+  /**
+   * What a driver returns for `C_GetSessionInfo`: the slot, the session's state and flags.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  RawSessionInfo,
+  /**
+   * What a driver returns for `C_GetSlotInfo`, as the library fills the structure in.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  RawSlotInfo,
+  /**
+   * What a driver returns for `C_GetTokenInfo`, as the library fills the structure in.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  RawTokenInfo
+} from "./internal/driver.js"
 
 /**
  * A Cryptoki return value other than `CKR_OK`, thrown by a driver, with the method that returned it.

@@ -77,10 +77,15 @@ export interface SoftHsmOptions {
 export class Token extends Context.Tag("@hsmkey/softhsm/SoftHsm/Token")<Token, Token.Info>() {}
 
 /**
+ * The types that go with the `Token` tag.
+ *
  * @since 0.1.0
  */
 export declare namespace Token {
   /**
+   * Where the token lives and how to reach it: its label and serial number, the library, the configuration
+   * file, its PINs, and the environment a child process needs to see it.
+   *
    * @since 0.1.0
    * @category models
    */

@@ -36,7 +36,7 @@ export const specs: ReadonlyArray<AttributeSpec> = [
     "C",
     "2.5.4.6",
     "printable",
-    2,
+    undefined,
     ["countryName"],
     (value) => /^[A-Z]{2}$/.test(value) ? undefined : "C must be a two-letter ISO 3166 code in capitals, such as DE"
   ),

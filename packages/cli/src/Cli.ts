@@ -1,0 +1,169 @@
+/**
+ * The `hsmkey` command line as a value: the root `Command`, to embed in another program, and `run`, which
+ * runs it on an argument vector and returns the exit code.
+ *
+ * `run` prints every typed failure as one line on stderr, with a hint and no stack trace, and answers with
+ * the failure's exit code (`ExitCode`); a defect prints its cause and answers 1. Prompts are drawn on
+ * stderr, so that stdout carries results only.
+ *
+ * @since 0.1.0
+ */
+import type * as CliApp from "@effect/cli/CliApp"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Span from "@effect/cli/HelpDoc/Span"
+import type * as ValidationError from "@effect/cli/ValidationError"
+import type * as PlatformError from "@effect/platform/Error"
+import type * as Terminal from "@effect/platform/Terminal"
+import type { ModuleLoadFailed, Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
+import type { SoftHsmError } from "@hsmkey/softhsm/SoftHsm"
+import * as Cause from "effect/Cause"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import type * as HsmError from "hsmkey/HsmError"
+import { createRequire } from "node:module"
+import type { CliError } from "./CliError.js"
+import * as ExitCode from "./ExitCode.js"
+import * as Demo from "./internal/demo.js"
+import * as Errors from "./internal/errors.js"
+import * as Jwks from "./internal/jwks.js"
+import * as Keys from "./internal/keys.js"
+import * as Output from "./internal/output.js"
+import * as PinCommand from "./internal/pinCommand.js"
+import * as Sign from "./internal/sign.js"
+import * as Term from "./internal/terminal.js"
+import * as Tokens from "./internal/tokens.js"
+import * as Verify from "./internal/verify.js"
+
+/**
+ * What a command can fail with: hsmkey's typed errors, the command line's own, a bad variable, a
+ * cancelled prompt, a file that cannot be read.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CommandError =
+  | HsmError.HsmError
+  | ModuleLoadFailed
+  | Pkcs11Failure
+  | SoftHsmError
+  | CliError
+  | ConfigError.ConfigError
+  | Terminal.QuitException
+  | PlatformError.PlatformError
+
+/**
+ * The root command, `hsmkey`, with its subcommands.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("hsmkey").pipe(
+  Command.withDescription(
+    "HSM-backed JOSE signing: tokens, keys, JWKS, JWS and JWT signing and verification, PINs, on any PKCS#11 token."
+  ),
+  Command.withSubcommands([
+    Tokens.command,
+    Keys.command,
+    Jwks.command,
+    Sign.command,
+    Verify.command,
+    PinCommand.command,
+    Demo.command
+  ])
+)
+
+const environment: ReadonlyArray<readonly [string, string]> = [
+  ["HSM_MODULE", "the PKCS#11 library (--module wins)"],
+  ["HSM_TOKEN", "the token's label (--token wins)"],
+  ["HSM_TOKEN_SERIAL", "the token's serial number, instead of its label (--serial wins)"],
+  ["HSM_PIN", "the user PIN; without it, a hidden prompt on a terminal"],
+  ["HSM_SO_PIN", "the security officer's PIN (pin init, pin change --so)"],
+  ["HSM_NEW_PIN", "the new PIN (pin init, pin change); without it, asked twice on a terminal"]
+]
+
+const list = (rows: ReadonlyArray<readonly [string, string]>): HelpDoc.HelpDoc =>
+  HelpDoc.descriptionList(
+    rows.map(([term, meaning]) => [Span.text(term), HelpDoc.p(meaning)] as [Span.Span, HelpDoc.HelpDoc]) as [
+      [Span.Span, HelpDoc.HelpDoc],
+      ...Array<[Span.Span, HelpDoc.HelpDoc]>
+    ]
+  )
+
+/**
+ * The help's footer: the environment variables and the exit codes.
+ *
+ * @since 0.1.0
+ * @category help
+ */
+export const footer: HelpDoc.HelpDoc = HelpDoc.blocks([
+  HelpDoc.h1("ENVIRONMENT"),
+  list(environment),
+  HelpDoc.h1("EXIT CODES"),
+  list(ExitCode.table.map((entry) => [String(entry.code), entry.meaning] as const))
+])
+
+/**
+ * The package's version.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const version: string = (createRequire(import.meta.url)("../package.json") as { readonly version: string })
+  .version
+
+// Logs go to stderr, one line each: stdout is for results. Warnings and worse unless --log-level says otherwise.
+const stderrLogger = Logger.make(({ logLevel, message }) => {
+  const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+  process.stderr.write(`hsmkey: ${logLevel.label.toLowerCase()}: ${text}\n`)
+})
+
+const runtime = Layer.mergeAll(
+  Term.layer,
+  Logger.replace(Logger.defaultLogger, stderrLogger),
+  Logger.minimumLogLevel(LogLevel.Warning)
+)
+
+const cli = Command.run(command, { name: "hsmkey", version, footer })
+
+const report = (cause: Cause.Cause<CommandError | ValidationError.ValidationError>): Effect.Effect<number> => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (error._tag === "QuitException") {
+      return Effect.as(Output.note("hsmkey: cancelled"), ExitCode.codeOf("interrupted"))
+    }
+    const rendered = Errors.render(error)
+    return Effect.as(
+      rendered.line === undefined ? Effect.void : Output.note(rendered.line),
+      ExitCode.codeOf(rendered.exitClass)
+    )
+  }
+  return Effect.as(
+    Output.note(`hsmkey: unexpected failure (a bug: please report it)\n${Cause.pretty(cause)}`),
+    ExitCode.codeOf("unexpected")
+  )
+}
+
+/**
+ * Runs the command line on an argument vector (`process.argv`: the runtime and script first) and answers
+ * with its exit code, having printed any failure on stderr. Interrupted (Ctrl-C), it closes every session
+ * and logs out on its way, then says so and stays interrupted.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = (args: ReadonlyArray<string>): Effect.Effect<number, never, CliApp.CliApp.Environment> =>
+  cli(args).pipe(
+    Effect.matchCauseEffect({
+      onSuccess: () => Effect.succeed(ExitCode.codeOf("ok")),
+      onFailure: (cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : report(cause)
+    }),
+    Effect.onInterrupt(() => Output.note("hsmkey: interrupted; sessions closed")),
+    Effect.provide(runtime)
+  )

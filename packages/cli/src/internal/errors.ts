@@ -1,0 +1,83 @@
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as ConfigError from "effect/ConfigError"
+import * as Predicate from "effect/Predicate"
+import { CliError } from "../CliError.js"
+import * as ExitCode from "../ExitCode.js"
+
+/** How a failure is shown: one line for stderr (none when @effect/cli printed it already) and its exit class. */
+export interface Rendered {
+  readonly line: string | undefined
+  readonly exitClass: ExitCode.ExitClass
+}
+
+const INSTALL_HINT = "install the library (SoftHSM2: apt-get install softhsm2, which puts it at " +
+  "/usr/lib/softhsm/libsofthsm2.so) and name it with --module or HSM_MODULE"
+
+const TOKEN_HINT = "name the token with --token LABEL or --serial SERIAL (HSM_TOKEN, HSM_TOKEN_SERIAL); " +
+  "`hsmkey tokens` lists them"
+
+const field = (error: object, name: string): unknown => (error as Record<string, unknown>)[name]
+
+const hintOf = (tag: string, error: object): string | undefined => {
+  switch (tag) {
+    case "PinIncorrect":
+      return "check the PIN (--pin, HSM_PIN or the prompt) before trying again: the token counts failed " +
+        "logins and may lock the PIN"
+    case "PinLocked":
+      return field(error, "reason") === "final-try"
+        ? "one more wrong PIN locks the token; log in once with the right PIN through the vendor's tool"
+        : "the security officer must reset it: hsmkey pin init (HSM_SO_PIN)"
+    case "PinExpired":
+      return "set a new one: hsmkey pin change"
+    case "PinNotInitialized":
+      return "the security officer sets it: hsmkey pin init"
+    case "PinMismatch":
+      return "use one PIN per token"
+    case "ModuleLoadFailed":
+      return INSTALL_HINT
+    case "TokenNotFound":
+      return TOKEN_HINT
+    case "TokenAmbiguous":
+      return "name it with --serial SERIAL (HSM_TOKEN_SERIAL); `hsmkey tokens` lists the serial numbers"
+    case "KeyNotFound":
+      return "`hsmkey keys list` shows the keys on the token"
+    case "KeyAmbiguous":
+      return "name the key by --id HEX; `hsmkey keys list` shows the ids"
+    case "KeyExists":
+      return "choose another --label or --id, or destroy the old key first (hsmkey keys destroy)"
+    case "MechanismUnsupported":
+      return "`hsmkey tokens` shows what the token can do"
+    case "UnsupportedAlgorithm":
+    case "AlgorithmMismatch":
+      return "`hsmkey keys list` shows each key's type and algorithm"
+    case "SoftHsmError":
+      return field(error, "reason") === "NotInstalled" ? "apt-get install softhsm2, or set SOFTHSM2_MODULE" : undefined
+    default:
+      return undefined
+  }
+}
+
+const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
+
+const line = (message: string, hint: string | undefined): string =>
+  `hsmkey: ${oneLine(message)}${hint === undefined ? "" : ` (hint: ${oneLine(hint)})`}`
+
+/**
+ * One line for a typed failure, with its hint, and its exit class. Messages come from the errors
+ * themselves, which never hold a PIN.
+ */
+export const render = (error: unknown): Rendered => {
+  if (ValidationError.isValidationError(error)) {
+    // @effect/cli printed it, with the usage that fits.
+    return { line: undefined, exitClass: "usage" }
+  }
+  if (error instanceof CliError) return { line: line(error.detail, error.hint), exitClass: error.exitClass }
+  if (ConfigError.isConfigError(error)) {
+    return { line: line(`configuration: ${String(error)}`, undefined), exitClass: "configuration" }
+  }
+  if (Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" && error instanceof Error) {
+    const exitClass = ExitCode.classOfTag(error._tag)
+    return { line: line(error.message, hintOf(error._tag, error)), exitClass }
+  }
+  return { line: line(String(error), undefined), exitClass: "unexpected" }
+}

@@ -1,0 +1,3 @@
+import { register } from "node:module"
+
+register("./distResolve.mjs", import.meta.url)

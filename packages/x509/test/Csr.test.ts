@@ -4,7 +4,7 @@
  * the subjectAltNames given; and every bad subject, subjectAltName, algorithm or option is a typed error
  * before the token is asked.
  */
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, describe, layer } from "@effect/vitest"
 import { MemoryPkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Csr, type DistinguishedName } from "@hsmkey/x509"

@@ -27,7 +27,7 @@ const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
 
 /** Why text is no LDH host name (RFC 1123 §2.1, RFC 5890 A-labels), or `undefined`. */
 const hostProblem = (host: string, wildcard: boolean): string | undefined => {
-  if (!/^[\x00-\x7f]*$/.test(host)) {
+  if ([...host].some((c) => c.charCodeAt(0) > 0x7f)) {
     const ascii = Url.domainToASCII(host)
     return `${JSON.stringify(host)} is not ASCII: give the IDNA A-label${ascii === "" ? "" : ` (${ascii})`}`
   }

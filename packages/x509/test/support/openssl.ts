@@ -26,7 +26,7 @@ export const inspectRequest = (pem: string) =>
       verified: verify.code === 0 && /verify OK/.test(verify.stdout + verify.stderr),
       verifyOutput: verify.stdout + verify.stderr,
       publicKey: publicKey.stdout,
-      subject: subject.stdout.replace(/^subject=/, "").trimEnd(),
+      subject: subject.stdout.replace(/^subject=/, "").replace(/\n$/, ""),
       text: text.stdout
     }
   })

@@ -1,11 +1,14 @@
 /**
  * examples/csr.ts runs as a user would run it: its stdout is one PEM request, which `openssl req -verify`
- * accepts and whose subject and subjectAltName are the example's.
+ * accepts and whose subject and subjectAltName are the example's; and the code of @hsmkey/x509's README is
+ * the example's.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
-import { runTs } from "./support/child.js"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { root, runTs } from "./support/child.js"
 import { softHsmAvailable } from "./support/softhsm.js"
 
 const openssl = (args: ReadonlyArray<string>, input: string) => {
@@ -32,4 +35,14 @@ describe.skipIf(!softHsmAvailable)("examples/csr", () => {
       assert.match(text.output, /Public Key Algorithm: id-ecPublicKey[\s\S]*NIST CURVE: P-256/)
       assert.include(text.output, "Signature Algorithm: ecdsa-with-SHA256")
     }))
+})
+
+describe("@hsmkey/x509 README", () => {
+  it("shows only code that examples/csr.ts holds, as it holds it", () => {
+    const readme = Fs.readFileSync(Path.join(root, "packages/x509/README.md"), "utf8")
+    const example = Fs.readFileSync(Path.join(root, "examples/csr.ts"), "utf8")
+    const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!)
+    assert.isAtLeast(blocks.length, 1)
+    for (const block of blocks) assert.include(example, block)
+  })
 })

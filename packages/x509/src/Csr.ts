@@ -20,6 +20,7 @@ import type { SessionPool } from "hsmkey/SessionPool"
 import type * as DistinguishedName from "./DistinguishedName.js"
 import * as AltNames from "./internal/altNames.js"
 import * as Der from "./internal/der.js"
+import * as Plain from "./internal/plain.js"
 import * as Request from "./internal/request.js"
 import * as Rfc4514 from "./internal/rfc4514.js"
 import * as SignatureAlgorithms from "./internal/signatureAlgorithms.js"
@@ -104,28 +105,51 @@ const optionNames = ["key", "subject", "alg", "subjectAltNames"]
 const kindOf = (u: unknown): string =>
   u === null || u === undefined ? String(u) : Array.isArray(u) ? "an array" : `a ${typeof u}`
 
-// A JavaScript caller can hand over anything: what is not what `create` takes is refused, never coerced.
-const optionsProblem = (options: unknown): InvalidOptions | undefined => {
-  const invalid = (detail: string) => new InvalidOptions({ detail: `CSR options: ${detail}` })
-  if (!Predicate.isRecord(options)) return invalid(`expected an object, not ${kindOf(options)}`)
-  const unknown = Object.keys(options).filter((name) => !optionNames.includes(name))
-  if (unknown.length > 0) {
-    return invalid(
-      `unknown ${unknown.map((name) => JSON.stringify(name.slice(0, 64))).join(", ")}; ` +
-        `known: ${optionNames.join(", ")}`
-    )
+interface Read {
+  readonly key: HsmJwk.HsmJwk
+  readonly subject: unknown
+  readonly alg: string | undefined
+  readonly subjectAltNames: ReadonlyArray<unknown>
+}
+
+const invalid = (detail: string) => new InvalidOptions({ detail: `CSR options: ${detail}` })
+
+/**
+ * The options, read once: a JavaScript caller can hand over anything, and what is not what `create` takes
+ * is refused, never coerced. The subject and subjectAltNames are copied as plain data, so that a getter or
+ * a proxy that throws is `InvalidOptions` here rather than a defect in a parser.
+ */
+const readOptions = (options: unknown): Read | InvalidOptions => {
+  try {
+    if (!Predicate.isRecord(options)) return invalid(`expected an object, not ${kindOf(options)}`)
+    const unknown = Object.keys(options).filter((name) => !optionNames.includes(name))
+    if (unknown.length > 0) {
+      return invalid(
+        `unknown ${unknown.map((name) => JSON.stringify(name.slice(0, 64))).join(", ")}; ` +
+          `known: ${optionNames.join(", ")}`
+      )
+    }
+    const { alg, key, subject, subjectAltNames } = options
+    if (!HsmJwk.isHsmJwk(key)) return invalid(`key must be an HsmJwk, not ${kindOf(key)}`)
+    if (!Predicate.isString(subject) && !Predicate.isObject(subject)) {
+      return invalid(`subject must be RFC 4514 text, an array or a record, not ${kindOf(subject)}`)
+    }
+    if (alg !== undefined && !Predicate.isString(alg)) {
+      return invalid(`alg must be an algorithm name, not ${kindOf(alg)}`)
+    }
+    if (subjectAltNames !== undefined && !Array.isArray(subjectAltNames)) {
+      return invalid(`subjectAltNames must be an array, not ${kindOf(subjectAltNames)}`)
+    }
+    const copiedSubject = Plain.copy(subject, 3)
+    const copiedAltNames = subjectAltNames === undefined ? [] : Plain.copy(subjectAltNames, 2)
+    if (copiedSubject instanceof Plain.TooLarge || copiedAltNames instanceof Plain.TooLarge) {
+      return invalid(`subject and subjectAltNames hold at most ${Plain.MAX_ENTRIES} entries each`)
+    }
+    return { key, subject: copiedSubject, alg, subjectAltNames: copiedAltNames as ReadonlyArray<unknown> }
+  } catch (error) {
+    // Its kind only: a caller's error message may hold anything.
+    return invalid(`reading them threw ${error instanceof Error ? `a ${error.name}` : kindOf(error)}`)
   }
-  if (!HsmJwk.isHsmJwk(options.key)) return invalid(`key must be an HsmJwk, not ${kindOf(options.key)}`)
-  if (!Predicate.isString(options.subject) && !Predicate.isObject(options.subject)) {
-    return invalid(`subject must be RFC 4514 text, an array or a record, not ${kindOf(options.subject)}`)
-  }
-  if (options.alg !== undefined && !Predicate.isString(options.alg)) {
-    return invalid(`alg must be an algorithm name, not ${kindOf(options.alg)}`)
-  }
-  if (options.subjectAltNames !== undefined && !Array.isArray(options.subjectAltNames)) {
-    return invalid(`subjectAltNames must be an array, not ${kindOf(options.subjectAltNames)}`)
-  }
-  return undefined
 }
 
 const isSignatureAlgorithm = (alg: Algorithm.Algorithm): alg is SignatureAlgorithms.SignatureAlgorithm =>
@@ -141,17 +165,19 @@ const isSignatureAlgorithm = (alg: Algorithm.Algorithm): alg is SignatureAlgorit
  */
 export const create = (options: CreateOptions): Effect.Effect<Csr, CsrError, SessionPool> =>
   Effect.gen(function*() {
-    const problem = optionsProblem(options)
-    if (problem !== undefined) return yield* problem
-    const { key } = options
-    const checked = yield* Algorithm.check(key, options.alg ?? key.alg)
+    const read = readOptions(options)
+    if (read instanceof InvalidOptions) return yield* read
+    const { key } = read
+    const checked = yield* Algorithm.check(key, read.alg ?? key.alg)
     if (!isSignatureAlgorithm(checked)) {
-      return yield* new AlgorithmMismatch({ alg: checked, keyType: key.keyType, use: key.use })
+      // HMAC fits no key pair, so Algorithm.check has refused it already; this keeps the types honest.
+      const keyType = key.keyType === "RSA" ? `RSA-${key.bits}` : key.keyType
+      return yield* new AlgorithmMismatch({ alg: checked, keyType, use: key.use })
     }
     const alg = checked
     yield* Effect.annotateCurrentSpan({ "x509.alg": alg, "hsm.kid": key.kid })
-    const subjectName = Request.canonical(yield* Rfc4514.parse(options.subject))
-    const subjectAltNames = yield* AltNames.parse(options.subjectAltNames ?? [])
+    const subjectName = Request.canonical(yield* Rfc4514.parse(read.subject))
+    const subjectAltNames = yield* AltNames.parse(read.subjectAltNames)
     if (subjectName.length === 0 && subjectAltNames.length === 0) {
       return yield* new InvalidSubject({ detail: "the subject is empty and no subjectAltNames are given" })
     }

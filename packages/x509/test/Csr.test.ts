@@ -255,11 +255,37 @@ const suite = (name: string, backend: Layer.Layer<SessionPool.SessionPool, unkno
             [{ key, subject: "CN=x", subjectAltNames: "DNS:x" }, "subjectAltNames must be an array"],
             [{ key, subject: "CN=x", subjectAltName: ["DNS:x"] }, "unknown \"subjectAltName\""]
           ]
-          for (const [options, detail] of bad) {
-            const error = yield* Effect.flip(Csr.create(options as Csr.CreateOptions))
-            assert.strictEqual(error._tag, "InvalidOptions")
-            if (error._tag === "InvalidOptions") assert.include(error.detail, detail)
+          const throwing = {
+            key,
+            get subject(): string {
+              throw new TypeError("the secret 1234 is in this message")
+            }
           }
+          const proxy = new Proxy({}, {
+            ownKeys: () => {
+              throw new RangeError("no")
+            }
+          })
+          const hostile: ReadonlyArray<readonly [unknown, string]> = [
+            [throwing, "reading them threw a TypeError"],
+            [proxy, "reading them threw a RangeError"],
+            [{ key, subject: [proxy] }, "reading them threw a RangeError"],
+            [{ key, subject: "CN=x", subjectAltNames: Array(2000).fill("DNS:x") }, "at most 1024 entries"],
+            [{ key, subject: Array(1025).fill({ type: "CN", value: "x" }) }, "at most 1024 entries"]
+          ]
+          for (const [options, detail] of [...bad, ...hostile]) {
+            const error = yield* Effect.flip(Csr.create(options as Csr.CreateOptions))
+            assert.strictEqual(error._tag, "InvalidOptions", detail)
+            if (error._tag === "InvalidOptions") {
+              assert.include(error.detail, detail)
+              assert.notInclude(error.message, "1234")
+            }
+          }
+          const proto = yield* Effect.flip(Csr.create({ key, subject: JSON.parse("{\"__proto__\": \"x\"}") }))
+          assert.strictEqual(proto._tag, "InvalidSubject")
+          assert.include(proto.message, "unknown attribute type \"__proto__\"")
+          const deep = yield* Effect.flip(Csr.create({ key, subject: [[[{ type: "CN", value: "x" }] as never]] }))
+          assert.strictEqual(deep._tag, "InvalidSubject")
         }))
     })
   })

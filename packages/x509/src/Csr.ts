@@ -160,6 +160,36 @@ const isSignatureAlgorithm = (alg: Algorithm.Algorithm): alg is SignatureAlgorit
  * are checked, and the algorithm against the key, before the token is asked anything; the token then signs
  * the CertificationRequestInfo once. The request verifies with `openssl req -verify`.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Csr } from "@hsmkey/x509"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "api-tls" })
+ *   const csr = yield* Csr.create({
+ *     key,
+ *     subject: { CN: "api.example.com", O: "Example, Inc.", C: "DE" },
+ *     subjectAltNames: ["DNS:api.example.com", "IP:192.0.2.7"]
+ *   })
+ *   assert.strictEqual(csr.subject, "CN=api.example.com,O=Example\\, Inc.,C=DE")
+ *   assert.strictEqual(csr.alg, "ES256")
+ *   assert.match(csr.pem, /^-----BEGIN CERTIFICATE REQUEST-----\n/)
+ *   const bad = yield* Effect.flip(Csr.create({ key, subject: "CN=api.example.com,C=Germany" }))
+ *   assert.strictEqual(bad._tag, "InvalidSubject")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

@@ -75,6 +75,22 @@ export type Input = Rfc4514.Input
  * ASCII) is `InvalidSubject`, with the position in the text. Whitespace-only text is the empty name.
  * Beyond RFC 4514, unescaped spaces around `=`, `,` and `+` are skipped (`CN=a, O=b`).
  *
+ * @example
+ * ```ts
+ * import { DistinguishedName } from "@hsmkey/x509"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const name = yield* DistinguishedName.parse("CN=api.example.com, O=Example\\, Inc., C=DE")
+ *   assert.deepStrictEqual(name[1], [{ type: "O", oid: "2.5.4.10", value: "Example, Inc." }])
+ *   assert.strictEqual(DistinguishedName.format(name), "CN=api.example.com,O=Example\\, Inc.,C=DE")
+ *   const error = yield* Effect.flip(DistinguishedName.parse("CN=a;b"))
+ *   assert.strictEqual(error.position, 4)
+ * })
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category parsing
  */

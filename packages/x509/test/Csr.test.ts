@@ -5,10 +5,10 @@
  * before the token is asked.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+import { MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Csr, type DistinguishedName } from "@hsmkey/x509"
-import { Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
 import { HsmJwk, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
 import { softHsmAvailable } from "../../../test/support/softhsm.js"
@@ -292,3 +292,46 @@ const suite = (name: string, backend: Layer.Layer<SessionPool.SessionPool, unkno
 
 suite("the emulator", Emulated, false)
 suite("SoftHSM2", SoftHsm.layerPool({ tokenLabel: "x509-csr" }), !softHsmAvailable)
+
+/** How many signatures the token was asked for, counted on the way to the emulator. */
+class Signatures extends Context.Tag("test/Signatures")<Signatures, { count: number }>() {}
+
+const counting: Layer.Layer<Pkcs11.Pkcs11 | Signatures, never, Pkcs11.Pkcs11> = Layer.effectContext(
+  Effect.map(Pkcs11.Pkcs11, (inner) => {
+    const signatures = { count: 0 }
+    const signDirect = inner.signDirect
+    const service: Pkcs11.Pkcs11.Service = {
+      ...inner,
+      sign: (...args) => Effect.suspend(() => (signatures.count++, inner.sign(...args))),
+      signDirect: signDirect === undefined ? undefined : (...args) => (signatures.count++, signDirect(...args))
+    }
+    return Context.make(Pkcs11.Pkcs11, service).pipe(Context.add(Signatures, signatures))
+  })
+)
+
+layer(
+  SessionPool.layer({ tokenLabel: "x509", userPin }).pipe(
+    Layer.provideMerge(counting),
+    Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "x509", userPin }] }))
+  )
+)("Csr and the token", (it) => {
+  it.effect("bad input never reaches the token; a request is one signature", () =>
+    Effect.gen(function*() {
+      const signatures = yield* Signatures
+      const key = yield* HsmJwk.generate({ type: "P-256", label: "counted" })
+      const before = signatures.count
+      for (
+        const options of [
+          { key, subject: "CN=" },
+          { key, subject: "CN=x", subjectAltNames: ["DNS:bad_name"] },
+          { key, subject: "CN=x", alg: "RS256" },
+          { key, subject: "" }
+        ]
+      ) {
+        yield* Effect.flip(Csr.create(options))
+      }
+      assert.strictEqual(signatures.count, before)
+      yield* Csr.create({ key, subject: "CN=x" })
+      assert.strictEqual(signatures.count, before + 1)
+    }))
+})

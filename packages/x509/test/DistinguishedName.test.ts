@@ -107,6 +107,12 @@ describe("DistinguishedName", () => {
       value: "x"
     })
     assert.deepStrictEqual(parsed("2.5.4.3=x")[0]![0], { type: "CN", oid: "2.5.4.3", value: "x" })
+    for (const lone of ["CN=a\uD800", "CN=\uDC00b", "CN=a\uD800,O=b"]) {
+      const error = DistinguishedName.parseEither(lone)
+      assert.isTrue(Either.isLeft(error) && error.left.detail.includes("well-formed"), lone)
+    }
+    const structured = DistinguishedName.parseEither({ CN: "a\uD800" })
+    assert.isTrue(Either.isLeft(structured) && structured.left.detail.includes("well-formed"))
   })
 })
 

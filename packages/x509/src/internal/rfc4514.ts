@@ -117,6 +117,8 @@ export const parseText = (text: string): Either.Either<Name, InvalidSubject> => 
         return fail(`${c} in a value must be escaped as \\${c}`, pos)
       }
       const codePoint = text.codePointAt(pos)!
+      // A lone surrogate would be encoded as U+FFFD: a value other than the one given.
+      if (codePoint >= 0xd800 && codePoint <= 0xdfff) return fail("the subject is not well-formed Unicode", pos)
       const char = String.fromCodePoint(codePoint)
       for (const byte of encoder.encode(char)) bytes.push(byte)
       if (c !== " ") significant = bytes.length

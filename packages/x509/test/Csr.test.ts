@@ -12,6 +12,7 @@ import { Context, Effect, Layer, Redacted } from "effect"
 import { HsmJwk, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
 import { softHsmAvailable } from "../../../test/support/softhsm.js"
+import { observingTracer, type RecordedSpan } from "../../../test/support/tracing.js"
 import { inspectRequest } from "./support/openssl.js"
 
 const userPin = Redacted.make("x509-csr-pin")
@@ -331,7 +332,16 @@ layer(
         yield* Effect.flip(Csr.create(options))
       }
       assert.strictEqual(signatures.count, before)
-      yield* Csr.create({ key, subject: "CN=x" })
+      const ended: Array<RecordedSpan> = []
+      yield* Csr.create({ key, subject: "CN=x" }).pipe(
+        Effect.withTracer(observingTracer({ ended: (span) => ended.push(span) }))
+      )
       assert.strictEqual(signatures.count, before + 1)
+      // One span for the request, the token's signature under it.
+      const span = ended.find((span) => span.name === "Csr.create")
+      assert.isDefined(span)
+      assert.strictEqual(span!.attributes.get("x509.alg"), "ES256")
+      assert.strictEqual(span!.attributes.get("hsm.kid"), key.kid)
+      assert.isTrue(ended.some((child) => child.name === "HsmJwk.sign" && child.parentId === span!.spanId))
     }))
 })

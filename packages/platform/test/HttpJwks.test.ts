@@ -3,7 +3,7 @@
  * and caching headers, 304s, a cache that reads the token once per `timeToLive`, a 503 that says when to
  * come back, and a real HTTP client (jose's `createRemoteJWKSet`) that verifies what the token signed.
  */
-import { type HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
@@ -13,7 +13,9 @@ import { Context, Effect, Layer, Logger, Redacted, TestClock } from "effect"
 import { HsmJwk, Jwks, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
 import * as Http from "node:http"
+import * as Path from "node:path"
 import { softHsmAvailable } from "../../../test/support/softhsm.js"
 
 const { CKR } = Constants
@@ -206,6 +208,24 @@ describe("HttpJwks on the emulator", () => {
       assert.notInclude(answer.body, pair.d!)
     }))
 
+  it.effect("the README's options: kids from labels, a max-age of 10 minutes, a read every 30 seconds", () =>
+    Effect.gen(function*() {
+      const handler = yield* HttpJwks.make({
+        keys: Jwks.fromToken({ kid: "label" }),
+        maxAge: "10 minutes",
+        timeToLive: "30 seconds",
+        retryAfter: "5 seconds"
+      })
+      const app = HttpRouter.empty.pipe(HttpRouter.get(HttpJwks.defaultPath, handler))
+      const answer = yield* call(app)
+      assert.deepStrictEqual(JSON.parse(answer.body).keys.map((key: { kid: string }) => key.kid), ["ec", "rsa"])
+      assert.strictEqual(answer.headers.get("cache-control"), "public, max-age=600")
+      const before = yield* reads
+      yield* TestClock.adjust("30 seconds")
+      yield* call(app)
+      assert.strictEqual((yield* reads) - before, 1)
+    }).pipe(Effect.provide(Emulated)))
+
   it.effect("options that cannot work fail with InvalidOptions", () =>
     Effect.gen(function*() {
       const keys = Effect.succeed({ keys: [] })
@@ -263,3 +283,17 @@ const overHttp = (name: string, backend: Layer.Layer<SessionPool.SessionPool, un
 
 overHttp("the emulator", Emulated, false)
 overHttp("SoftHSM2", SoftHsm.layerPool({ tokenLabel: "jwks-route" }), !softHsmAvailable)
+
+describe("packages/platform/README.md", () => {
+  it("shows only code that CI runs: each block is in examples/jwks-server.ts or this file", () => {
+    const read = (file: string) => Fs.readFileSync(Path.resolve(import.meta.dirname, file), "utf8")
+    // Compared line by line without the indentation, which a block out of its context loses.
+    const lines = (text: string) => text.split("\n").map((line) => line.trim()).join("\n")
+    const sources = [read("../../../examples/jwks-server.ts"), read("HttpJwks.test.ts")].map(lines)
+    const blocks = [...read("../README.md").matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => lines(match[1]))
+    assert.isAtLeast(blocks.length, 2)
+    for (const block of blocks) {
+      assert.isTrue(sources.some((source) => source.includes(block)), `README block run nowhere:\n${block}`)
+    }
+  })
+})

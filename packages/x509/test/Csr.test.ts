@@ -8,6 +8,8 @@ import { assert, describe, layer } from "@effect/vitest"
 import { MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
 import { Csr, type DistinguishedName } from "@hsmkey/x509"
+import { CertificationRequest } from "@peculiar/asn1-csr"
+import { AsnConvert } from "@peculiar/asn1-schema"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { HsmJwk, SessionPool } from "hsmkey"
 import * as Crypto from "node:crypto"
@@ -79,6 +81,11 @@ const suite = (name: string, backend: Layer.Layer<SessionPool.SessionPool, unkno
             assert.strictEqual(seen.subject, SUBJECT)
             assert.include(seen.text, SANS_SHOWN)
             assert.match(seen.text, shown)
+            // DER: parsed and written again, the request is the same bytes.
+            assert.deepStrictEqual(
+              new Uint8Array(AsnConvert.serialize(AsnConvert.parse(csr.der, CertificationRequest))),
+              csr.der
+            )
             // With a subject, the subjectAltName extension is not critical.
             assert.notInclude(seen.text, "critical")
           }))

@@ -49,6 +49,28 @@ export type SigningKey = Policy.SigningKey
 /**
  * Checks that an algorithm is one hsmkey signs with and fits the key (by default the key's own).
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { Algorithm, HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "RSA-2048", label: "rsa" })
+ *   assert.strictEqual(yield* Algorithm.check(key, "PS256"), "PS256")
+ *   const mismatch = yield* Effect.flip(Algorithm.check(key, "ES256"))
+ *   assert.strictEqual(mismatch._tag, "AlgorithmMismatch")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category utils
  */

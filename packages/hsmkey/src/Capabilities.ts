@@ -94,6 +94,23 @@ export interface Capabilities {
  * The capabilities of the token named by label or serial number. Needs no PIN: the mechanism list is
  * public.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect } from "effect"
+ * import { Capabilities } from "hsmkey"
+ *
+ * // Needs only the library: no pool, no PIN.
+ * const program = Effect.gen(function*() {
+ *   const capabilities = yield* Capabilities.ofToken({ tokenLabel: "demo" })
+ *   assert.strictEqual(Capabilities.canSign(capabilities, "ES256"), true)
+ *   assert.strictEqual(Capabilities.canGenerate(capabilities, "Ed25519"), true)
+ *   return capabilities.signing.map((signing) => signing.alg)
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo" }] }))))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

@@ -2,6 +2,24 @@
  * Every typed failure of hsmkey, in one place: the Cryptoki failures of `@hsmkey/pkcs11` and those of
  * the pool. Match them with `Effect.catchTag`; the tags are stable API. No message holds a PIN.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const Hsm = SessionPool.layer({ tokenLabel: "missing", userPin: Redacted.make("1234") }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo" }] }))
+ * )
+ *
+ * const program = HsmJwk.list().pipe(
+ *   Effect.provide(Hsm),
+ *   Effect.catchTag("TokenNotFound", (error) => Effect.succeed(`present: ${error.available.join(", ")}`))
+ * )
+ *
+ * Effect.runPromise(program).then((result) => assert.strictEqual(result, "present: demo"))
+ * ```
+ *
  * @since 0.1.0
  */
 import type { ModuleLoadFailed, Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
@@ -14,7 +32,8 @@ import * as Schema from "effect/Schema"
  */
 export {
   /**
-   * The token does not support the mechanism, or not with these parameters. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   * The token does not support the mechanism, or not with these parameters. Re-exported from
+   * `@hsmkey/pkcs11/Pkcs11Error`.
    *
    * @since 0.1.0
    * @category errors
@@ -35,7 +54,8 @@ export {
    */
   ObjectHandleInvalid,
   /**
-   * The PIN has expired or must be changed before the token allows user functions. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   * The PIN has expired or must be changed before the token allows user functions. Re-exported from
+   * `@hsmkey/pkcs11/Pkcs11Error`.
    *
    * @since 0.1.0
    * @category errors
@@ -70,21 +90,24 @@ export {
    */
   PinNotInitialized,
   /**
-   * A Cryptoki call failed with a return value that has no more specific class. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   * A Cryptoki call failed with a return value that has no more specific class. Re-exported from
+   * `@hsmkey/pkcs11/Pkcs11Error`.
    *
    * @since 0.1.0
    * @category errors
    */
   Pkcs11Error,
   /**
-   * The session cannot serve the call: closed, over the token's limit, read-only, or not logged in. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   * The session cannot serve the call: closed, over the token's limit, read-only, or not logged in. Re-exported from
+   * `@hsmkey/pkcs11/Pkcs11Error`.
    *
    * @since 0.1.0
    * @category errors
    */
   SessionFailed,
   /**
-   * The token is gone: removed, not recognized, or its slot id is no longer valid. Re-exported from `@hsmkey/pkcs11/Pkcs11Error`.
+   * The token is gone: removed, not recognized, or its slot id is no longer valid. Re-exported from
+   * `@hsmkey/pkcs11/Pkcs11Error`.
    *
    * @since 0.1.0
    * @category errors

@@ -174,6 +174,29 @@ const fromHandle = (
  * bytes): sensitive, never extractable, sign and verify only. A failure or an interruption after the
  * secret was made destroys it again.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmSecret, Jws, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * // An HMAC key that never leaves the token: it MACs and checks MACs inside.
+ * const program = Effect.gen(function*() {
+ *   const secret = yield* HsmSecret.generate({ alg: "HS256", label: "sessions" })
+ *   const jws = yield* Jws.sign("session-id", secret)
+ *   const { payload } = yield* Jws.verify(jws, secret)
+ *   assert.strictEqual(new TextDecoder().decode(payload), "session-id")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

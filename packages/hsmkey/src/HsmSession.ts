@@ -8,6 +8,28 @@
  * lease ends; keys loaded through it outlive it (they keep CKA_ID and label, not a handle). The raw Cryptoki
  * service is `Pkcs11` from `@hsmkey/pkcs11`, for those who want it.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, HsmSession, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * // Inside `withSession`, the lent session is in context: every operation uses it.
+ * const program = Effect.gen(function*() {
+ *   const session = yield* HsmSession.CurrentSession
+ *   assert.strictEqual(session.token.label, "demo")
+ *   return yield* HsmJwk.list()
+ * }).pipe(SessionPool.withSession())
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"

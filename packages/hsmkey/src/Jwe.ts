@@ -287,6 +287,29 @@ const decryptContent = (
  * Decrypts a compact, flattened or general JWE with an RSA decryption key of the token (`use: "enc"`).
  * A general JWE decrypts when one of its recipients' keys does.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jwe, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "RSA-2048", label: "inbox", use: "enc" })
+ *   // Anyone encrypts to the public half; only the token decrypts.
+ *   const jwe = yield* Jwe.encrypt("secret message", key, { enc: "A256GCM" })
+ *   const { plaintext } = yield* Jwe.decrypt(jwe, key)
+ *   assert.strictEqual(new TextDecoder().decode(plaintext), "secret message")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category decryption
  */

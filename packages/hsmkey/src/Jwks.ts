@@ -22,6 +22,28 @@ export interface JsonWebKeySet {
 /**
  * The set of the keys' public JWKs, one per `kid`.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jwks, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "signing" })
+ *   const jwks = Jwks.fromKeys([key, key])
+ *   // One entry per kid.
+ *   assert.deepStrictEqual(jwks.keys, [key.publicJwk])
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -34,6 +56,30 @@ export const fromKeys = (keys: Iterable<HsmJwk.HsmJwk>): JsonWebKeySet => {
 /**
  * The set of every key pair on the token of the `SessionPool` in context (in the session in context when
  * there is one), in `HsmJwk.list` order.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jwks, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* HsmJwk.generate({ type: "P-256", label: "current" })
+ *   yield* HsmJwk.generate({ type: "Ed25519", label: "next" })
+ *   // What to serve at /.well-known/jwks.json: public halves only.
+ *   const jwks = yield* Jwks.fromToken()
+ *   assert.deepStrictEqual(jwks.keys.map((jwk) => jwk.kty).sort(), ["EC", "OKP"])
+ *   assert.ok(jwks.keys.every((jwk) => !("d" in jwk)))
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
  *
  * @since 0.1.0
  * @category constructors

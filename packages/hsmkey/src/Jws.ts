@@ -292,6 +292,32 @@ const signature = (
 /**
  * Signs a payload into a compact JWS.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jws, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "jws" })
+ *   const jws = yield* Jws.sign(JSON.stringify({ hello: "world" }), key, { protectedHeader: { typ: "example" } })
+ *   const [header] = jws.split(".")
+ *   assert.deepStrictEqual(JSON.parse(Buffer.from(header, "base64url").toString()), {
+ *     alg: "ES256",
+ *     kid: key.kid,
+ *     typ: "example"
+ *   })
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category signing
  */
@@ -544,6 +570,34 @@ const verifyWithJose = (
  * Whatever is wrong with the JWS is `VerificationFailed`; options that are not jose's verify options
  * (`algorithms` not a list of names, `crit` not names to booleans) are `InvalidOptions`, with any key. An
  * `HsmSecretKey` accepts its own `alg` only, and not even that when `options.algorithms` leaves it out.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jws, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "Ed25519", label: "jws" })
+ *   const jws = yield* Jws.sign("payload", key)
+ *   // Anyone with the public key verifies: the HsmJwk, its KeyObject, its JWK or a JWKS.
+ *   const verified = yield* Jws.verify(jws, key.publicJwk)
+ *   assert.strictEqual(verified.protectedHeader.alg, "EdDSA")
+ *   // The same signature over another payload does not verify.
+ *   const [header, , signature] = jws.split(".")
+ *   const forged = `${header}.${Buffer.from("other").toString("base64url")}.${signature}`
+ *   const failure = yield* Effect.flip(Jws.verify(forged, key))
+ *   assert.strictEqual(failure._tag, "VerificationFailed")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
  *
  * @since 0.1.0
  * @category verification

@@ -188,6 +188,33 @@ const encodeClaims = (
  * levels, more than 10,000 values) or whose registered claims have the wrong type (`iss: 5`,
  * `exp: "tomorrow"`) with `InvalidClaims`.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jwt, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "access-tokens" })
+ *   const jwt = yield* Jwt.sign({ scope: "api" }, key, {
+ *     issuer: "https://auth.example",
+ *     subject: "alice",
+ *     expiresIn: "15 minutes"
+ *   })
+ *   const { payload } = yield* Jwt.verify(jwt, key, { issuer: "https://auth.example" })
+ *   assert.strictEqual(payload.sub, "alice")
+ *   assert.strictEqual(payload.scope, "api")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category signing
  */
@@ -281,6 +308,32 @@ const algOf = (jwt: string): unknown => {
  * An Ed448 key fails with `VerificationFailed` (`ERR_JOSE_NOT_SUPPORTED`): jose, which checks the
  * claims, has no Ed448. Verify such a token with `Jws.verify`, then check its claims. Options that are not
  * jose's JWT verify options (`audience: 5`, `algorithms: "ES256"`) are `InvalidOptions`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jwks, Jwt, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "access-tokens" })
+ *   const jwt = yield* Jwt.sign({}, key, { audience: "api", expiresIn: "5 minutes" })
+ *   // A verifier holds the published set, not the token.
+ *   const jwks = yield* Jwks.fromToken()
+ *   const ok = yield* Jwt.verify(jwt, jwks, { audience: "api" })
+ *   assert.strictEqual(ok.protectedHeader.kid, key.kid)
+ *   const wrong = yield* Effect.flip(Jwt.verify(jwt, jwks, { audience: "admin" }))
+ *   assert.strictEqual(wrong._tag, "VerificationFailed")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
  *
  * @since 0.1.0
  * @category verification

@@ -145,6 +145,20 @@ const changePinOptions = { oldPin: pin, newPin: pin, loginOnFinalTry, userType: 
  * Sets the user PIN as the security officer (`C_Login` as SO, `C_InitPIN`, `C_Logout`): for a token whose
  * user PIN was never set, or to reset a locked one.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Redacted } from "effect"
+ * import { Provisioning } from "hsmkey"
+ *
+ * const soPin = Redacted.make("security-officer")
+ *
+ * // A token whose user PIN was never set: the SO sets it.
+ * const program = Provisioning.initUserPin({ tokenLabel: "new", soPin, userPin: Redacted.make("1234") })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(MemoryPkcs11.layer({ tokens: [{ label: "new", soPin }] }))))
+ * ```
+ *
  * @since 0.1.0
  * @category provisioning
  */
@@ -167,6 +181,29 @@ export const initUserPin = (options: InitUserPinOptions): Effect.Effect<void, Pr
 /**
  * Changes the user PIN (by default) or the SO PIN, given the current one (`C_SetPIN`). The user PIN is
  * changed in a public read/write session, as PKCS#11 allows; the SO PIN after an SO login.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Provisioning, SessionPool } from "hsmkey"
+ *
+ * const oldPin = Redacted.make("1234")
+ * const newPin = Redacted.make("5678")
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* Provisioning.changePin({ tokenLabel: "demo", oldPin, newPin })
+ *   // A pool logs in with the new PIN from now on.
+ *   const keys = yield* HsmJwk.list().pipe(
+ *     Effect.provide(SessionPool.layer({ tokenLabel: "demo", userPin: newPin }))
+ *   )
+ *   assert.deepStrictEqual(keys, [])
+ * })
+ *
+ * Effect.runPromise(
+ *   program.pipe(Effect.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin: oldPin }] })))
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category provisioning

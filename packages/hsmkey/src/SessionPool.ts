@@ -576,6 +576,27 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
 /**
  * A layer providing a `SessionPool`; it needs `Pkcs11`.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jws, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin, maxSessions: 4 }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "signing" })
+ *   const jws = yield* Jws.sign("hello", key)
+ *   const { payload } = yield* Jws.verify(jws, key)
+ *   assert.strictEqual(new TextDecoder().decode(payload), "hello")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -585,6 +606,19 @@ export const layer = (options: SessionPoolOptions): Layer.Layer<SessionPool, Mak
 /**
  * A layer providing a `SessionPool` with its options read from `Config`:
  * `SessionPool.layerConfig({ tokenLabel: Config.string("HSM_TOKEN"), userPin: Config.redacted("HSM_PIN") })`.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { SessionPool } from "hsmkey"
+ *
+ * // HSM_TOKEN and HSM_PIN are read when the layer is built; the PIN stays Redacted.
+ * const Pool = SessionPool.layerConfig({
+ *   tokenLabel: Config.string("HSM_TOKEN"),
+ *   userPin: Config.redacted("HSM_PIN"),
+ *   maxSessions: Config.integer("HSM_POOL_SIZE").pipe(Config.withDefault(8))
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -610,6 +644,30 @@ export const layerSession = (
  * Lends a session of the pool in context until the scope closes. Work uses it once it is in context:
  * `Effect.provideService(work, CurrentSession, session)`; `withSession` does both.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, HsmSession, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.scoped(
+ *   Effect.gen(function*() {
+ *     const session = yield* SessionPool.session()
+ *     assert.strictEqual(session.token.label, "demo")
+ *     // Work with the session in context uses it.
+ *     return yield* HsmJwk.list().pipe(Effect.provideService(HsmSession.CurrentSession, session))
+ *   })
+ * )
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm)).then((keys) => assert.deepStrictEqual(keys, []))
+ * ```
+ *
  * @since 0.1.0
  * @category accessors
  */
@@ -623,6 +681,27 @@ export const session = (
  * `CurrentSession`: the keys it loads or makes and the JOSE it signs all use that one session, one
  * operation at a time. Nested in a session of the pool's token that serves (read/write where asked), it
  * uses that one rather than lend another.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jwt, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * // Both steps run in one session lent for the whole, not one each.
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "Ed25519", label: "access-tokens" })
+ *   return yield* Jwt.sign({ scope: "api" }, key, { subject: "alice", expiresIn: "15 minutes" })
+ * }).pipe(SessionPool.withSession({ rw: true }))
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm)).then((jwt) => assert.strictEqual(jwt.split(".").length, 3))
+ * ```
  *
  * @since 0.1.0
  * @category accessors

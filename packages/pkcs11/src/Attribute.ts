@@ -98,6 +98,14 @@ export type Read<N extends Name> = { readonly [K in N]?: ValueOf<(typeof specs)[
 /**
  * The attributes of a template that are set, in a stable order, with their specs.
  *
+ * @example
+ * ```ts
+ * import { Attribute } from "@hsmkey/pkcs11"
+ *
+ * const template: Attribute.Attributes = { label: "k1", sign: true, id: undefined }
+ * assert.deepStrictEqual(Attribute.entries(template), [["label", "k1"], ["sign", true]])
+ * ```
+ *
  * @since 0.1.0
  * @category utils
  */

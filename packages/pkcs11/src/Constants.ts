@@ -305,6 +305,13 @@ export const CK_UNAVAILABLE_INFORMATION = 0xffffffff
 /**
  * The name of a mechanism type (`"CKM_ECDSA"`), or its hex value when it is not listed here.
  *
+ * @example
+ * ```ts
+ * import { Constants } from "@hsmkey/pkcs11"
+ *
+ * assert.strictEqual(Constants.mechanismName(Constants.CKM.ECDSA), "CKM_ECDSA")
+ * ```
+ *
  * @since 0.1.0
  * @category names
  */
@@ -315,6 +322,13 @@ export const mechanismName = (type: number): string => {
 
 /**
  * The name of a return value (`"CKR_PIN_INCORRECT"`); vendor codes read `CKR_VENDOR_DEFINED+0x…`.
+ *
+ * @example
+ * ```ts
+ * import { Constants } from "@hsmkey/pkcs11"
+ *
+ * assert.strictEqual(Constants.returnValueName(Constants.CKR.PIN_INCORRECT), "CKR_PIN_INCORRECT")
+ * ```
  *
  * @since 0.1.0
  * @category names

@@ -109,6 +109,15 @@ export const ecParams = (curve: Curve): Uint8Array => Uint8Array.from(Buffer.fro
  * The curve named by a `CKA_EC_PARAMS` value, or `undefined` for a curve hsmkey does not support (or
  * explicit domain parameters).
  *
+ * @example
+ * ```ts
+ * import { Curve } from "@hsmkey/pkcs11"
+ *
+ * // CKA_EC_PARAMS holds the curve's OID, DER-encoded.
+ * assert.strictEqual(Curve.fromEcParams(Curve.ecParams("P-384")), "P-384")
+ * assert.strictEqual(Curve.fromEcParams(new Uint8Array([0x05, 0x00])), undefined)
+ * ```
+ *
  * @since 0.1.0
  * @category decoding
  */

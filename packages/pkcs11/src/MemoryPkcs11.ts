@@ -294,6 +294,23 @@ const control = (emulator: Emulator): Control.Service => {
 /**
  * Builds an emulator and returns its `Pkcs11` service and `Control`.
  *
+ * @example
+ * ```ts
+ * import { Constants, MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const { control, pkcs11 } = yield* MemoryPkcs11.make({ tokens: [{ label: "test" }] })
+ *   // The next C_OpenSession fails as on a token with no session left.
+ *   yield* control.failNext({ method: "C_OpenSession", code: Constants.CKR.SESSION_COUNT })
+ *   const [slot] = yield* pkcs11.slots()
+ *   const error = yield* Effect.flip(pkcs11.openSession(slot))
+ *   assert.strictEqual(error._tag, "SessionFailed")
+ * })
+ *
+ * Effect.runPromise(program)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -325,6 +342,26 @@ export const make = (
 
 /**
  * A layer providing `Pkcs11` over a fresh emulator, and its `Control`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const Emulator = MemoryPkcs11.layer({
+ *   tokens: [{ label: "test", userPin: Redacted.make("1234") }]
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   const pkcs11 = yield* Pkcs11.Pkcs11
+ *   const [slot] = yield* pkcs11.slots({ tokenPresent: true })
+ *   const token = yield* pkcs11.tokenInfo(slot)
+ *   assert.strictEqual(token.label, "test")
+ *   assert.strictEqual(token.userPinInitialized, true)
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Emulator))
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -7,6 +7,23 @@
  * attributes are named values, PINs stay `Redacted` until the native call, and failures are the typed
  * errors of `Pkcs11Error`.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect } from "effect"
+ *
+ * // The labels of the tokens present, whichever library provides `Pkcs11`.
+ * const labels = Effect.gen(function*() {
+ *   const pkcs11 = yield* Pkcs11.Pkcs11
+ *   const slots = yield* pkcs11.slots({ tokenPresent: true })
+ *   return yield* Effect.forEach(slots, (slot) => Effect.map(pkcs11.tokenInfo(slot), (info) => info.label))
+ * })
+ *
+ * Effect.runPromise(
+ *   labels.pipe(Effect.provide(MemoryPkcs11.layer({ tokens: [{ label: "a" }, { label: "b" }] })))
+ * ).then((found) => assert.deepStrictEqual(found, ["a", "b"]))
+ * ```
+ *
  * @since 0.1.0
  */
 import type * as Brand from "effect/Brand"

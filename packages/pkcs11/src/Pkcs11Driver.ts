@@ -62,6 +62,16 @@ export type {
 /**
  * A Cryptoki return value other than `CKR_OK`, thrown by a driver, with the method that returned it.
  *
+ * @example
+ * ```ts
+ * import { Constants, Pkcs11Driver } from "@hsmkey/pkcs11"
+ *
+ * // What a driver throws when the library answers C_Login with CKR_PIN_INCORRECT: `makeService` turns it
+ * // into the typed `PinIncorrect`.
+ * const error = new Pkcs11Driver.CryptokiError("C_Login", Constants.CKR.PIN_INCORRECT)
+ * assert.strictEqual(error.code, Constants.CKR.PIN_INCORRECT)
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */

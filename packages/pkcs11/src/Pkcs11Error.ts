@@ -258,6 +258,29 @@ export class ModuleLoadFailed extends Schema.TaggedError<ModuleLoadFailed>("@hsm
 /**
  * Every typed failure of a Cryptoki call.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const login = (pin: string) =>
+ *   Effect.gen(function*() {
+ *     const pkcs11 = yield* Pkcs11.Pkcs11
+ *     const [slot] = yield* pkcs11.slots({ tokenPresent: true })
+ *     const session = yield* pkcs11.openSession(slot)
+ *     return yield* pkcs11.login(session, Redacted.make(pin))
+ *   }).pipe(
+ *     // A wrong PIN is the caller's to report: trying it again would count towards a lockout.
+ *     Effect.catchTag("PinIncorrect", (error) => Effect.succeed(`rejected by ${error.token}`))
+ *   )
+ *
+ * const Emulator = MemoryPkcs11.layer({ tokens: [{ label: "t", userPin: Redacted.make("1234") }] })
+ *
+ * Effect.runPromise(Effect.provide(login("0000"), Emulator)).then((result) =>
+ *   assert.strictEqual(result, "rejected by t")
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -288,6 +311,18 @@ export interface FailureContext {
 
 /**
  * Maps a return value of `method` to its typed failure.
+ *
+ * @example
+ * ```ts
+ * import { Constants, Pkcs11Error } from "@hsmkey/pkcs11"
+ *
+ * const error = Pkcs11Error.fromReturnValue("C_Login", Constants.CKR.PIN_INCORRECT, { token: "signing" })
+ * assert.strictEqual(error._tag, "PinIncorrect")
+ *
+ * const other = Pkcs11Error.fromReturnValue("C_Sign", Constants.CKR.DEVICE_ERROR)
+ * assert.strictEqual(other._tag, "Pkcs11Error")
+ * assert.strictEqual(other.message, "C_Sign failed: CKR_DEVICE_ERROR (0x00000030)")
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -355,6 +390,15 @@ const failureTags: ReadonlySet<string> = new Set([
 
 /**
  * Whether a value is one of the typed Cryptoki failures.
+ *
+ * @example
+ * ```ts
+ * import { Pkcs11Error } from "@hsmkey/pkcs11"
+ *
+ * const locked = new Pkcs11Error.PinLocked({ method: "C_Login", reason: "locked" })
+ * assert.strictEqual(Pkcs11Error.isPkcs11Failure(locked), true)
+ * assert.strictEqual(Pkcs11Error.isPkcs11Failure(new Error("boom")), false)
+ * ```
  *
  * @since 0.1.0
  * @category refinements

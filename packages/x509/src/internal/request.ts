@@ -1,8 +1,8 @@
 /**
  * The PKCS#10 CertificationRequestInfo (RFC 2986 §4.1) a token signs, and the request around it.
  */
-import { Attributes, CertificationRequestInfo } from "@peculiar/asn1-csr"
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema"
+import * as Asn1Csr from "@peculiar/asn1-csr"
+import * as Asn1 from "@peculiar/asn1-schema"
 import * as X509 from "@peculiar/asn1-x509"
 import type * as Crypto from "node:crypto"
 import * as AltNames from "./altNames.js"
@@ -31,7 +31,7 @@ const attributeValue = (attribute: Rfc4514.Attribute): X509.AttributeValue => {
 
 const encodedAttribute = (attribute: Rfc4514.Attribute): Uint8Array =>
   new Uint8Array(
-    AsnConvert.serialize(new X509.AttributeTypeAndValue({ type: attribute.oid, value: attributeValue(attribute) }))
+    Asn1.AsnConvert.serialize(new X509.AttributeTypeAndValue({ type: attribute.oid, value: attributeValue(attribute) }))
   )
 
 /**
@@ -90,7 +90,7 @@ export const info = (
   publicKey: Crypto.KeyObject,
   altNames: ReadonlyArray<AltNames.AltName>
 ): Uint8Array => {
-  const spki = AsnConvert.parse(publicKey.export({ type: "spki", format: "der" }), X509.SubjectPublicKeyInfo)
+  const spki = Asn1.AsnConvert.parse(publicKey.export({ type: "spki", format: "der" }), X509.SubjectPublicKeyInfo)
   const attributes: Array<X509.Attribute> = []
   if (altNames.length > 0) {
     const san = new X509.SubjectAlternativeName(altNames.map(generalName))
@@ -98,18 +98,18 @@ export const info = (
       new X509.Extension({
         extnID: X509.id_ce_subjectAltName,
         critical: subject.length === 0,
-        extnValue: new OctetString(AsnConvert.serialize(san))
+        extnValue: new Asn1.OctetString(Asn1.AsnConvert.serialize(san))
       })
     ])
-    attributes.push(new X509.Attribute({ type: EXTENSION_REQUEST, values: [AsnConvert.serialize(extensions)] }))
+    attributes.push(new X509.Attribute({ type: EXTENSION_REQUEST, values: [Asn1.AsnConvert.serialize(extensions)] }))
   }
-  const requestInfo = new CertificationRequestInfo({
+  const requestInfo = new Asn1Csr.CertificationRequestInfo({
     version: 0,
     subject: nameOf(subject),
     subjectPKInfo: spki,
-    attributes: new Attributes(attributes)
+    attributes: new Asn1Csr.Attributes(attributes)
   })
-  return new Uint8Array(AsnConvert.serialize(requestInfo))
+  return new Uint8Array(Asn1.AsnConvert.serialize(requestInfo))
 }
 
 /** `CertificationRequest ::= SEQUENCE { info, signatureAlgorithm, signature BIT STRING }` (RFC 2986 §4.2). */

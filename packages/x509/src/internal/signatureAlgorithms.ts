@@ -3,8 +3,8 @@
  * becomes the X.509 one.
  */
 import * as Rsa from "@peculiar/asn1-rsa"
-import { AsnConvert } from "@peculiar/asn1-schema"
-import { AlgorithmIdentifier } from "@peculiar/asn1-x509"
+import * as Asn1 from "@peculiar/asn1-schema"
+import * as X509 from "@peculiar/asn1-x509"
 import type * as Algorithm from "hsmkey/Algorithm"
 import type * as HsmJwk from "hsmkey/HsmJwk"
 import * as Der from "./der.js"
@@ -33,10 +33,11 @@ const pss = {
 // RFC 8410 §3.
 const eddsaOids = { "Ed25519": "1.3.101.112", "Ed448": "1.3.101.113" } as const
 
-const encode = (identifier: AlgorithmIdentifier): Uint8Array => new Uint8Array(AsnConvert.serialize(identifier))
+const encode = (identifier: X509.AlgorithmIdentifier): Uint8Array =>
+  new Uint8Array(Asn1.AsnConvert.serialize(identifier))
 
 /**
- * The DER AlgorithmIdentifier: RFC 4055 §5 for RS* (parameters NULL), RFC 4055 §3.1 for PS* (the hash,
+ * The DER X509.AlgorithmIdentifier: RFC 4055 §5 for RS* (parameters NULL), RFC 4055 §3.1 for PS* (the hash,
  * MGF1 with the same hash, a salt as long as the hash, as RFC 7518 §3.5 signs; SHA-2 identifiers without
  * parameters, RFC 5754 §2), RFC 5758 §3.2 for ES* and RFC 8410 §3 for EdDSA (no parameters).
  */
@@ -45,27 +46,29 @@ export const identifier = (alg: SignatureAlgorithm, keyType: HsmJwk.KeyType): Ui
     case "RS256":
     case "RS384":
     case "RS512":
-      return encode(new AlgorithmIdentifier({ algorithm: pkcs1Oids[alg], parameters: null }))
+      return encode(new X509.AlgorithmIdentifier({ algorithm: pkcs1Oids[alg], parameters: null }))
     case "PS256":
     case "PS384":
     case "PS512": {
       const { hash, saltLength } = pss[alg]
       const params = new Rsa.RsaSaPssParams({
-        hashAlgorithm: new AlgorithmIdentifier({ algorithm: hash }),
-        maskGenAlgorithm: new AlgorithmIdentifier({
+        hashAlgorithm: new X509.AlgorithmIdentifier({ algorithm: hash }),
+        maskGenAlgorithm: new X509.AlgorithmIdentifier({
           algorithm: Rsa.id_mgf1,
-          parameters: AsnConvert.serialize(new AlgorithmIdentifier({ algorithm: hash }))
+          parameters: Asn1.AsnConvert.serialize(new X509.AlgorithmIdentifier({ algorithm: hash }))
         }),
         saltLength
       })
-      return encode(new AlgorithmIdentifier({ algorithm: Rsa.id_RSASSA_PSS, parameters: AsnConvert.serialize(params) }))
+      return encode(
+        new X509.AlgorithmIdentifier({ algorithm: Rsa.id_RSASSA_PSS, parameters: Asn1.AsnConvert.serialize(params) })
+      )
     }
     case "ES256":
     case "ES384":
     case "ES512":
-      return encode(new AlgorithmIdentifier({ algorithm: ecdsaOids[alg] }))
+      return encode(new X509.AlgorithmIdentifier({ algorithm: ecdsaOids[alg] }))
     case "EdDSA":
-      return encode(new AlgorithmIdentifier({ algorithm: eddsaOids[keyType === "Ed448" ? "Ed448" : "Ed25519"] }))
+      return encode(new X509.AlgorithmIdentifier({ algorithm: eddsaOids[keyType === "Ed448" ? "Ed448" : "Ed25519"] }))
   }
 }
 

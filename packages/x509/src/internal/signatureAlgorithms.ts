@@ -37,7 +37,7 @@ const encode = (identifier: X509.AlgorithmIdentifier): Uint8Array =>
   new Uint8Array(Asn1.AsnConvert.serialize(identifier))
 
 /**
- * The DER X509.AlgorithmIdentifier: RFC 4055 §5 for RS* (parameters NULL), RFC 4055 §3.1 for PS* (the hash,
+ * The DER AlgorithmIdentifier: RFC 4055 §5 for RS* (parameters NULL), RFC 4055 §3.1 for PS* (the hash,
  * MGF1 with the same hash, a salt as long as the hash, as RFC 7518 §3.5 signs; SHA-2 identifiers without
  * parameters, RFC 5754 §2), RFC 5758 §3.2 for ES* and RFC 8410 §3 for EdDSA (no parameters).
  */

@@ -112,6 +112,20 @@ export const config: Config.Config<HsmLiveOptions> = Config.all({
  * `Pkcs11` over the library and a `SessionPool` on one of its tokens, with every option read from
  * `Config`: `HsmLive.layerConfig({ modulePath: Config.string("MY_HSM"), tokenLabel: ..., userPin: ... })`.
  *
+ * @example
+ * ```ts
+ * import { HsmLive } from "@hsmkey/node"
+ * import { Config } from "effect"
+ *
+ * // The same layer under this application's own variable names.
+ * const Hsm = HsmLive.layerConfig({
+ *   modulePath: Config.string("SIGNER_PKCS11_LIBRARY"),
+ *   tokenLabel: Config.string("SIGNER_TOKEN"),
+ *   userPin: Config.redacted("SIGNER_PIN"),
+ *   maxSessions: Config.integer("SIGNER_SESSIONS").pipe(Config.withDefault(4))
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -126,6 +140,21 @@ export const layerConfig = (
 
 /**
  * `Pkcs11` and a `SessionPool` configured from the `HSM_*` environment variables.
+ *
+ * @example
+ * ```ts
+ * import { HsmLive } from "@hsmkey/node"
+ * import { ConfigError, ConfigProvider, Effect } from "effect"
+ * import { Jwks } from "hsmkey"
+ *
+ * // The JWKS of the token that HSM_MODULE, HSM_TOKEN and HSM_PIN name.
+ * const program = Jwks.fromToken().pipe(Effect.provide(HsmLive.layer))
+ *
+ * // Without HSM_MODULE the layer fails with a ConfigError naming it, before it loads anything.
+ * const unconfigured = program.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())), Effect.flip)
+ *
+ * Effect.runPromise(unconfigured).then((error) => assert.ok(ConfigError.isConfigError(error)))
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -152,6 +181,25 @@ export interface HsmSessionOptions extends HsmLiveOptions {
  * operation of the program runs in that session, one at a time, checked at each use as the pool checks
  * what it lends (a lost login is restored). Closing the layer returns the session, closes the pool
  * (logging out if it logged in) and releases the library.
+ *
+ * @example
+ * ```ts
+ * import { HsmLive } from "@hsmkey/node"
+ * import { Effect, Redacted } from "effect"
+ * import { HsmJwk, Jwks } from "hsmkey"
+ *
+ * // A provisioning script: its steps share one read/write session.
+ * const script = Effect.gen(function*() {
+ *   yield* HsmJwk.generate({ type: "P-256", label: "signing-2026" })
+ *   return yield* Jwks.fromToken()
+ * }).pipe(
+ *   Effect.provide(HsmLive.hsmSession({
+ *     modulePath: "/usr/lib/softhsm/libsofthsm2.so",
+ *     tokenLabel: "issuer",
+ *     userPin: Redacted.make("1234")
+ *   }))
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

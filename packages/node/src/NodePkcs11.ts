@@ -109,6 +109,16 @@ export interface ModuleStatus {
  * The status of the library at `modulePath` in this process (`ModuleLoadFailed` when the file does not
  * exist).
  *
+ * @example
+ * ```ts
+ * import { NodePkcs11 } from "@hsmkey/node"
+ * import { Effect } from "effect"
+ *
+ * Effect.runPromise(Effect.flip(NodePkcs11.moduleStatus("/nonexistent/libpkcs11.so"))).then((error) =>
+ *   assert.strictEqual(error._tag, "ModuleLoadFailed")
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category diagnostics
  */
@@ -132,6 +142,18 @@ export const moduleStatus = (modulePath: string): Effect.Effect<ModuleStatus, Mo
 
 /**
  * A layer providing `Pkcs11` over the library at `modulePath`.
+ *
+ * @example
+ * ```ts
+ * import { NodePkcs11 } from "@hsmkey/node"
+ * import { Effect } from "effect"
+ * import { Capabilities } from "hsmkey"
+ *
+ * // What a token of a real library can do; no PIN needed.
+ * const program = Capabilities.ofToken({ tokenLabel: "issuer" }).pipe(
+ *   Effect.provide(NodePkcs11.layer({ modulePath: "/usr/lib/softhsm/libsofthsm2.so" }))
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category layers

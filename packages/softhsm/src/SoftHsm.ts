@@ -123,6 +123,20 @@ const checkPin = (name: string, pin: Redacted.Redacted<string>) => {
  * The path of the SoftHSM2 library on this machine: `SOFTHSM2_MODULE` when set, else the first of the
  * usual Debian, Ubuntu, Fedora and Homebrew locations that exists.
  *
+ * @example
+ * ```ts
+ * import { NodeFileSystem } from "@effect/platform-node"
+ * import { SoftHsm } from "@hsmkey/softhsm"
+ * import { Effect, Either } from "effect"
+ *
+ * // The library's path, or a SoftHsmError saying how to install SoftHSM2.
+ * const found = SoftHsm.findModule.pipe(Effect.either, Effect.provide(NodeFileSystem.layer))
+ *
+ * Effect.runPromise(found).then((result) =>
+ *   assert.ok(Either.isRight(result) || result.left.reason === "NotInstalled")
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -287,6 +301,21 @@ export const layerWithFileSystem = (
 /**
  * A throwaway SoftHSM2 token: provides `Pkcs11` over SoftHSM2 and the `SoftHsm.Token` it made.
  *
+ * @example
+ * ```ts
+ * import { Pkcs11 } from "@hsmkey/pkcs11"
+ * import { SoftHsm } from "@hsmkey/softhsm"
+ * import { Effect } from "effect"
+ *
+ * // The raw Cryptoki service on a throwaway token, and where the token lives, for child processes.
+ * const program = Effect.gen(function*() {
+ *   const pkcs11 = yield* Pkcs11.Pkcs11
+ *   const token = yield* SoftHsm.Token
+ *   const slots = yield* pkcs11.slots({ tokenPresent: true })
+ *   return { slots, env: token.env }
+ * }).pipe(Effect.provide(SoftHsm.layer()))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -307,6 +336,20 @@ export interface PoolOptions
 /**
  * A `SessionPool` logged in on a throwaway SoftHSM2 token, with the `Pkcs11` under it and the token's
  * `SoftHsm.Token`: everything a test or a demo of hsmkey needs, in one layer.
+ *
+ * @example
+ * ```ts
+ * import { SoftHsm } from "@hsmkey/softhsm"
+ * import { Effect } from "effect"
+ * import { HsmJwk, Jws } from "hsmkey"
+ *
+ * // A fresh SoftHSM2 token with a pool logged in on it, wiped when the program ends.
+ * const program = Effect.gen(function*() {
+ *   const token = yield* SoftHsm.Token
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "test" })
+ *   return { token: token.label, jws: yield* Jws.sign("hello", key) }
+ * }).pipe(Effect.provide(SoftHsm.layerPool({ tokenLabel: "docs", maxSessions: 2 })))
+ * ```
  *
  * @since 0.1.0
  * @category layers

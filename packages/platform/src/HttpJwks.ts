@@ -150,6 +150,37 @@ const UNAVAILABLE = new TextEncoder().encode(JSON.stringify({
  * needs) is taken here, once; the handler needs only the request and never fails: a failed read is a 503.
  * Mount it with `HttpRouter.get(path, handler)`; `HEAD` is answered as `GET`, without a body.
  *
+ * @example
+ * ```ts
+ * import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { HttpJwks } from "@hsmkey/platform"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * // A pool on an in-memory token; in production, `HsmLive.layer` of `@hsmkey/node` gives the same.
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "signing" })
+ *   const app = HttpRouter.empty.pipe(HttpRouter.get(HttpJwks.defaultPath, yield* HttpJwks.make()))
+ *   // One request, in process; `HttpServer.serve(app)` answers the same over HTTP.
+ *   const request = HttpServerRequest.fromWeb(new Request("http://localhost/.well-known/jwks.json"))
+ *   const answer = yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, request)
+ *   const response = HttpServerResponse.toWeb(answer)
+ *   assert.strictEqual(response.status, 200)
+ *   assert.strictEqual(response.headers.get("content-type"), "application/jwk-set+json")
+ *   assert.strictEqual(response.headers.get("cache-control"), "public, max-age=300")
+ *   const body = yield* Effect.promise(() => response.json() as Promise<{ readonly keys: unknown }>)
+ *   assert.deepStrictEqual(body.keys, [key.publicJwk])
+ * })
+ *
+ * Effect.runPromise(Effect.provide(Effect.scoped(program), Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

@@ -369,6 +369,28 @@ const fromHandle = (
  * of the private keys present, and whether only a public key matched or the session is not logged in) or
  * `KeyAmbiguous` (how many matched).
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, Jwt, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* HsmJwk.generate({ type: "P-256", label: "access-tokens" })
+ *   // Later, or in another process: the key by its label.
+ *   const key = yield* HsmJwk.fromHsm({ label: "access-tokens" })
+ *   assert.strictEqual(key.alg, "ES256")
+ *   return yield* Jwt.sign({ sub: "alice" }, key)
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -413,6 +435,27 @@ const compareText = (a: string, b: string): number => a < b ? -1 : a > b ? 1 : 0
 
 /**
  * Every key pair on the token whose type hsmkey handles, by label then CKA_ID; others are skipped.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* HsmJwk.generate({ type: "P-256", label: "a" })
+ *   yield* HsmJwk.generate({ type: "RSA-2048", label: "b" })
+ *   const keys = yield* HsmJwk.list()
+ *   assert.deepStrictEqual(keys.map((key) => key.label).sort(), ["a", "b"])
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -472,6 +515,29 @@ const requireRsaForEnc = (use: Use, keyType: string): Effect.Effect<void, Unsupp
  * type the token does not generate, or could not use, is `MechanismUnsupported` before anything is made.
  * Key generation runs on the threadpool and never blocks the event loop; a failure or an interruption
  * after the token made the key destroys it again.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "Ed25519", label: "signing" })
+ *   assert.strictEqual(key.alg, "EdDSA")
+ *   // The public half only; the private key stays in the token.
+ *   assert.deepStrictEqual(Object.keys(key.publicJwk).sort(), ["alg", "crv", "kid", "kty", "use", "x"])
+ *   const again = yield* Effect.flip(HsmJwk.generate({ type: "Ed25519", label: "signing" }))
+ *   assert.strictEqual(again._tag, "KeyExists")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -537,6 +603,29 @@ export const generate = (
  * together, and that the token can use a key of its type. PEM text and DER bytes of more than 64 KiB are
  * `InvalidKeyMaterial` unread.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ * import * as Crypto from "node:crypto"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * // A key made elsewhere moves into the token; from then on it signs there only.
+ * const { privateKey } = Crypto.generateKeyPairSync("ec", { namedCurve: "P-384" })
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.importPrivate({ key: privateKey, label: "imported" })
+ *   assert.strictEqual(key.alg, "ES384")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -597,6 +686,30 @@ const signOptions = { alg: Options.optional(Predicate.isString, "an algorithm na
  * certificate, a CMS signature): `alg` (by default the key's) names the hash and padding as in JWS, and the
  * signature comes as JWS and WebCrypto give it (ECDSA as r ‖ s, not DER). The handle signing is proven to
  * be the key's, as for `Jws.sign`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ * import * as Crypto from "node:crypto"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "csr" })
+ *   const data = new TextEncoder().encode("to be signed")
+ *   // ECDSA comes as r ‖ s, as in JWS: node:crypto reads it with dsaEncoding "ieee-p1363".
+ *   const signature = yield* HsmJwk.sign(key, data)
+ *   const valid = Crypto.verify("sha256", data, { key: key.publicKey, dsaEncoding: "ieee-p1363" }, signature)
+ *   assert.strictEqual(valid, true)
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
  *
  * @since 0.1.0
  * @category signing
@@ -667,6 +780,27 @@ const provenPrivateHandle = (session: Session, key: HsmJwk) =>
  * every public object with its CKA_ID (or label, for a key without one) and its public value. Signing with
  * the key afterwards is `KeyNotFound`.
  *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "retired" })
+ *   yield* HsmJwk.destroy(key)
+ *   const gone = yield* Effect.flip(HsmJwk.fromHsm({ label: "retired" }))
+ *   assert.strictEqual(gone._tag, "KeyNotFound")
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
+ *
  * @since 0.1.0
  * @category destructors
  */
@@ -707,6 +841,25 @@ export const withAlgorithm = (
 
 /**
  * The public key as SPKI PEM.
+ *
+ * @example
+ * ```ts
+ * import { MemoryPkcs11 } from "@hsmkey/pkcs11"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { HsmJwk, SessionPool } from "hsmkey"
+ *
+ * const userPin = Redacted.make("1234")
+ * const Hsm = SessionPool.layer({ tokenLabel: "demo", userPin }).pipe(
+ *   Layer.provide(MemoryPkcs11.layer({ tokens: [{ label: "demo", userPin }] }))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   const key = yield* HsmJwk.generate({ type: "P-256", label: "tls" })
+ *   assert.ok(HsmJwk.toPem(key).startsWith("-----BEGIN PUBLIC KEY-----"))
+ * })
+ *
+ * Effect.runPromise(Effect.provide(program, Hsm))
+ * ```
  *
  * @since 0.1.0
  * @category conversions

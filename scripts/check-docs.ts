@@ -9,7 +9,7 @@
  * The rules include those of `@effect/docgen` (`pnpm run docs`, with `enforceDescriptions`), so that a
  * module this check passes, docgen passes too: a module's first comment is its JSDoc, with a sentence;
  * each name of an `export { a, b } from` list has a JSDoc of its own; a class's methods and public fields
- * have one; no `@since` or `@category` is empty.
+ * have one; no `@since` or `@category` is empty. And no `@example` sits where docgen would not compile it.
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -159,7 +159,13 @@ const visit = (
     if (inNamespace && !isExported(statement)) continue
     check(file, statement, where, { category: true, sentence: true })
     if (!inNamespace) checkSignature(file, statement, where)
-    if (ts.isClassDeclaration(statement)) checkClassMembers(file, statement, where)
+    if (ts.isClassDeclaration(statement)) {
+      checkClassMembers(file, statement, where)
+      // docgen 0.5.2 prints a class's own examples but neither compiles nor runs them.
+      if ((lastJSDoc(statement)?.tags ?? []).some(tagIs("example"))) {
+        problems.push(`${where} ${nameOf(statement)}: an @example on a class goes unchecked; put it on the module`)
+      }
+    }
   }
 }
 

@@ -16,12 +16,14 @@ import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as Tracer from "effect/Tracer"
 import { InvalidOptions } from "hsmkey/HsmError"
 import type * as HsmJwk from "hsmkey/HsmJwk"
 import * as Jwks from "hsmkey/Jwks"
@@ -194,7 +196,8 @@ const build = <E, R>(
   Effect.gen(function*() {
     const { maxAge, path, retryAfter, timeToLive } = yield* settings(options)
     const keys = (options.keys ?? Jwks.fromToken()) as Effect.Effect<Jwks.JsonWebKeySet, E, R>
-    const context = yield* Effect.context<R>()
+    // The services `keys` needs, without the span `make` ran in: a read is a child of the request that made it.
+    const captured = Context.omit(Tracer.ParentSpan)(yield* Effect.context<R>()) as Context.Context<R>
     const maxAgeSeconds = Math.floor(Duration.toSeconds(maxAge))
     const retryAfterSeconds = Math.max(1, Math.ceil(Duration.toSeconds(retryAfter)))
     const cacheControl = `public, max-age=${maxAgeSeconds}`
@@ -208,7 +211,10 @@ const build = <E, R>(
         )
       ),
       Effect.withSpan("HttpJwks.read", { captureStackTrace: false }),
-      Effect.provide(context)
+      (read) =>
+        Effect.contextWithEffect((current: Context.Context<never>) =>
+          Effect.provide(read, Context.merge(current, captured))
+        )
     )
     const current = yield* Expiring.make(read, (exit) =>
       Exit.isSuccess(exit)

@@ -17,6 +17,7 @@ import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Path from "node:path"
 import { softHsmAvailable } from "../../../test/support/softhsm.js"
+import { type RecordedSpan, recordingTracer } from "../../../test/support/tracing.js"
 
 const { CKR } = Constants
 
@@ -187,6 +188,25 @@ describe("HttpJwks on the emulator", () => {
       const recovered = yield* call(app)
       assert.strictEqual(recovered.status, 200)
       assert.deepStrictEqual(JSON.parse(recovered.body), yield* Jwks.fromToken())
+    }).pipe(Effect.provide(Emulated)))
+
+  it.effect("a request is one HttpJwks.serve span; a read of the set is a child of the request that made it", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      // Made under a span of its own, as in a traced layer: the reads must not hang under it.
+      const app = yield* Effect.withSpan(HttpJwks.router(), "startup")
+      yield* call(app).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
+      yield* call(app).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
+      const byId = new Map(spans.map((span) => [span.spanId, span]))
+      const parentOf = (span: RecordedSpan) => span.parentId === undefined ? undefined : byId.get(span.parentId)?.name
+      assert.deepStrictEqual(spans.filter((span) => span.name === "HttpJwks.serve").map(parentOf), [
+        "request",
+        "request"
+      ])
+      const reads = spans.filter((span) => span.name === "HttpJwks.read")
+      assert.deepStrictEqual(reads.map(parentOf), ["HttpJwks.serve"], "one read, under the first request")
+      assert.strictEqual(reads[0].attributes.get("hsmkey.jwks.keys"), 2)
+      assert.include(spans.map(parentOf), "HttpJwks.read", "Jwks.fromToken's own spans are under the read")
     }).pipe(Effect.provide(Emulated)))
 
   it.effect("publishes a given set without a pool, and never a private or secret member of it", () =>

@@ -17,6 +17,7 @@ import type * as PlatformError from "@effect/platform/Error"
 import type * as Terminal from "@effect/platform/Terminal"
 import type { ModuleLoadFailed, Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import type { SoftHsmError } from "@hsmkey/softhsm/SoftHsm"
+import type * as X509Error from "@hsmkey/x509/X509Error"
 import * as Cause from "effect/Cause"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
@@ -28,6 +29,7 @@ import type * as HsmError from "hsmkey/HsmError"
 import { createRequire } from "node:module"
 import type { CliError } from "./CliError.js"
 import * as ExitCode from "./ExitCode.js"
+import * as Csr from "./internal/csr.js"
 import * as Demo from "./internal/demo.js"
 import * as Errors from "./internal/errors.js"
 import * as Jwks from "./internal/jwks.js"
@@ -51,6 +53,8 @@ export type CommandError =
   | ModuleLoadFailed
   | Pkcs11Failure
   | SoftHsmError
+  | X509Error.InvalidSubject
+  | X509Error.InvalidSubjectAltName
   | CliError
   | ConfigError.ConfigError
   | Terminal.QuitException
@@ -64,7 +68,8 @@ export type CommandError =
  */
 export const command = Command.make("hsmkey").pipe(
   Command.withDescription(
-    "HSM-backed JOSE signing: tokens, keys, JWKS, JWS and JWT signing and verification, PINs, on any PKCS#11 token."
+    "HSM-backed JOSE signing: tokens, keys, JWKS, JWS and JWT signing and verification, CSRs and PINs, on any " +
+      "PKCS#11 token."
   ),
   Command.withSubcommands([
     Tokens.command,
@@ -72,6 +77,7 @@ export const command = Command.make("hsmkey").pipe(
     Jwks.command,
     Sign.command,
     Verify.command,
+    Csr.command,
     PinCommand.command,
     Demo.command
   ])

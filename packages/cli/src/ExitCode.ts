@@ -83,6 +83,8 @@ const byTag: Readonly<Record<string, ExitClass>> = {
   InvalidClaims: "usage",
   UnsupportedAlgorithm: "usage",
   AlgorithmMismatch: "usage",
+  InvalidSubject: "usage",
+  InvalidSubjectAltName: "usage",
   ModuleLoadFailed: "configuration",
   TokenNotFound: "configuration",
   TokenAmbiguous: "configuration",

@@ -11,6 +11,11 @@ import * as Exit from "effect/Exit"
 import * as Cli from "./Cli.js"
 import * as ExitCode from "./ExitCode.js"
 
+// A reader that goes away (`hsmkey jwks | head`) is no failure: what is left to print is dropped.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error
+})
+
 Cli.run(process.argv).pipe(
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({

@@ -15,6 +15,7 @@ import * as SessionPool from "hsmkey/SessionPool"
 import * as jose from "jose"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { CliError } from "../CliError.js"
 import * as KeyOptions from "./keyOptions.js"
 import * as Output from "./output.js"
 
@@ -37,6 +38,9 @@ const run = (
   options: { readonly rsaAlg: "PS256" | "RS256"; readonly count: number; readonly module: Option.Option<string> }
 ) =>
   Effect.gen(function*() {
+    if (!Number.isInteger(options.count) || options.count < 1 || options.count > 10_000) {
+      return yield* new CliError({ exitClass: "usage", detail: `--count takes 1 to 10000, not ${options.count}` })
+    }
     const directory = yield* Effect.scoped(Effect.gen(function*() {
       const context = yield* Output.progress(
         "provisioning a throwaway SoftHSM2 token…",

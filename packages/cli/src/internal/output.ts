@@ -34,7 +34,11 @@ export const progress = <A, E, R>(message: string, effect: Effect.Effect<A, E, R
     })
     const erase = Effect.sync(() => void process.stderr.write("\r\x1b[2K"))
     return Effect.acquireUseRelease(
-      Effect.zipRight(draw, Effect.forkDaemon(Effect.repeat(draw, Schedule.spaced(Duration.millis(80))))),
+      // Forked in acquire, which is uninterruptible: the spinner must be made interruptible, or it never stops.
+      Effect.zipRight(
+        draw,
+        Effect.forkDaemon(Effect.interruptible(Effect.repeat(draw, Schedule.spaced(Duration.millis(80)))))
+      ),
       () => effect,
       (spinner) => Effect.zipRight(Fiber.interrupt(spinner), erase)
     )

@@ -49,6 +49,7 @@ import * as Signer from "./internal/signer.js"
 import * as Templates from "./internal/templates.js"
 import * as TokenObjects from "./internal/tokenObjects.js"
 import * as TokenState from "./internal/tokenState.js"
+import * as Tracing from "./internal/tracing.js"
 import type { AcquireError, SessionPool } from "./SessionPool.js"
 
 /**
@@ -727,7 +728,7 @@ export const sign = (
     }
     const alg = yield* Policy.checkAlgorithm(key, options?.alg ?? key.alg)
     return yield* Borrow.signing(key, alg, data)
-  }).pipe(Effect.withSpan("HsmJwk.sign", { captureStackTrace: false }))
+  }).pipe(Tracing.withSpan("HsmJwk.sign", Tracing.onKey(key)))
 
 /**
  * What destroying a key can fail with: it is no longer on the token (or another key took its place), a

@@ -3,13 +3,13 @@
  * and caching headers, 304s, a cache that reads the token once per `timeToLive`, a 503 that says when to
  * come back, and a real HTTP client (jose's `createRemoteJWKSet`) that verifies what the token signed.
  */
-import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpLayerRouter, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { HttpJwks } from "@hsmkey/platform"
 import { SoftHsm } from "@hsmkey/softhsm"
-import { Context, Effect, Layer, Logger, Redacted, TestClock } from "effect"
+import { Context, Effect, Layer, Logger, Redacted, type Scope, TestClock } from "effect"
 import { HsmJwk, Jwks, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
@@ -65,7 +65,11 @@ interface Answer {
 
 /** One request to an app, in process, answered as a server would hand it to the web. */
 const call = (
-  app: HttpRouter.HttpRouter<never, never>,
+  app: Effect.Effect<
+    HttpServerResponse.HttpServerResponse,
+    unknown,
+    HttpServerRequest.HttpServerRequest | Scope.Scope
+  >,
   init: RequestInit & { readonly path?: string } = {}
 ): Effect.Effect<Answer> =>
   Effect.gen(function*() {
@@ -188,6 +192,28 @@ describe("HttpJwks on the emulator", () => {
       const recovered = yield* call(app)
       assert.strictEqual(recovered.status, 200)
       assert.deepStrictEqual(JSON.parse(recovered.body), yield* Jwks.fromToken())
+    }).pipe(Effect.provide(Emulated)))
+
+  it.scoped("as a layer of HttpLayerRouter, or a route, at the path it is given", () =>
+    Effect.gen(function*() {
+      const expected = JSON.parse(JSON.stringify(yield* Jwks.fromToken()))
+      const layered = yield* HttpLayerRouter.toHttpEffect(HttpJwks.layerHttpLayerRouter({ path: "/keys" }))
+      const routed = HttpRouter.fromIterable([yield* HttpJwks.route({ path: "/keys" })])
+      for (const app of [layered, routed]) {
+        const answer = yield* call(app, { path: "/keys" })
+        assert.strictEqual(answer.status, 200)
+        assert.deepStrictEqual(JSON.parse(answer.body), expected)
+        assert.strictEqual(answer.headers.get("content-type"), "application/jwk-set+json")
+        const head = yield* call(app, { path: "/keys", method: "HEAD" })
+        assert.strictEqual(head.status, 200)
+        assert.strictEqual(head.body, "")
+        const elsewhere = yield* Effect.flip(Effect.provideService(
+          Effect.scoped(app),
+          HttpServerRequest.HttpServerRequest,
+          HttpServerRequest.fromWeb(new Request(`http://localhost${HttpJwks.defaultPath}`))
+        ))
+        assert.strictEqual((elsewhere as { _tag: string })._tag, "RouteNotFound")
+      }
     }).pipe(Effect.provide(Emulated)))
 
   it.effect("a request is one HttpJwks.serve span; a read of the set is a child of the request that made it", () =>

@@ -438,9 +438,12 @@ describe.skipIf(!softHsmAvailable)("hsmkey on SoftHSM2", () => {
               ok(yield* run(["keys", "export", "--label", "ec", "--format", "pem", "--json"])).stdout
             )
             assert.strictEqual(openssl(["req", "-pubkey", "-noout"], pem).trim(), key.pem.trim())
-            const json = JSON.parse(ok(yield* run(["csr", "--key", "rsa", "--subject", "CN=x", "--json"])).stdout)
+            const json = JSON.parse(
+              ok(yield* run(["csr", "--key", "rsa", "--subject", "CN=x", "--alg", "PS256", "--json"])).stdout
+            )
             assert.strictEqual(json.alg, "PS256")
             assert.strictEqual(json.subject, "CN=x")
+            assert.include(openssl(["req", "-verify", "-noout", "-text"], json.pem), "rsassaPss")
             fails(yield* run(["csr", "--key", "ec", "--subject", "CN=x,C=Germany"]), 2)
           }),
         TIMEOUT

@@ -305,6 +305,28 @@ describe.skipIf(!softHsmAvailable)("hsmkey on SoftHSM2", () => {
       )
 
       it.effect(
+        "verify: an Ed448 JWT, which jose cannot check, has its signature and claims checked",
+        () =>
+          Effect.gen(function*() {
+            ok(yield* run(["keys", "generate", "--type", "Ed448", "--label", "ed448"]))
+            const file = Path.join(work, "jwks-ed448.json")
+            Fs.writeFileSync(file, ok(yield* run(["jwks"])).stdout)
+            const jwt = ok(
+              yield* run(["sign", "jwt", "--key", "ed448", "--claims", "{}", "--issuer", "cli", "--expires-in", "60"])
+            )
+              .stdout.trim()
+            const verified = JSON.parse(
+              ok(yield* hsmkey(["verify", "--jwks", file, "--issuer", "cli", "--json", jwt])).stdout
+            )
+            assert.strictEqual(verified.payload.iss, "cli")
+            fails(yield* hsmkey(["verify", "--jwks", file, "--issuer", "other", jwt]), 6)
+            const expired = ok(yield* run(["sign", "jwt", "--key", "ed448", "--claims", "{\"exp\":1}"])).stdout.trim()
+            assert.include(fails(yield* hsmkey(["verify", "--jwks", file, expired]), 6), "ERR_JWT_EXPIRED")
+          }),
+        TIMEOUT
+      )
+
+      it.effect(
         "keys import: PKCS#8 PEM, PKCS#8 DER and a JWK, each publishing the public half of what was imported",
         () =>
           Effect.gen(function*() {

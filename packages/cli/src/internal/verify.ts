@@ -6,6 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as HsmError from "hsmkey/HsmError"
 import * as Jws from "hsmkey/Jws"
 import * as Jwt from "hsmkey/Jwt"
 import * as jose from "jose"
@@ -69,6 +70,37 @@ const payloadText = (payload: Uint8Array): { readonly payload: string; readonly 
   }
 }
 
+const claimFailed = (code: string, detail: string) => new HsmError.VerificationFailed({ code, detail })
+
+/** The registered claims jose would check, for a JWT whose signature jose cannot check (Ed448). */
+const checkClaims = (
+  jws: Jws.Verified,
+  issuer: Option.Option<string>,
+  audience: Option.Option<string>
+): Effect.Effect<Jwt.Verified, HsmError.VerificationFailed> =>
+  Effect.gen(function*() {
+    const payload: unknown = yield* Effect.try({
+      try: () => JSON.parse(Buffer.from(jws.payload).toString("utf8")),
+      catch: () => claimFailed("ERR_JWT_INVALID", "JWT claims are not a JSON object")
+    })
+    if (!Predicate.isRecord(payload)) return yield* claimFailed("ERR_JWT_INVALID", "JWT claims are not a JSON object")
+    const now = Math.floor(Date.now() / 1000)
+    if (typeof payload.exp === "number" && payload.exp <= now) {
+      return yield* claimFailed("ERR_JWT_EXPIRED", "\"exp\" claim timestamp check failed")
+    }
+    if (typeof payload.nbf === "number" && payload.nbf > now) {
+      return yield* claimFailed("ERR_JWT_CLAIM_VALIDATION_FAILED", "\"nbf\" claim timestamp check failed")
+    }
+    if (Option.isSome(issuer) && payload.iss !== issuer.value) {
+      return yield* claimFailed("ERR_JWT_CLAIM_VALIDATION_FAILED", "unexpected \"iss\" claim value")
+    }
+    const aud = payload.aud
+    if (Option.isSome(audience) && !(aud === audience.value || (Array.isArray(aud) && aud.includes(audience.value)))) {
+      return yield* claimFailed("ERR_JWT_CLAIM_VALIDATION_FAILED", "unexpected \"aud\" claim value")
+    }
+    return { payload: payload as jose.JWTPayload, protectedHeader: jws.protectedHeader as jose.JWTHeaderParameters }
+  })
+
 /** `hsmkey verify` */
 export const command = Command.make(
   "verify",
@@ -103,7 +135,13 @@ export const command = Command.make(
         const verified = yield* Jwt.verify(text, keys, {
           ...Option.match(issuer, { onNone: () => ({}), onSome: (iss) => ({ issuer: iss }) }),
           ...Option.match(audience, { onNone: () => ({}), onSome: (aud) => ({ audience: aud }) })
-        })
+        }).pipe(
+          Effect.catchIf(
+            (error) => error._tag === "VerificationFailed" && error.code === "ERR_JOSE_NOT_SUPPORTED",
+            // jose, which checks a JWT's claims, has no Ed448: the signature is checked as a JWS, the claims here.
+            () => Effect.flatMap(Jws.verify(text, keys), (jws) => checkClaims(jws, issuer, audience))
+          )
+        )
         if (json) {
           return yield* Output.json({
             type: "JWT",

@@ -1,10 +1,11 @@
 /**
- * The README's error table is the API's: every tagged error of hsmkey, @hsmkey/pkcs11 and @hsmkey/softhsm
- * is listed once, in the module that defines it, with exactly its fields (`?` for an optional one).
+ * The README's error table is the API's: every tagged error of hsmkey, @hsmkey/pkcs11, @hsmkey/softhsm and
+ * @hsmkey/x509 is listed once, in the module that defines it, with exactly its fields (`?` for an optional one).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Pkcs11Error } from "@hsmkey/pkcs11"
 import { SoftHsm } from "@hsmkey/softhsm"
+import { X509Error } from "@hsmkey/x509"
 import { Schema } from "effect"
 import { HsmError } from "hsmkey"
 import * as Fs from "node:fs"
@@ -52,7 +53,12 @@ const fromCode = (): Map<string, Row> => {
     assert.isTrue(hsmkey.has(tag), `HsmError re-exports ${tag}`)
     hsmkey.delete(tag)
   }
-  return new Map([...hsmkey, ...pkcs11, ...taggedErrors("@hsmkey/softhsm", SoftHsm)])
+  return new Map([
+    ...hsmkey,
+    ...pkcs11,
+    ...taggedErrors("@hsmkey/softhsm", SoftHsm),
+    ...taggedErrors("@hsmkey/x509", X509Error)
+  ])
 }
 
 const fromReadme = (): Map<string, Row> => {

@@ -77,6 +77,14 @@ export type Use = Templates.Use
 export type GenerateType = KeyTypes.GenerateType
 
 /**
+ * Every key type `generate` makes, RSA sizes first, then the curves: what a command line or a form offers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const generateTypes: ReadonlyArray<GenerateType> = KeyTypes.generateTypes
+
+/**
  * A public JWK (RFC 7517, RFC 8037), members as RFC 7638 orders them for a thumbprint.
  *
  * @since 0.1.0

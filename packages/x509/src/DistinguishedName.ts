@@ -66,7 +66,10 @@ export interface AttributeInput {
  * @since 0.1.0
  * @category models
  */
-export type Input = Rfc4514.Input
+export type Input =
+  | string
+  | ReadonlyArray<AttributeInput | ReadonlyArray<AttributeInput>>
+  | { readonly [type: string]: string | ReadonlyArray<string> }
 
 /**
  * Parses and checks a subject. An unknown keyword, an empty value, a bad escape, a hex (`#…`) value, a

@@ -16,17 +16,6 @@ import * as Output from "./output.js"
 import * as Pin from "./pin.js"
 import * as Term from "./terminal.js"
 
-const generateTypes = [
-  "RSA-2048",
-  "RSA-3072",
-  "RSA-4096",
-  "P-256",
-  "P-384",
-  "P-521",
-  "Ed25519",
-  "Ed448"
-] as const satisfies ReadonlyArray<HsmJwk.GenerateType>
-
 const use = Options.choice("use", ["sig", "enc"]).pipe(
   Options.withDescription("What the key is for: signatures (sig, default) or JWE decryption (enc, RSA only)"),
   Options.optional
@@ -73,7 +62,7 @@ const generate = Command.make(
   {
     ...onToken,
     json: Json.option,
-    type: Options.choice("type", generateTypes).pipe(Options.withDescription("The key type")),
+    type: Options.choice("type", HsmJwk.generateTypes).pipe(Options.withDescription("The key type")),
     label: Options.text("label").pipe(Options.withDescription("The new key's label")),
     id: KeyOptions.id,
     use,

@@ -1,11 +1,8 @@
 import * as Command from "@effect/cli/Command"
 import { Pkcs11, type SlotInfo, type TokenInfo } from "@hsmkey/pkcs11/Pkcs11"
-import type { ModuleLoadFailed, Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Capabilities from "hsmkey/Capabilities"
-import type * as HsmError from "hsmkey/HsmError"
-import type { CliError } from "../CliError.js"
 import * as Connection from "./connection.js"
 import * as Json from "./jsonOption.js"
 import * as Output from "./output.js"
@@ -106,15 +103,7 @@ const toJson = (report: SlotReport) => ({
 const run = (
   module: Option.Option<string>,
   json: boolean
-): Effect.Effect<
-  void,
-  | CliError
-  | ModuleLoadFailed
-  | Pkcs11Failure
-  | HsmError.InvalidOptions
-  | HsmError.TokenNotFound
-  | HsmError.TokenAmbiguous
-> =>
+): Effect.Effect<void, Connection.ConnectError> =>
   Effect.scoped(Effect.gen(function*() {
     const pkcs11 = yield* Connection.library(module)
     const library = yield* pkcs11.info

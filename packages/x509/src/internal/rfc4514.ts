@@ -4,28 +4,12 @@
  */
 import * as Either from "effect/Either"
 import * as Predicate from "effect/Predicate"
+import type { Attribute, AttributeInput, DistinguishedName } from "../DistinguishedName.js"
 import { InvalidSubject } from "../X509Error.js"
 import * as Attributes from "./attributes.js"
 
-export interface Attribute {
-  readonly type: string
-  readonly oid: string
-  readonly value: string
-}
-
-export type Rdn = ReadonlyArray<Attribute>
-
-export type Name = ReadonlyArray<Rdn>
-
-export interface AttributeInput {
-  readonly type: string
-  readonly value: string
-}
-
-export type Input =
-  | string
-  | ReadonlyArray<AttributeInput | ReadonlyArray<AttributeInput>>
-  | { readonly [type: string]: string | ReadonlyArray<string> }
+export type { Attribute, AttributeInput, Input, Rdn } from "../DistinguishedName.js"
+export type Name = DistinguishedName
 
 // Longer than any subject a CA takes by far; refused unread so that no input costs more than this.
 const MAX_TEXT = 16_384

@@ -24,7 +24,6 @@ import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -303,6 +302,10 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
 
   const metrics = Metrics.forToken(label)
   const poolTimeout = () => new PoolTimeout({ token: label, timeoutMillis: Duration.toMillis(acquireTimeout) })
+  const poolClosed = () => new PoolClosed({ token: label })
+  // A wait for a turn or a place ends at acquireTimeout, or as the pool closes.
+  const waitEnded = (ended: FifoSemaphore.Ended): PoolTimeout | PoolClosed =>
+    ended === "closed" ? poolClosed() : poolTimeout()
 
   // Open sessions of both kinds share one bound.
   const bound = yield* FifoSemaphore.make(maxSessions)
@@ -336,7 +339,7 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   const openSession = (rw: boolean, items: Set<Pooled>): Effect.Effect<Pooled, AcquireError, Scope.Scope> =>
     Effect.gen(function*() {
       yield* evictIdle(rw)
-      yield* bound.takeScopedWithin(acquireTimeout, poolTimeout)
+      yield* bound.takeScopedWithin(acquireTimeout, waitEnded)
       const slot = yield* LoginRegistry.currentSlot(entry)
       yield* LoginRegistry.ensureLoggedIn(entry, options.userPin, policy)
       yield* unclosed.retry
@@ -453,20 +456,23 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
     refresh: Effect.flatMap(validate(item), (dead) => dead === undefined ? Effect.void : Effect.fail(dead))
   })
 
-  // A signing lane's session: taken as a lease is, not counted as one, given back when the lane ends it.
-  // Callers waiting when the pool closes, and callers after, fail with PoolClosed rather than an interruption.
+  // Callers waiting when the pool closes, and callers after, fail with PoolClosed rather than an interruption:
+  // the close ends their waits for a turn and for a place, and a caller let through checks again before it
+  // borrows. No race with the close: a race runs its sides on fibers that inherit the caller's
+  // interruptibility and awaits the loser's interruption, so an uninterruptible caller (an acquireRelease's
+  // acquire, a finalizer, HttpApp.toWebHandler) would wait for the pool to close even after its borrow
+  // succeeded; and sides made interruptible would end the wait at an interruption of the caller, which
+  // reaches a fiber's children even while the fiber is uninterruptible.
   let closed = false
-  const closing = yield* Deferred.make<void>()
-  const poolClosed = () => new PoolClosed({ token: label })
-  const closedNow = Effect.zipRight(Deferred.await(closing), Effect.fail(poolClosed()))
   const unlessClosed = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | PoolClosed, R> =>
-    Effect.suspend(() => closed ? Effect.fail(poolClosed()) : Effect.raceFirst(self, closedNow))
+    Effect.suspend((): Effect.Effect<A, E | PoolClosed, R> => closed ? Effect.fail(poolClosed()) : self)
 
+  // A signing lane's session: taken as a lease is, not counted as one, given back when the lane ends it.
   const openLane: Effect.Effect<Session.Session, AcquireError, Scope.Scope> = Effect.gen(function*() {
     const kind = kinds.ro!
     const lane = { ended: false }
-    yield* kind.gate.takeScopedWithin(acquireTimeout, poolTimeout)
-    const item = yield* borrow(kind)
+    yield* kind.gate.takeScopedWithin(acquireTimeout, waitEnded)
+    const item = yield* unlessClosed(borrow(kind))
     yield* Effect.addFinalizer((exit) => {
       lane.ended = true
       return giveBack(kind, item, exit)
@@ -496,7 +502,11 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
       const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
       // Uninterruptible from the borrow to the finalizer that ends the lease, so the count stays true.
       const item = yield* Effect.uninterruptibleMask((restore) =>
-        restore(unlessClosed(Effect.zipRight(kind.gate.takeScopedWithin(acquireTimeout, poolTimeout), borrow(kind))))
+        restore(
+          unlessClosed(
+            Effect.zipRight(kind.gate.takeScopedWithin(acquireTimeout, waitEnded), unlessClosed(borrow(kind)))
+          )
+        )
           .pipe(
             Scope.extend(leaseScope),
             Effect.onError((cause) => Scope.close(leaseScope, Exit.failCause(cause))),
@@ -565,9 +575,11 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   SigningEngine.register(service, engine)
   // Runs first as the pool's scope closes: waiters are told before sessions go.
   yield* Effect.addFinalizer(() =>
-    Effect.suspend(() => {
+    Effect.sync(() => {
       closed = true
-      return Deferred.succeed(closing, undefined)
+      kinds.ro?.gate.close()
+      kinds.rw?.gate.close()
+      bound.close()
     })
   )
   return service

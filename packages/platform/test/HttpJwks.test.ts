@@ -3,13 +3,20 @@
  * and caching headers, 304s, a cache that reads the token once per `timeToLive`, a 503 that says when to
  * come back, and a real HTTP client (jose's `createRemoteJWKSet`) that verifies what the token signed.
  */
-import { HttpLayerRouter, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import {
+  HttpApp,
+  HttpLayerRouter,
+  HttpRouter,
+  HttpServer,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Constants, MemoryPkcs11, Pkcs11 } from "@hsmkey/pkcs11"
 import { HttpJwks } from "@hsmkey/platform"
 import { SoftHsm } from "@hsmkey/softhsm"
-import { Context, Effect, Layer, Logger, Redacted, type Scope, TestClock } from "effect"
+import { Context, Effect, Layer, Logger, Redacted, type Scope, TestClock, TestServices } from "effect"
 import { HsmJwk, Jwks, Jwt, SessionPool } from "hsmkey"
 import * as jose from "jose"
 import * as Crypto from "node:crypto"
@@ -139,6 +146,22 @@ describe("HttpJwks on the emulator", () => {
         HttpServerRequest.fromWeb(new Request(`http://localhost${HttpJwks.defaultPath}`, { method: "POST" }))
       )
       assert.strictEqual(post._tag, "RouteNotFound")
+    }).pipe(Effect.provide(Emulated)))
+
+  it.effect("served by HttpApp.toWebHandler, which runs the app uninterruptibly, it answers a web Request", () =>
+    Effect.gen(function*() {
+      const handler = HttpApp.toWebHandler(yield* HttpJwks.make())
+      const answer = (init?: RequestInit) =>
+        Effect.promise(() => handler(new Request(`http://localhost${HttpJwks.defaultPath}`, init))).pipe(
+          Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => new Error("no answer within 2 s") }),
+          TestServices.provideLive
+        )
+      const response = yield* answer()
+      assert.strictEqual(response.status, 200)
+      assert.strictEqual(response.headers.get("content-type"), "application/jwk-set+json")
+      assert.deepStrictEqual(yield* Effect.promise(() => response.json()), yield* Jwks.fromToken())
+      const etag = response.headers.get("etag")!
+      assert.strictEqual((yield* answer({ headers: { "if-none-match": etag } })).status, 304)
     }).pipe(Effect.provide(Emulated)))
 
   it.effect("reads the token once per timeToLive, once for concurrent requests, and shows a new key after it", () =>

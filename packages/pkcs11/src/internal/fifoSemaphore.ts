@@ -8,12 +8,20 @@
  *
  * @since 0.1.0
  */
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
+
+/** Why a bounded wait ended without a permit: its time ran out, or the semaphore was closed. */
+export type Ended = "timeout" | "closed"
 
 interface Waiter {
   granted: boolean
+  /** Waits in `takeScopedWithin`: its wait may end without the permit. */
+  bounded: boolean
+  /** Set when a bounded wait ends without the permit; the waiter has left the queue. */
+  ended: Ended | undefined
   wake: (() => void) | undefined
 }
 
@@ -34,17 +42,25 @@ export interface FifoSemaphore {
   /** Holds a permit until the scope closes; waiting for it is interruptible. */
   readonly takeScoped: Effect.Effect<void, never, Scope.Scope>
   /**
-   * As `takeScoped`, failing with `onTimeout()` after waiting `timeout`. A free permit is taken at once,
-   * without a timer: only a caller that has to wait pays for one.
+   * As `takeScoped`, failing with `onEnd("timeout")` after waiting `timeout`, or with `onEnd("closed")` once
+   * `close` was called. A free permit is taken at once, without a timer: only a caller that has to wait pays
+   * for one. The wait ends so whatever the caller's interruptibility: an uninterruptible caller (a finalizer,
+   * an `acquireRelease`'s acquire) gets its failure at `timeout` too.
    */
   readonly takeScopedWithin: <E>(
     timeout: Duration.DurationInput,
-    onTimeout: () => E
+    onEnd: (ended: Ended) => E
   ) => Effect.Effect<void, E, Scope.Scope>
+  /**
+   * Ends the waits of `takeScopedWithin`, those queued now and any that would queue later, with
+   * `onEnd("closed")`. Permits held stay held; free ones are still taken.
+   */
+  readonly close: () => void
 }
 
 class FifoSemaphoreImpl implements FifoSemaphore {
   private taken = 0
+  private closed = false
   private readonly queue: Array<Waiter> = []
 
   constructor(readonly permits: number) {}
@@ -60,9 +76,9 @@ class FifoSemaphoreImpl implements FifoSemaphore {
   private enqueue(): Waiter {
     if (this.taken < this.permits) {
       this.taken++
-      return { granted: true, wake: undefined }
+      return { granted: true, bounded: false, ended: undefined, wake: undefined }
     }
-    const waiter: Waiter = { granted: false, wake: undefined }
+    const waiter: Waiter = { granted: false, bounded: false, ended: undefined, wake: undefined }
     this.queue.push(waiter)
     return waiter
   }
@@ -85,9 +101,58 @@ class FifoSemaphoreImpl implements FifoSemaphore {
     })
   }
 
+  // Takes the waiter out of the queue, unless it was granted meanwhile, and wakes it without the permit.
+  private end(waiter: Waiter, ended: Ended): void {
+    if (waiter.granted || waiter.ended !== undefined) return
+    const index = this.queue.indexOf(waiter)
+    if (index >= 0) this.queue.splice(index, 1)
+    waiter.ended = ended
+    waiter.wake?.()
+  }
+
+  /**
+   * Waits for the grant, the timer or `close`, in the caller's fiber. `Effect.timeoutFail` would run
+   * the wait on a fiber of its own, which inherits the caller's interruptibility, and interrupt it when the
+   * time is up, awaiting it: an uninterruptible caller would wait until a permit came free. Nor may the wait
+   * run `Effect.interruptible` on a child fiber: an interruption of the caller reaches its children at once,
+   * even while the caller is uninterruptible, and would end the wait. The timer runs on a root fiber that
+   * only this wait interrupts, so the wait ends by the grant, the timer, `close`, or (for an interruptible
+   * caller) the caller's interruption, as `acquire` expects.
+   */
+  private awaitGrantWithin<E>(
+    waiter: Waiter,
+    timeout: Duration.DurationInput,
+    onEnd: (ended: Ended) => E
+  ): Effect.Effect<void, E> {
+    const outcome = (): Effect.Effect<void, E> =>
+      waiter.ended === undefined ? Effect.void : Effect.failSync(() => onEnd(waiter.ended!))
+    waiter.bounded = true
+    if (this.closed) this.end(waiter, "closed")
+    if (waiter.granted || waiter.ended !== undefined) return outcome()
+    return Effect.clockWith((clock) =>
+      Effect.async<void, E>((resume) => {
+        // The caller's clock (a TestClock in tests), on a root fiber of its own.
+        const timer = Effect.runFork(
+          Effect.zipRight(clock.sleep(Duration.decode(timeout)), Effect.sync(() => this.end(waiter, "timeout")))
+        )
+        const settle = () => {
+          timer.unsafeInterruptAsFork(FiberId.none)
+          resume(outcome())
+        }
+        if (waiter.granted || waiter.ended !== undefined) return settle()
+        waiter.wake = settle
+        return Effect.sync(() => {
+          waiter.wake = undefined
+          timer.unsafeInterruptAsFork(FiberId.none)
+        })
+      })
+    )
+  }
+
   // Runs uninterruptibly when the wait ends without the caller taking the permit: an interruption may
   // land after the grant, even after the wait returned, so the waiter's state decides.
   private abandon(waiter: Waiter): void {
+    if (waiter.ended !== undefined) return
     if (waiter.granted) {
       this.release()
     } else {
@@ -127,15 +192,16 @@ class FifoSemaphoreImpl implements FifoSemaphore {
 
   readonly takeScopedWithin = <E>(
     timeout: Duration.DurationInput,
-    onTimeout: () => E
+    onEnd: (ended: Ended) => E
   ): Effect.Effect<void, E, Scope.Scope> =>
     Effect.uninterruptibleMask((restore) =>
-      this.acquire(
-        restore,
-        (waiter) => Effect.timeoutFail(this.awaitGrant(waiter), { duration: timeout, onTimeout }),
-        this.releaseLater
-      )
+      this.acquire(restore, (waiter) => this.awaitGrantWithin(waiter, timeout, onEnd), this.releaseLater)
     )
+
+  readonly close = (): void => {
+    this.closed = true
+    for (const waiter of this.queue.filter((waiter) => waiter.bounded)) this.end(waiter, "closed")
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Span from "@effect/cli/HelpDoc/Span"
-import type * as ValidationError from "@effect/cli/ValidationError"
+import * as ValidationError from "@effect/cli/ValidationError"
 import type * as PlatformError from "@effect/platform/Error"
 import type * as Terminal from "@effect/platform/Terminal"
 import type { ModuleLoadFailed, Pkcs11Failure } from "@hsmkey/pkcs11/Pkcs11Error"
@@ -20,7 +20,9 @@ import type { SoftHsmError } from "@hsmkey/softhsm/SoftHsm"
 import type * as X509Error from "@hsmkey/x509/X509Error"
 import * as Cause from "effect/Cause"
 import type * as ConfigError from "effect/ConfigError"
+import type * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
@@ -136,18 +138,72 @@ const runtime = Layer.mergeAll(
 
 const cli = Command.run(command, { name: "hsmkey", version, footer })
 
-const report = (cause: Cause.Cause<CommandError | ValidationError.ValidationError>): Effect.Effect<number> => {
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g
+
+const plain = (text: string): string => text.replace(ANSI, "")
+
+const plainArgs = (args: ReadonlyArray<unknown>): ReadonlyArray<unknown> =>
+  args.map((arg) => typeof arg === "string" ? plain(arg) : arg)
+
+// @effect/cli prints its help with Console.log in colour, and its usage errors with Console.error over
+// several lines. Help is plain text where stdout is no terminal (a pager, grep, a file); usage errors are
+// left to `report`, which prints each as one line as it does every other failure.
+const withCliConsole = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.console, (base) =>
+    Effect.withConsole(
+      effect,
+      {
+        ...base,
+        log: (...args) => base.log(...(process.stdout.isTTY === true ? args : plainArgs(args))),
+        error: () => Effect.void
+      } satisfies Console.Console
+    ))
+
+const groupOf = <Name extends string, R, E, A>(
+  group: Command.Command<Name, R, E, A>
+): readonly [string, ReadonlyArray<string>] => [
+  Array.from(Command.getNames(group))[0],
+  Array.from(HashMap.keys(Command.getSubcommands(group))).sort()
+]
+
+// The groups of commands and their own subcommands, by name.
+const groups: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
+  groupOf(Keys.command),
+  groupOf(Sign.command),
+  groupOf(PinCommand.command)
+]
+
+const usageLine = (error: ValidationError.ValidationError, args: ReadonlyArray<string>): string => {
+  const [first, second] = args.slice(2)
+  const group = groups.find(([name]) => name === first)
+  // @effect/cli names the root and its commands when a group's subcommand is unknown (`hsmkey keys lst`).
+  const detail = ValidationError.isCommandMismatch(error) && group !== undefined
+    ? `unknown command "${second}" for hsmkey ${group[0]}: use one of ${group[1].join(", ")}`
+    : plain(HelpDoc.toAnsiText(error.error))
+  const where = group !== undefined && group[1].includes(second)
+    ? `hsmkey ${first} ${second} --help`
+    : HashMap.has(Command.getSubcommands(command), first)
+    ? `hsmkey ${first} --help`
+    : "hsmkey --help"
+  return Errors.line(detail, `\`${where}\` shows the usage`)
+}
+
+const report = (
+  cause: Cause.Cause<CommandError | ValidationError.ValidationError>,
+  args: ReadonlyArray<string>
+): Effect.Effect<number> => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error = failure.value
     if (error._tag === "QuitException") {
       return Effect.as(Output.note("hsmkey: cancelled"), ExitCode.codeOf("interrupted"))
     }
+    if (ValidationError.isValidationError(error)) {
+      return Effect.as(Output.note(usageLine(error, args)), ExitCode.codeOf("usage"))
+    }
     const rendered = Errors.render(error)
-    return Effect.as(
-      rendered.line === undefined ? Effect.void : Output.note(rendered.line),
-      ExitCode.codeOf(rendered.exitClass)
-    )
+    return Effect.as(Output.note(rendered.line), ExitCode.codeOf(rendered.exitClass))
   }
   return Effect.as(
     Output.note(`hsmkey: unexpected failure (a bug: please report it)\n${Cause.pretty(cause)}`),
@@ -165,10 +221,11 @@ const report = (cause: Cause.Cause<CommandError | ValidationError.ValidationErro
  */
 export const run = (args: ReadonlyArray<string>): Effect.Effect<number, never, CliApp.CliApp.Environment> =>
   cli(args).pipe(
+    withCliConsole,
     Effect.matchCauseEffect({
       onSuccess: () => Effect.succeed(ExitCode.codeOf("ok")),
       onFailure: (cause) =>
-        Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : report(cause)
+        Cause.isInterruptedOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : report(cause, args)
     }),
     Effect.onInterrupt(() => Output.note("hsmkey: interrupted; sessions closed")),
     Effect.provide(runtime)

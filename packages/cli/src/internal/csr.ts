@@ -35,7 +35,7 @@ export const command = Command.make(
   },
   ({ alg, connection, json, key, pin, san, subject }) =>
     Effect.flatMap(
-      KeyOptions.toLoadOptions(key),
+      KeyOptions.toLoadOptions(key, "--key"),
       (reference) =>
         Connection.withPool(connection, pin, () =>
           Effect.gen(function*() {

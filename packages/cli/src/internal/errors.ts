@@ -1,12 +1,11 @@
-import * as ValidationError from "@effect/cli/ValidationError"
 import * as ConfigError from "effect/ConfigError"
 import * as Predicate from "effect/Predicate"
 import { CliError } from "../CliError.js"
 import * as ExitCode from "../ExitCode.js"
 
-/** How a failure is shown: one line for stderr (none when @effect/cli printed it already) and its exit class. */
+/** How a failure is shown: one line for stderr and its exit class. */
 export interface Rendered {
-  readonly line: string | undefined
+  readonly line: string
   readonly exitClass: ExitCode.ExitClass
 }
 
@@ -17,6 +16,26 @@ const TOKEN_HINT = "name the token with --token LABEL or --serial SERIAL (HSM_TO
   "`hsmkey tokens` lists them"
 
 const field = (error: object, name: string): unknown => (error as Record<string, unknown>)[name]
+
+// What each key type signs (or decrypts) with, as hsmkey's Jws and Jwe take them.
+const algorithmsOf = (keyType: string, use: unknown): string | undefined => {
+  if (use === "enc") return keyType.startsWith("RSA") ? "RSA-OAEP or RSA-OAEP-256" : undefined
+  if (keyType.startsWith("RSA")) return "PS256, PS384, PS512, RS256, RS384 or RS512"
+  if (keyType.endsWith("secret")) return "HS256, HS384 or HS512"
+  return ({ "P-256": "ES256", "P-384": "ES384", "P-521": "ES512", Ed25519: "EdDSA", Ed448: "EdDSA" } as const)[
+    keyType as "P-256"
+  ]
+}
+
+const mismatchHint = (error: object): string => {
+  const keyType = String(field(error, "keyType"))
+  const algorithms = algorithmsOf(keyType, field(error, "use"))
+  const fits = algorithms === undefined
+    ? ""
+    : `${keyType} keys ${field(error, "use") === "enc" ? "decrypt" : "sign"} with ${algorithms}; `
+  // Not `keys list` alone: under `keys generate` the key is not there yet.
+  return `${fits}without --alg, the key's own algorithm is used`
+}
 
 const hintOf = (tag: string, error: object): string | undefined => {
   switch (tag) {
@@ -48,8 +67,9 @@ const hintOf = (tag: string, error: object): string | undefined => {
     case "MechanismUnsupported":
       return "`hsmkey tokens` shows what the token can do"
     case "UnsupportedAlgorithm":
+      return "`hsmkey tokens` lists the algorithms the token signs and decrypts with"
     case "AlgorithmMismatch":
-      return "`hsmkey keys list` shows each key's type and algorithm"
+      return mismatchHint(error)
     case "SoftHsmError":
       return field(error, "reason") === "NotInstalled" ? "apt-get install softhsm2, or set SOFTHSM2_MODULE" : undefined
     default:
@@ -59,7 +79,8 @@ const hintOf = (tag: string, error: object): string | undefined => {
 
 const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
 
-const line = (message: string, hint: string | undefined): string =>
+/** `hsmkey: <message> (hint: <hint>)`, on one line. */
+export const line = (message: string, hint: string | undefined): string =>
   `hsmkey: ${oneLine(message)}${hint === undefined ? "" : ` (hint: ${oneLine(hint)})`}`
 
 /**
@@ -67,10 +88,6 @@ const line = (message: string, hint: string | undefined): string =>
  * themselves, which never hold a PIN.
  */
 export const render = (error: unknown): Rendered => {
-  if (ValidationError.isValidationError(error)) {
-    // @effect/cli printed it, with the usage that fits.
-    return { line: undefined, exitClass: "usage" }
-  }
   if (error instanceof CliError) return { line: line(error.detail, error.hint), exitClass: error.exitClass }
   if (ConfigError.isConfigError(error)) {
     return { line: line(`configuration: ${String(error)}`, undefined), exitClass: "configuration" }

@@ -25,14 +25,20 @@ export interface KeyReference {
 /** `--label` and/or `--id`, at least one. */
 export const reference: Options.Options<KeyReference> = Options.all({ label, id })
 
-/** The reference as `HsmJwk.fromHsm` takes it; at least one of the two. */
-export const toLoadOptions = (reference: KeyReference): Effect.Effect<HsmJwk.LoadOptions, CliError> =>
+/**
+ * The reference as `HsmJwk.fromHsm` takes it; at least one of the two. `labelFlag` is the flag the command
+ * takes the label from: `--label` under `keys`, `--key` for `sign` and `csr`.
+ */
+export const toLoadOptions = (
+  reference: KeyReference,
+  labelFlag: "--label" | "--key" = "--label"
+): Effect.Effect<HsmJwk.LoadOptions, CliError> =>
   Option.isNone(reference.label) && Option.isNone(reference.id)
     ? Effect.fail(
       new CliError({
         exitClass: "usage",
         detail: "no key named",
-        hint: "name it with --label LABEL, --id HEX or both; `hsmkey keys list` shows them"
+        hint: `name it with ${labelFlag} LABEL, --id HEX or both; \`hsmkey keys list\` shows them`
       })
     )
     : Effect.succeed({ label: Option.getOrUndefined(reference.label), id: Option.getOrUndefined(reference.id) })

@@ -9,9 +9,11 @@ import type * as Redacted from "effect/Redacted"
 import * as HsmJwk from "hsmkey/HsmJwk"
 import * as Jws from "hsmkey/Jws"
 import * as Jwt from "hsmkey/Jwt"
+import * as jose from "jose"
 import { CliError } from "../CliError.js"
 import * as Connection from "./connection.js"
 import * as Input from "./input.js"
+import * as Json from "./jsonOption.js"
 import * as KeyOptions from "./keyOptions.js"
 import * as Output from "./output.js"
 import * as Pin from "./pin.js"
@@ -26,7 +28,7 @@ const alg = Options.text("alg").pipe(
   Options.optional
 )
 
-const onToken = { connection: Connection.options, pin: Pin.option, key, alg }
+const onToken = { connection: Connection.options, pin: Pin.option, json: Json.option, key, alg }
 
 const nothingToSign = (what: string, flag: string) =>
   new CliError({
@@ -41,17 +43,20 @@ const signing = <E, R>(
     readonly pin: Option.Option<Redacted.Redacted<string>>
     readonly key: KeyOptions.KeyReference
     readonly alg: Option.Option<string>
+    readonly json: boolean
   },
   sign: (key: HsmJwk.HsmJwk, alg: string | undefined) => Effect.Effect<string, E, R>
 ) =>
   Effect.flatMap(
-    KeyOptions.toLoadOptions(options.key),
+    KeyOptions.toLoadOptions(options.key, "--key"),
     (reference) =>
       Connection.withPool(options.connection, options.pin, () =>
         Effect.gen(function*() {
           const loaded = yield* HsmJwk.fromHsm(reference)
           const token = yield* sign(loaded, Option.getOrUndefined(options.alg))
-          yield* Output.line(token)
+          if (!options.json) return yield* Output.line(token)
+          const header = jose.decodeProtectedHeader(token)
+          yield* Output.json({ token, alg: header.alg, kid: header.kid ?? null, keyLabel: loaded.label ?? null })
         }))
   )
 
@@ -70,7 +75,9 @@ const jws = Command.make(
       if (payload === undefined) return yield* nothingToSign("payload", "--payload TEXT")
       yield* signing(options, (key, alg) => Jws.sign(payload, key, { alg }))
     })
-).pipe(Command.withDescription("Signs a payload in the token and prints the compact JWS."))
+).pipe(Command.withDescription(
+  "Signs a payload in the token and prints the compact JWS (with --json: its token, alg, kid and key label)."
+))
 
 const duration = (name: string, description: string) =>
   Options.text(name).pipe(
@@ -122,7 +129,10 @@ const jwt = Command.make(
             : options.audience
         }))
     })
-).pipe(Command.withDescription("Signs JWT claims in the token and prints the compact JWT (iat is set)."))
+).pipe(Command.withDescription(
+  "Signs JWT claims in the token and prints the compact JWT, iat set (with --json: its token, alg, kid and key " +
+    "label)."
+))
 
 /** `hsmkey sign jws|jwt` */
 export const command = Command.make("sign").pipe(

@@ -313,7 +313,17 @@ describe.skipIf(!softHsmAvailable)("hsmkey on SoftHSM2", () => {
             const forged = Buffer.from(JSON.stringify({ sub: "mallory" })).toString("base64url")
             const tampered = yield* hsmkey(["verify", "--jwks", file, `${header}.${forged}.${signature}`])
             assert.strictEqual(tampered.stdout, "")
-            assert.include(fails(tampered, 6), "Verification failed")
+            const tamperedLine = fails(tampered, 6)
+            assert.include(tamperedLine, "Verification failed")
+            assert.include(tamperedLine, "(hint: the token was altered after it was signed")
+            const edOnly = Path.join(work, "jwks-ed-only.json")
+            Fs.writeFileSync(
+              edOnly,
+              JSON.stringify({ keys: [JSON.parse(ok(yield* run(["keys", "export", "--label", "ed"])).stdout)] })
+            )
+            const otherKey = fails(yield* hsmkey(["verify", "--jwks", edOnly, jwt]), 6)
+            assert.include(otherKey, "ERR_JWKS_NO_MATCHING_KEY")
+            assert.include(otherKey, "`hsmkey jwks` prints a token's")
             const badSignature = `${header}.${payload}.${signature.slice(0, -4)}AAAA`
             fails(yield* hsmkey(["verify", "--jwks", file, badSignature]), 6)
 
@@ -326,6 +336,8 @@ describe.skipIf(!softHsmAvailable)("hsmkey on SoftHSM2", () => {
               Effect.ensuring(Effect.sync(() => server.close()))
             )
             assert.strictEqual(JSON.parse(ok(remote).stdout).payload.sub, "bob")
+            // The server is gone: the line says why the fetch failed, not just that it did.
+            assert.match(fails(yield* hsmkey(["verify", "--jwks", url, jwt]), 9), /fetch failed \(ECONNREFUSED\)/)
             fails(yield* hsmkey(["verify", "--jwks", Path.join(work, "missing.json"), jwt]), 9)
           }),
         TIMEOUT
@@ -449,6 +461,13 @@ describe.skipIf(!softHsmAvailable)("hsmkey on SoftHSM2", () => {
             assert.include(line, "apt-get install softhsm2")
             assert.include(line, "--module")
             assert.include(fails(yield* run(["tokens"], { HSM_MODULE: undefined }), 3), "HSM_MODULE")
+            // A file that is there but no PKCS#11 library: installing SoftHSM2 would not help.
+            const junk = Path.join(work, "libjunk.so")
+            Fs.writeFileSync(junk, "not a shared object")
+            const notLibrary = fails(yield* run(["tokens", "--module", junk]), 3)
+            assert.include(notLibrary, "not a loadable PKCS#11 library")
+            assert.include(notLibrary, "(hint: that file is no PKCS#11 library")
+            assert.notInclude(notLibrary, "apt-get")
             const token = fails(yield* run(["keys", "list"], { HSM_TOKEN: "no-such-token" }), 3)
             assert.include(token, "No token with label \"no-such-token\"; present: ")
             assert.include(token, "\"cli-test\"")

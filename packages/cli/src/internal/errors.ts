@@ -12,6 +12,31 @@ export interface Rendered {
 const INSTALL_HINT = "install the library (SoftHSM2: apt-get install softhsm2, which puts it at " +
   "/usr/lib/softhsm/libsofthsm2.so) and name it with --module or HSM_MODULE"
 
+// @hsmkey/node says why in its reason's first words: only a missing file calls for installing something.
+const moduleHint = (reason: string): string | undefined =>
+  reason.startsWith("no such file")
+    ? INSTALL_HINT
+    : reason.startsWith("not a loadable PKCS#11 library")
+    ? "that file is no PKCS#11 library (one exports C_GetFunctionList): name the token vendor's library with " +
+      "--module or HSM_MODULE, such as /usr/lib/softhsm/libsofthsm2.so"
+    // pkcs11js missing, or C_Initialize failed: the reason says what to do.
+    : undefined
+
+const verificationHint = (code: string): string | undefined => {
+  switch (code) {
+    case "ERR_JWKS_NO_MATCHING_KEY":
+      return "the JWK set has no key with the token's kid and alg: check that it is the signer's current set " +
+        "(`hsmkey jwks` prints a token's)"
+    case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
+      return "the token was altered after it was signed, or the JWK set holds another key under its kid"
+    case "ERR_JWS_INVALID":
+    case "ERR_JWT_INVALID":
+      return "pass a compact JWS or JWT: three base64url parts joined by dots"
+    default:
+      return undefined
+  }
+}
+
 const TOKEN_HINT = "name the token with --token LABEL or --serial SERIAL (HSM_TOKEN, HSM_TOKEN_SERIAL); " +
   "`hsmkey tokens` lists them"
 
@@ -53,7 +78,7 @@ const hintOf = (tag: string, error: object): string | undefined => {
     case "PinMismatch":
       return "use one PIN per token"
     case "ModuleLoadFailed":
-      return INSTALL_HINT
+      return moduleHint(String(field(error, "reason")))
     case "TokenNotFound":
       return TOKEN_HINT
     case "TokenAmbiguous":
@@ -64,6 +89,8 @@ const hintOf = (tag: string, error: object): string | undefined => {
       return "name the key by --id HEX; `hsmkey keys list` shows the ids"
     case "KeyExists":
       return "choose another --label or --id, or destroy the old key first (hsmkey keys destroy)"
+    case "VerificationFailed":
+      return verificationHint(String(field(error, "code")))
     case "MechanismUnsupported":
       return "`hsmkey tokens` shows what the token can do"
     case "UnsupportedAlgorithm":

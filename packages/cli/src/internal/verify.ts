@@ -19,6 +19,16 @@ const FETCH_TIMEOUT = Duration.seconds(10)
 
 const isUrl = (source: string): boolean => /^https?:\/\//i.test(source)
 
+// fetch says only "fetch failed"; why (ECONNREFUSED, ENOTFOUND, a certificate) is in its cause.
+const describeFetchError = (error: unknown): string => {
+  if (!(error instanceof Error)) return String(error)
+  const cause: unknown = error.cause
+  const why = cause instanceof Error
+    ? (Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : cause.message)
+    : undefined
+  return why === undefined || error.message.includes(why) ? error.message : `${error.message} (${why})`
+}
+
 const fetchText = (url: string): Effect.Effect<string, CliError> =>
   Effect.tryPromise({
     try: async (signal) => {
@@ -32,7 +42,7 @@ const fetchText = (url: string): Effect.Effect<string, CliError> =>
     catch: (error) =>
       new CliError({
         exitClass: "io",
-        detail: `cannot fetch the JWKS at ${url}: ${error instanceof Error ? error.message : String(error)}`
+        detail: `cannot fetch the JWKS at ${url}: ${describeFetchError(error)}`
       })
   })
 

@@ -50,7 +50,19 @@ export const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("h
 export const typeOf = (key: HsmJwk.HsmJwk): string => key.keyType === "RSA" ? `RSA-${key.bits}` : key.keyType
 
 /** What `--json` prints of a key. */
-export const summary = (key: HsmJwk.HsmJwk) => ({
+export interface Summary {
+  readonly label: string | null
+  readonly id: string
+  readonly kid: string
+  readonly type: string
+  readonly alg: HsmJwk.HsmJwk["alg"]
+  readonly use: HsmJwk.Use
+  readonly token: string
+  readonly jwk: HsmJwk.PublishedJwk
+}
+
+/** What `--json` prints of a key. */
+export const summary = (key: HsmJwk.HsmJwk): Summary => ({
   label: key.label ?? null,
   id: hex(key.id),
   kid: key.kid,

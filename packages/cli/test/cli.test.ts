@@ -145,6 +145,8 @@ describe.skipIf(!softHsmAvailable)("hsmkey on SoftHSM2", () => {
             assert.include(stdout, `token "cli-test", serial ${token.serialNumber}`)
             assert.include(stdout, "login required")
             assert.include(stdout, "user PIN set")
+            // SoftHSM2 reports no open count and no limit: said so in words, not "unavailable open of unlimited".
+            assert.include(stdout, "  sessions:  open count not reported, no limit; PIN 4 to 255 characters")
             assert.include(stdout, "ES256 (CKM_ECDSA)")
             assert.include(stdout, "Ed25519 (CKM_EC_EDWARDS_KEY_PAIR_GEN)")
             const json = JSON.parse(ok(yield* run(["tokens", "--json"], { HSM_PIN: undefined })).stdout)

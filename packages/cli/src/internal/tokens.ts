@@ -31,7 +31,16 @@ interface SlotReport {
   readonly capabilities: Capabilities.Capabilities | undefined
 }
 
-const limit = (value: number | string): string => String(value)
+// "unavailable open of unlimited" read badly: the token may decline to report either figure.
+const sessionsOf = (token: TokenInfo): string => {
+  const open = token.openSessions === "unavailable" ? "open count not reported" : `${token.openSessions} open`
+  const max = token.maxSessions === "unavailable"
+    ? "limit not reported"
+    : token.maxSessions === "unlimited"
+    ? "no limit"
+    : `at most ${token.maxSessions}`
+  return `${open}, ${max}`
+}
 
 const describeCapabilities = (capabilities: Capabilities.Capabilities): ReadonlyArray<string> => {
   const generated = capabilities.keyTypes.filter((type) => type.generate !== undefined)
@@ -64,9 +73,7 @@ const describe = (report: SlotReport): ReadonlyArray<string> => {
     `slot ${slot.slotId}: token "${token.label}", serial ${token.serialNumber}`,
     `  model:     ${token.model} by ${token.manufacturerId}`,
     `  flags:     ${flagsOf(token).join(", ")}`,
-    `  sessions:  ${limit(token.openSessions)} open of ${
-      limit(token.maxSessions)
-    }, PIN ${token.minPinLength} to ${token.maxPinLength} characters`,
+    `  sessions:  ${sessionsOf(token)}; PIN ${token.minPinLength} to ${token.maxPinLength} characters`,
     ...(capabilities === undefined ? [] : describeCapabilities(capabilities))
   ]
 }

@@ -106,9 +106,15 @@ const singleCopies = (directory: string) => {
     return directory
   }
   const shared = ["effect", "hsmkey", "@hsmkey/pkcs11", "@hsmkey/node"]
-  const ours = ["hsmkey", "@hsmkey/pkcs11", "@hsmkey/node", "@hsmkey/softhsm"].map((name) =>
-    resolveFrom(directory, name)
-  )
+  const ours = [
+    "hsmkey",
+    "@hsmkey/pkcs11",
+    "@hsmkey/node",
+    "@hsmkey/softhsm",
+    "@hsmkey/x509",
+    "@hsmkey/platform",
+    "@hsmkey/cli"
+  ].map((name) => resolveFrom(directory, name))
   for (const name of shared) {
     const own = resolveFrom(directory, name)
     for (const dependent of ours) {
@@ -126,8 +132,18 @@ const uses = (directory: string) =>
     // Two signing threads by default: both loaded from the installed files and signing.
     assert.deepStrictEqual(JSON.parse(stdout.trim()), {
       emulator: "installed",
+      jwks: true,
+      csr: true,
       ...(softHsmModule === undefined ? {} : { softhsm: "installed", signingThreads: 2 })
     })
+    // The command line, as the app's package manager linked it.
+    const cli = Path.join(directory, "node_modules", ".bin", "hsmkey")
+    const version = yield* succeed(cli, ["--version"], directory)
+    assert.include(version.stdout, versionOf("@hsmkey/cli"))
+    if (softHsmModule !== undefined) {
+      const demo = yield* succeed(cli, ["demo"], directory, { SOFTHSM2_MODULE: softHsmModule })
+      assert.match(demo.stdout, /EdDSA\s+JWT signed in the token, verified by jose/)
+    }
     yield* succeed(
       process.execPath,
       [Path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "."],

@@ -24,6 +24,7 @@ import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -463,9 +464,19 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   // acquire, a finalizer, HttpApp.toWebHandler) would wait for the pool to close even after its borrow
   // succeeded; and sides made interruptible would end the wait at an interruption of the caller, which
   // reaches a fiber's children even while the fiber is uninterruptible.
+  //
+  // An interruptible caller's borrow still races the close, so that a borrow under way when the pool closes
+  // (a session being opened, a login) is interrupted before the pool's sessions are closed, rather than
+  // opening one after them that nothing would close.
   let closed = false
+  const closing = yield* Deferred.make<void>()
+  const closedNow = Effect.zipRight(Deferred.await(closing), Effect.fail(poolClosed()))
   const unlessClosed = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | PoolClosed, R> =>
-    Effect.suspend((): Effect.Effect<A, E | PoolClosed, R> => closed ? Effect.fail(poolClosed()) : self)
+    Effect.suspend((): Effect.Effect<A, E | PoolClosed, R> =>
+      closed
+        ? Effect.fail(poolClosed())
+        : Effect.checkInterruptible((interruptible) => interruptible ? Effect.raceFirst(self, closedNow) : self)
+    )
 
   // A signing lane's session: taken as a lease is, not counted as one, given back when the lane ends it.
   const openLane: Effect.Effect<Session.Session, AcquireError, Scope.Scope> = Effect.gen(function*() {
@@ -575,11 +586,12 @@ export const make: (options: SessionPoolOptions) => Effect.Effect<
   SigningEngine.register(service, engine)
   // Runs first as the pool's scope closes: waiters are told before sessions go.
   yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
+    Effect.suspend(() => {
       closed = true
       kinds.ro?.gate.close()
       kinds.rw?.gate.close()
       bound.close()
+      return Deferred.succeed(closing, undefined)
     })
   )
   return service
